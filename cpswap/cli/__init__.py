@@ -1,0 +1,45 @@
+"""The `cpswap` command line: plan, check, etcd, kube.
+
+Each subcommand module exposes ``register(subparsers)``; it sets ``func(args) -> int`` on its
+parser. Exit codes: 0 ok, 1 refused or violations found, 2 usage or config error,
+3 a deadline or transient failure that outlived its retries.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from cpswap.core.errors import ConfigError, CpswapError, DeadlineError, TransientError
+
+SUBCOMMAND_MODULES = ("plan", "check", "etcd", "kube")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpswap", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMAND_MODULES:
+        module = importlib.import_module(f"cpswap.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"cpswap: {exc}", file=sys.stderr)
+        return 2
+    except (DeadlineError, TransientError) as exc:
+        print(f"cpswap: {exc}", file=sys.stderr)
+        return 3
+    except CpswapError as exc:
+        print(f"cpswap: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
