@@ -1,0 +1,182 @@
+"""PVC recovery policy: parsing ``cpswap:pvcRecovery``, matching claims, ordering. Pure.
+
+A selector is a namespace (``onecloud-minio``: every claim in it) or ``namespace/claim``; the
+more specific selector wins. Data classes say what a recreate loses:
+``replicated`` (peers heal it, e.g. minio), ``disposable`` (tolerable loss, e.g. metrics),
+``unique`` (the only copy). Policies: ``recreate`` (cpswap deletes and recreates it),
+``skip`` (left alone, stays Pending), ``manual`` (cpswap stops and tells the operator).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from cpswap.core.errors import Violation
+from cpswap.core.facts import ClaimFact
+
+POLICIES = ("recreate", "skip", "manual")
+DATA_CLASSES = ("replicated", "disposable", "unique")
+OWNERS = ("statefulset", "operator")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class ClaimPolicy:
+    selector: str
+    policy: str
+    data_class: str
+    order: int
+    owner: str | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.selector.partition("/")[0]
+
+    @property
+    def claim(self) -> str | None:
+        return self.selector.partition("/")[2] or None
+
+
+@dataclass(frozen=True)
+class ClaimAction:
+    """What recovery does with one claim pinned to the departing node."""
+
+    namespace: str
+    name: str
+    owner_kind: str
+    owner_name: str
+    size: str
+    data_class: str
+    policy: str
+    order: int
+    observed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "name": self.name, "owner_kind": self.owner_kind,
+                "owner_name": self.owner_name, "size": self.size, "data_class": self.data_class,
+                "policy": self.policy, "order": self.order, "observed": self.observed}
+
+
+def _check_selector(selector: str) -> str | None:
+    parts = selector.split("/")
+    if len(parts) > 2 or not all(_K8S_NAME.match(p) for p in parts):
+        return "must be a namespace or namespace/claim of lowercase DNS-1123 names"
+    return None
+
+
+def parse_pvc_recovery(raw: Any, *, field: str = "pvcRecovery") -> tuple[tuple[ClaimPolicy, ...], tuple[Violation, ...]]:
+    """Parse the ``cpswap:pvcRecovery`` object; every violation is returned, none raised."""
+    if raw is None:
+        return (), ()
+    if not isinstance(raw, Mapping):
+        return (), (Violation(field, repr(raw), "must be an object of selector -> {policy, dataClass, order}"),)
+    policies: list[ClaimPolicy] = []
+    problems: list[Violation] = []
+    for selector, spec in sorted(raw.items()):
+        where = f"{field}.{selector}"
+        if (why := _check_selector(str(selector))) is not None:
+            problems.append(Violation(where, str(selector), why))
+            continue
+        if not isinstance(spec, Mapping):
+            problems.append(Violation(where, repr(spec), "must be an object {policy, dataClass, order}"))
+            continue
+        unknown = sorted(set(spec) - {"policy", "dataClass", "order", "owner"})
+        for key in unknown:
+            problems.append(Violation(f"{where}.{key}", str(spec[key]), "unknown key; allowed: policy, dataClass, order, owner"))
+        policy, data_class = spec.get("policy"), spec.get("dataClass")
+        order, owner = spec.get("order", 100), spec.get("owner")
+        if policy not in POLICIES:
+            problems.append(Violation(f"{where}.policy", str(policy), f"must be one of {', '.join(POLICIES)}"))
+        if data_class not in DATA_CLASSES:
+            problems.append(Violation(f"{where}.dataClass", str(data_class), f"must be one of {', '.join(DATA_CLASSES)}"))
+        if not isinstance(order, int) or isinstance(order, bool) or order < 0:
+            problems.append(Violation(f"{where}.order", str(order), "must be a non-negative integer (lower recovers first)"))
+        if owner is not None and owner not in OWNERS:
+            problems.append(Violation(f"{where}.owner", str(owner), f"must be one of {', '.join(OWNERS)}"))
+        if not unknown and policy in POLICIES and data_class in DATA_CLASSES and isinstance(order, int) \
+                and not isinstance(order, bool) and order >= 0 and (owner is None or owner in OWNERS):
+            policies.append(ClaimPolicy(selector=str(selector), policy=policy, data_class=data_class,
+                                        order=order, owner=owner))
+    return tuple(policies), tuple(problems)
+
+
+def policy_for(*, namespace: str, name: str, policies: Sequence[ClaimPolicy]) -> ClaimPolicy | None:
+    """The policy for one claim: ``ns/claim`` beats ``ns``."""
+    exact = [p for p in policies if p.namespace == namespace and p.claim == name]
+    if exact:
+        return exact[0]
+    broad = [p for p in policies if p.namespace == namespace and p.claim is None]
+    return broad[0] if broad else None
+
+
+def _owner_kind(claim: ClaimFact, policy: ClaimPolicy | None) -> str:
+    if policy is not None and policy.owner == "operator" and claim.owner_kind in ("Deployment", "OperatorDeployment"):
+        return "OperatorDeployment"
+    return claim.owner_kind
+
+
+def plan_claim_actions(*, claims: Sequence[ClaimFact], policies: Sequence[ClaimPolicy],
+                       node: str) -> tuple[tuple[ClaimAction, ...], tuple[Violation, ...]]:
+    """Order the observed claims of ``node`` for recovery; refuse data-bearing claims without policy.
+
+    Unbound claims (no volume) hold no data and are left alone without a policy.
+    """
+    actions: list[ClaimAction] = []
+    refusals: list[Violation] = []
+    for claim in claims:
+        policy = policy_for(namespace=claim.namespace, name=claim.name, policies=policies)
+        if policy is None:
+            if claim.volume:
+                refusals.append(Violation(
+                    f"pvcRecovery.{claim.key}", f"{claim.size} on {node}",
+                    f"claim {claim.key} ({claim.owner_kind} {claim.owner_name}) holds data on the departing "
+                    f"node {node} and has no recovery policy; add pvcRecovery.{claim.namespace} or "
+                    f"pvcRecovery.{claim.key} with policy recreate, skip or manual"))
+            continue
+        actions.append(ClaimAction(namespace=claim.namespace, name=claim.name,
+                                   owner_kind=_owner_kind(claim, policy), owner_name=claim.owner_name,
+                                   size=claim.size, data_class=policy.data_class, policy=policy.policy,
+                                   order=policy.order, observed=True))
+    actions.sort(key=lambda a: (a.order, a.namespace, a.name))
+    return tuple(actions), tuple(refusals)
+
+
+def unobserved_actions(*, policies: Sequence[ClaimPolicy]) -> tuple[ClaimAction, ...]:
+    """Without a kube observation the plan lists the policies, marked unobserved."""
+    rows = [ClaimAction(namespace=p.namespace, name=p.claim or "*", owner_kind=(
+        "OperatorDeployment" if p.owner == "operator" else ("StatefulSet" if p.owner == "statefulset" else "?")),
+        owner_name="?", size="?", data_class=p.data_class, policy=p.policy, order=p.order, observed=False)
+        for p in policies]
+    rows.sort(key=lambda a: (a.order, a.namespace, a.name))
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    name: str
+    max_pods: int
+    pods: int
+
+    @property
+    def free(self) -> int:
+        return max(self.max_pods - self.pods, 0)
+
+
+@dataclass(frozen=True)
+class CapacityVerdict:
+    allowed: bool
+    free: int
+    moving: int
+    reason: str
+
+
+def check_capacity(*, survivors: Sequence[NodeCapacity], moving_pods: int) -> CapacityVerdict:
+    """Can the survivors' free pod slots (kubelet max-pods, 110 by default) take what moves?"""
+    free = sum(n.free for n in survivors)
+    detail = ", ".join(f"{n.name} {n.pods}/{n.max_pods}" for n in survivors)
+    if moving_pods > free:
+        return CapacityVerdict(False, free, moving_pods,
+                               f"{moving_pods} pods must move but the survivors have {free} free pod slots "
+                               f"({detail}); raise kubelet max-pods or add a node first")
+    return CapacityVerdict(True, free, moving_pods, f"{moving_pods} pods fit in {free} free pod slots ({detail})")
