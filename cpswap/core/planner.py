@@ -1,0 +1,213 @@
+"""The planner: (desired model, applied membership, observation) → ordered steps. Pure.
+
+It decides, and says why, but runs nothing. Every step carries the etcd voters, healthy voters,
+quorum and tolerance after it. The plan refuses (``refusals``) instead of raising, so the same
+plan can be shown in full and then enforced: ``Plan.raise_if_refused()``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cpswap.core.errors import ConfigError, Violation
+from cpswap.core.facts import Observation
+from cpswap.core.model import Host, Member, StackModel
+from cpswap.core.quorum import QuorumState, can_remove
+from cpswap.core.recovery import ClaimAction, plan_claim_actions, unobserved_actions
+from cpswap.core.slots import CommandSpec, slot_commands
+
+
+@dataclass(frozen=True)
+class AppliedMembership:
+    """Which host holds which slot as deployed now, and where that knowledge came from."""
+
+    hosts: tuple[tuple[str, Host], ...]
+    source: str
+
+    @classmethod
+    def of(cls, hosts: dict[str, Host], *, source: str) -> "AppliedMembership":
+        return cls(hosts=tuple(sorted(hosts.items())), source=source)
+
+    def as_dict(self) -> dict[str, Host]:
+        return dict(self.hosts)
+
+
+@dataclass(frozen=True)
+class Change:
+    slot: str
+    old: Host
+    new: Host
+    reason: str
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    slot: str
+    action: str
+    phase: str  # leave | join | after
+    resource: str  # the Pulumi resource that carries it
+    operation: str  # delete (runs from stored state) | create
+    runs_on: str
+    kind: str  # "command" (kubean/openshift add "k8s-object")
+    command: str
+    reason: str
+    state: QuorumState
+    secret_inputs: tuple[str, ...]
+    timeout: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: StackModel
+    applied: AppliedMembership
+    observed: bool
+    changes: tuple[Change, ...]
+    unhealthy: tuple[str, ...]
+    steps: tuple[Step, ...]
+    before: QuorumState
+    during: QuorumState
+    after: QuorumState
+    claims: tuple[ClaimAction, ...]
+    warnings: tuple[str, ...]
+    refusals: tuple[Violation, ...] = field(default=())
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.changes
+
+    def raise_if_refused(self) -> None:
+        if self.refusals:
+            raise ConfigError(self.refusals)
+
+
+def _changes(model: StackModel, applied: AppliedMembership) -> tuple[list[Change], list[Violation]]:
+    desired, current = model.hosts(), applied.as_dict()
+    problems: list[Violation] = []
+    added, removed = sorted(set(desired) - set(current)), sorted(set(current) - set(desired))
+    if added or removed:
+        problems.append(Violation(
+            "members", ", ".join([*(f"+{s}" for s in added), *(f"-{s}" for s in removed)]),
+            f"slots must stay the same ({', '.join(sorted(current))} applied per {applied.source}); "
+            f"a swap edits the host of one slot, it does not add or remove slots"))
+    changes = [Change(slot=s, old=current[s], new=desired[s],
+                      reason=f"{s} holds {current[s]} per {applied.source}; stack config wants {desired[s]}")
+               for s in sorted(set(desired) & set(current)) if current[s] != desired[s]]
+    if len(changes) > 1:
+        problems.append(Violation(
+            "members", ", ".join(c.slot for c in changes),
+            f"at most one slot may change per run; {len(changes)} changed "
+            f"({'; '.join(f'{c.slot}: {c.old} -> {c.new}' for c in changes)})"))
+    return changes, problems
+
+
+def _unhealthy(model: StackModel, applied: AppliedMembership, observation: Observation) -> tuple[str, ...]:
+    facts = observation.etcd
+    if facts is None or not facts.reachable:
+        return ()
+    names = []
+    for slot, host in applied.hosts:
+        member = facts.find(name=host.name, ip=host.ip)
+        if member is None or member.healthy is False or (member.healthy is None and not member.started):
+            names.append(host.name)
+    return tuple(names)
+
+
+def _claims(model: StackModel, change: Change | None, observation: Observation) -> tuple[tuple[ClaimAction, ...], tuple[Violation, ...]]:
+    if change is None:
+        return (), ()
+    kube = observation.kube
+    if kube is not None and kube.reachable:
+        mine = [c for c in kube.claims if c.node == change.old.name]
+        return plan_claim_actions(claims=mine, policies=model.pvc_policies, node=change.old.name)
+    return unobserved_actions(policies=model.pvc_policies), ()
+
+
+def _steps(model: StackModel, change: Change, start: QuorumState, departing_healthy: bool) -> tuple[Step, ...]:
+    old_member = Member(slot=change.slot, host=change.old)
+    new_member = model.member(change.slot)
+    old_specs = {s.name: s for s in slot_commands(model=model, member=old_member)}
+    new_specs = slot_commands(model=model, member=new_member)
+    vip = model.endpoint.host
+    steps: list[Step] = []
+    state = start
+    removed = QuorumState(voters=start.voters - 1, healthy=start.healthy - (1 if departing_healthy else 0))
+    joined = QuorumState(voters=removed.voters + 1, healthy=removed.healthy + 1)
+
+    def add(spec: CommandSpec, *, operation: str, phase: str, state: QuorumState, member: Member,
+            action: str | None = None, command: str | None = None, reason: str | None = None) -> None:
+        secrets = tuple(key for _, key in spec.secret_env)
+        if spec.stdin == "ocboot-config":
+            secrets += ("ocbootDbPassword",)
+        elif spec.stdin == "k3s-token":
+            secrets += ("k3sToken",)
+        if spec.runs_on.kind == "ssh":
+            secrets += ("sshPrivateKey",)
+        act = action or spec.action
+        steps.append(Step(
+            id=f"{change.slot}-{act}", slot=change.slot, action=act, phase=phase, resource=spec.name,
+            operation=operation, runs_on=spec.runs_on.describe(member, vip), kind="command",
+            command=command or (spec.delete if operation == "delete" else spec.create) or "",
+            reason=reason or spec.reason, state=state, secret_inputs=secrets,
+            timeout=spec.delete_timeout if operation == "delete" else spec.create_timeout))
+
+    leave = old_specs[f"{change.slot}-etcd-leave"]
+    add(leave, operation="delete", phase="leave", state=state, member=old_member, action="etcd-snapshot",
+        command=f"(part of {leave.name} delete) snapshot save + verify into {model.etcd.snapshot_dir}",
+        reason="a verified etcd snapshot is taken before any membership change")
+    add(leave, operation="delete", phase="leave", state=removed, member=old_member)
+    add(old_specs[f"{change.slot}-node-leave"], operation="delete", phase="leave", state=removed, member=old_member)
+    for spec in new_specs:
+        if spec.action in ("join-prepare", "join"):
+            add(spec, operation="create", phase="join", state=joined if spec.action == "join" else removed,
+                member=new_member)
+        elif spec.action in ("verify", "pvc-recover"):
+            add(spec, operation="create", phase="after", state=joined, member=new_member)
+    return tuple(steps)
+
+
+def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Observation) -> Plan:
+    changes, refusals = _changes(model, applied)
+    unhealthy = _unhealthy(model, applied, observation)
+    voters = len(applied.hosts) or len(model.members)
+    warnings: list[str] = []
+    observed = observation.observed
+    change = changes[0] if len(changes) == 1 else None
+    if not observed and change is not None:
+        unhealthy = (change.old.name,)  # worst case for tolerance: the departing member is dead
+    before = QuorumState(voters=voters, healthy=voters - len(unhealthy))
+    if observation.etcd is not None and not observation.etcd.reachable:
+        warnings.append(f"etcd not observed ({observation.etcd.error}); the plan assumes every member "
+                        f"except the departing one is healthy")
+    steps: tuple[Step, ...] = ()
+    during = after = before
+    if change is not None:
+        departing_healthy = observed and change.old.name not in unhealthy
+        others_down = [n for n in unhealthy if n != change.old.name]
+        verdict = can_remove(voters=before.voters, healthy=before.healthy, target_healthy=departing_healthy,
+                             target=f"{change.slot} ({change.old})")
+        if not verdict.allowed:
+            refusals.append(Violation(f"members.{change.slot}", str(change.old), verdict.reason))
+        if others_down:
+            refusals.append(Violation(
+                f"members.{change.slot}", str(change.old),
+                f"{', '.join(others_down)} {'is' if len(others_down) == 1 else 'are'} unhealthy too; etcd refuses "
+                f"to add a member while a voter is down, so replacing {change.old.name} now would strand the "
+                f"cluster at {before.voters - 1} voters; recover {', '.join(others_down)} first"))
+        if change.old.ip == change.new.ip:
+            warnings.append(f"{change.slot} keeps IP {change.new.ip}: remove-then-add runs with "
+                            f"{verdict.after.voters} voters (tolerance {verdict.after.tolerance}) until the rebuilt "
+                            f"member has joined")
+        if not observed:
+            warnings.append(f"unobserved: {change.old} is assumed dead (the worst case for tolerance); "
+                            f"run with observation to check the survivors' health first")
+        steps = _steps(model, change, before, departing_healthy)
+        during = verdict.after
+        after = QuorumState(voters=during.voters + 1, healthy=during.healthy + 1)
+    claims, claim_refusals = _claims(model, change, observation)
+    refusals.extend(claim_refusals)
+    if change is not None and not any(c.observed for c in claims) and claims:
+        warnings.append(f"claims on {change.old.name} not observed: recovery at run time handles claims "
+                        f"matching the policies below and refuses any data-bearing claim without one")
+    return Plan(model=model, applied=applied, observed=observed, changes=tuple(changes), unhealthy=unhealthy,
+                steps=steps, before=before, during=during, after=after, claims=claims,
+                warnings=tuple(warnings), refusals=tuple(refusals))

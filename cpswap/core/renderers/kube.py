@@ -1,0 +1,33 @@
+"""Renderers for the kube executor command lines run from the operator's machine. Pure."""
+from __future__ import annotations
+
+import json
+from shlex import quote
+from typing import Sequence
+
+from cpswap.core.model import Host
+from cpswap.core.recovery import ClaimPolicy
+
+
+def render_node_delete(*, host: Host, drain_timeout_s: int = 120) -> str:
+    """Cordon, drain (skipping the eviction wait on a NotReady node) and delete the Node. Idempotent."""
+    return (f"cpswap kube delete-node --node {quote(host.name)} --drain --drain-timeout {drain_timeout_s}")
+
+
+def render_node_verify(*, host: Host, deadline_s: int = 600) -> str:
+    """Wait until the Node of ``host`` is registered and Ready."""
+    return f"cpswap kube wait-node --node {quote(host.name)} --deadline {deadline_s}"
+
+
+def policy_json(policies: Sequence[ClaimPolicy]) -> str:
+    """The pvcRecovery object in canonical JSON (sorted keys) so inputs are byte-stable."""
+    doc = {p.selector: {k: v for k, v in (("policy", p.policy), ("dataClass", p.data_class),
+                                           ("order", p.order), ("owner", p.owner)) if v is not None}
+           for p in policies}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def render_pvc_recover(*, host: Host, policies: Sequence[ClaimPolicy], deadline_s: int = 900) -> str:
+    """Recover claims pinned to Nodes that no longer exist onto ``host`` (orphans are found at run time)."""
+    return (f"cpswap kube recover-pvcs --new-node {quote(host.name)} --orphaned "
+            f"--policy-json {quote(policy_json(policies))} --deadline {deadline_s}")
