@@ -1,15 +1,59 @@
-"""`cpswap plan`: placeholder registered by the skeleton; replaced by its issue's work."""
+"""`cpswap plan`: the impact review of a stack, offline, from the stack files. Not pure (files).
+
+Prints the same plan the Pulumi program logs at preview. Never opens a connection unless
+``--observe`` is given (then read-only, with a short timeout).
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
-from cpswap.core.errors import PermanentError
+from cpswap.core.facts import Observation
+from cpswap.core.planner import Plan, plan_swap
+from cpswap.core.report import plan_document, plan_table
+from cpswap.stackfiles import load_applied, load_model
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--dir", type=Path, default=Path("."), help="project directory (default: .)")
+    parser.add_argument("--json", action="store_true", help="print the plan document as JSON")
+    parser.add_argument("--base", help="git revision whose stack file is the applied membership (a PR's base)")
+    parser.add_argument("--applied", type=Path, help="saved `pulumi stack output --json` of the last deployment")
+    parser.add_argument("--observe", action="store_true",
+                        help="read live etcd and Kubernetes state (read-only, short timeout); off by default")
+    parser.add_argument("--timeout", type=float, default=3.0, help="observation timeout in seconds")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    parser = sub.add_parser("plan", help="(under construction)")
-    parser.set_defaults(func=_run)
+    parser = sub.add_parser("plan", help="show what a swap will do, offline, from the stack files")
+    add_stack_arguments(parser)
+    parser.set_defaults(func=run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    raise PermanentError("cpswap plan is not built yet")
+def observe(args: argparse.Namespace) -> Observation:
+    if not args.observe:
+        return Observation()
+    from cpswap.executors.observe import observe_cluster  # network code only when asked for
+
+    return observe_cluster(timeout=args.timeout)
+
+
+def build_plan(args: argparse.Namespace) -> Plan:
+    directory = args.dir.resolve()
+    model = load_model(directory=directory, stack=args.stack)
+    applied = load_applied(directory=directory, stack=args.stack, model=model, applied_file=args.applied,
+                           base=args.base)
+    return plan_swap(model=model, applied=applied, observation=observe(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = build_plan(args)
+    if args.json:
+        json.dump(plan_document(plan), sys.stdout, indent=2, sort_keys=False)
+        print()
+    else:
+        print(plan_table(plan))
+    return 1 if plan.refusals else 0

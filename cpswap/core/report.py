@@ -1,0 +1,81 @@
+"""The impact report: the plan as a table for people and as a JSON document for machines. Pure.
+
+The document (schema ``cpswap.plan/v1``, docs/CONTRACTS.md) is what ``cpswap plan --json``
+prints, what the program exports as the ``plan`` stack output and what the policy rules read.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from cpswap.core.planner import Plan
+
+SCHEMA = "cpswap.plan/v1"
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    model = plan.model
+    return {
+        "schema": SCHEMA,
+        "stack": model.stack,
+        "distribution": model.distribution,
+        "endpoint": str(model.endpoint),
+        "membership_source": plan.applied.source,
+        "observed": plan.observed,
+        "desired": {m.slot: m.host.as_dict() for m in model.members},
+        "applied": {slot: host.as_dict() for slot, host in plan.applied.hosts},
+        "changes": [{"slot": c.slot, "old": c.old.as_dict(), "new": c.new.as_dict(), "reason": c.reason}
+                    for c in plan.changes],
+        "unhealthy": list(plan.unhealthy),
+        "steps": [{"id": s.id, "slot": s.slot, "action": s.action, "phase": s.phase, "resource": s.resource,
+                   "operation": s.operation, "kind": s.kind, "runs_on": s.runs_on, "command": s.command,
+                   "reason": s.reason, **s.state.as_dict(), "secret_inputs": list(s.secret_inputs),
+                   "timeout": s.timeout} for s in plan.steps],
+        "quorum": {"before": plan.before.as_dict(), "during": plan.during.as_dict(), "after": plan.after.as_dict()},
+        "claims": [c.as_dict() for c in plan.claims],
+        "warnings": list(plan.warnings),
+        "refusals": [{"field": v.field, "value": v.value, "rule": v.rule} for v in plan.refusals],
+    }
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*headers), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)]
+
+
+def plan_table(plan: Plan) -> str:
+    model = plan.model
+    lines = [f"cpswap plan: stack {model.stack}, {model.distribution}, endpoint {model.endpoint}",
+             f"applied membership: {plan.applied.source}; "
+             f"{'observed live' if plan.observed else 'NOT observed (offline; health assumed)'}"]
+    if plan.is_noop:
+        lines.append("no slot changes: nothing will run (every create detects a healthy member and does nothing)")
+    for c in plan.changes:
+        lines.append(f"swap {c.slot}: {c.old} -> {c.new}")
+    lines.append("")
+    lines += _table(["quorum", "voters", "healthy", "quorum", "tolerance"],
+                    [[label, str(q.voters), str(q.healthy), str(q.quorum), str(q.tolerance)]
+                     for label, q in (("before", plan.before), ("during", plan.during), ("after", plan.after))])
+    if plan.steps:
+        lines.append("")
+        lines += _table(["#", "step", "resource", "runs on", "voters/healthy/quorum/tol"],
+                        [[str(i), s.id, f"{s.resource} ({s.operation})", s.runs_on,
+                          f"{s.state.voters}/{s.state.healthy}/{s.state.quorum}/{s.state.tolerance}"]
+                         for i, s in enumerate(plan.steps, 1)])
+        lines.append("")
+        for i, s in enumerate(plan.steps, 1):
+            lines.append(f"{i}. {s.id}: {s.reason}")
+            lines.append(f"   $ {s.command if len(s.command) < 400 else s.command[:400] + ' ...'}")
+            if s.secret_inputs:
+                lines.append(f"   secrets (from stack config, never shown): {', '.join(s.secret_inputs)}")
+    if plan.claims:
+        lines.append("")
+        lines.append("claims to recover" + ("" if any(c.observed for c in plan.claims) else " (not observed; policies)"))
+        lines += _table(["order", "namespace", "claim", "owner", "size", "data class", "policy"],
+                        [[str(c.order), c.namespace, c.name, f"{c.owner_kind} {c.owner_name}".strip(), c.size,
+                          c.data_class, c.policy] for c in plan.claims])
+    for w in plan.warnings:
+        lines.append(f"WARNING: {w}")
+    for v in plan.refusals:
+        lines.append(f"REFUSED: {v}")
+    return "\n".join(lines)
