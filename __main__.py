@@ -1,0 +1,41 @@
+"""The cpswap Pulumi program: config → model → applied membership → plan → components → exports.
+
+Invalid config or an unsafe plan raises here, before any resource is registered.
+"""
+import pulumi
+
+from components import ControlPlane, ControlPlaneArgs, SecretInputs
+from cpswap.core.errors import ConfigError, Violation
+from cpswap.core.facts import Observation
+from cpswap.core.model import SECRET_KEYS, parse_stack_config
+from cpswap.core.planner import plan_swap
+from cpswap.core.report import plan_document, plan_table
+from cpswap.program import applied_membership, config_values, observe_if_enabled
+
+config = pulumi.Config("cpswap")
+stack = pulumi.get_stack()
+model = parse_stack_config(config_values(config), stack=stack)
+secrets = {key: config.get_secret(key) for key in SECRET_KEYS}
+required = {"sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "etcdClientKey",
+            {"ocboot": "ocbootDbPassword", "k3s": "k3sToken"}.get(model.distribution, "kubeconfig")}
+missing = sorted(key for key in required if secrets[key] is None)
+if missing:
+    raise ConfigError([Violation(key, "unset", f"secret required for {model.distribution}; set it with "
+                                               f"`pulumi config set --secret cpswap:{key} ...`") for key in missing])
+
+observation: Observation = observe_if_enabled(model=model, config=config)
+plan = plan_swap(model=model, applied=applied_membership(stack=stack, model=model, observation=observation),
+                 observation=observation)
+table = plan_table(plan)
+pulumi.log.info(table)
+plan.raise_if_refused()
+document = plan_document(plan)
+
+control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan=document, secrets=SecretInputs(
+    ssh_private_key=secrets["sshPrivateKey"], kubeconfig=secrets["kubeconfig"], etcd_ca_cert=secrets["etcdCaCert"],
+    etcd_client_cert=secrets["etcdClientCert"], etcd_client_key=secrets["etcdClientKey"],
+    ocboot_db_password=secrets["ocbootDbPassword"], k3s_token=secrets["k3sToken"])))
+
+pulumi.export("membership", control_plane.membership)
+pulumi.export("plan", document)
+pulumi.export("planTable", table)

@@ -1,0 +1,135 @@
+"""ControlPlane and Slot components. Pulumi wiring only; the decisions live in cpswap.core.
+
+``ControlPlane`` → one ``Slot`` component per slot. Each slot's children come from
+``cpswap.core.slots.slot_commands`` (the same specs the preview plan shows): they are named after
+the slot, carry the slot's host in ``triggers`` and are created with ``delete_before_replace`` so
+the old member leaves (from stored state, through survivors) before the new one joins. Children
+are chained with ``depends_on``. Inputs hold only the slot's own host, the VIP and stack-level
+settings, so a swap of one slot never changes another slot's inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_command import local, remote
+
+from cpswap.core.model import Member, StackModel
+from cpswap.core.renderers.ocboot import config_text, render_ocboot_config
+from cpswap.core.slots import CommandSpec, slot_commands
+
+
+
+@dataclass(frozen=True)
+class SecretInputs:
+    """Secret stack config as Pulumi secret Outputs; never plain strings."""
+
+    ssh_private_key: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    etcd_ca_cert: pulumi.Output[str]
+    etcd_client_cert: pulumi.Output[str]
+    etcd_client_key: pulumi.Output[str]
+    ocboot_db_password: Optional[pulumi.Output[str]] = None
+    k3s_token: Optional[pulumi.Output[str]] = None
+
+    def by_config_key(self, key: str) -> pulumi.Output[str]:
+        value = {"sshPrivateKey": self.ssh_private_key, "kubeconfig": self.kubeconfig,
+                 "etcdCaCert": self.etcd_ca_cert, "etcdClientCert": self.etcd_client_cert,
+                 "etcdClientKey": self.etcd_client_key, "ocbootDbPassword": self.ocboot_db_password,
+                 "k3sToken": self.k3s_token}[key]
+        if value is None:
+            raise KeyError(f"secret config cpswap:{key} is required here")
+        return pulumi.Output.secret(value)
+
+
+@dataclass(frozen=True)
+class ControlPlaneArgs:
+    model: StackModel
+    plan: dict[str, Any]  # the plan document, known at preview; the policy pack reads it
+    secrets: SecretInputs
+
+
+@dataclass(frozen=True)
+class SlotArgs:
+    model: StackModel
+    member: Member
+    secrets: SecretInputs
+    k8s_provider: k8s.Provider
+
+
+def _timeouts(spec: CommandSpec) -> pulumi.CustomTimeouts:
+    return pulumi.CustomTimeouts(create=spec.create_timeout, update=spec.create_timeout, delete=spec.delete_timeout)
+
+
+class Slot(pulumi.ComponentResource):
+    """One control-plane slot: leave (on stored state), join, verify, recover claims."""
+
+    def __init__(self, name: str, args: SlotArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("cpswap:index:Slot", name, {"slot": args.member.slot, "host": args.member.host.as_dict()},
+                         opts)
+        self._args = args
+        previous: list[pulumi.Resource] = []
+        resources: dict[str, pulumi.Resource] = {}
+        for spec in slot_commands(model=args.model, member=args.member):
+            resource = self._command(spec, depends_on=previous, resources=resources)
+            resources[spec.action] = resource
+            previous = [resource]
+        labels = k8s.core.v1.NodePatch(
+            f"{args.member.slot}-node-labels",
+            metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+                name=args.member.host.name, labels={"cpswap.io/slot": args.member.slot}),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=previous,
+                                        delete_before_replace=True, retain_on_delete=True))
+        self.host = pulumi.Output.from_input(args.member.host.as_dict())
+        self.register_outputs({"host": self.host, "labels": labels.metadata})
+
+    def _stdin(self, spec: CommandSpec, resources: dict[str, pulumi.Resource]) -> Optional[pulumi.Input[str]]:
+        a = self._args
+        if spec.stdin == "ocboot-config":
+            assert a.model.ocboot is not None
+            ocboot = a.model.ocboot
+            return a.secrets.by_config_key("ocbootDbPassword").apply(lambda pw: config_text(render_ocboot_config(
+                joining=a.member, endpoint=a.model.endpoint, ocboot=ocboot, db_password=pw)))
+        if spec.stdin == "k3s-token":
+            return a.secrets.by_config_key("k3sToken").apply(lambda token: token + "\n")
+        if spec.stdin == "kubeadm-join-material":
+            prepare = resources["join-prepare"]
+            assert isinstance(prepare, remote.Command)
+            return pulumi.Output.secret(prepare.stdout)
+        return None
+
+    def _command(self, spec: CommandSpec, *, depends_on: list[pulumi.Resource],
+                 resources: dict[str, pulumi.Resource]) -> pulumi.Resource:
+        a = self._args
+        secret_outputs = ["stdout", "stderr"] if spec.secret_output else []
+        opts = pulumi.ResourceOptions(parent=self, depends_on=depends_on, delete_before_replace=True,
+                                      custom_timeouts=_timeouts(spec), additional_secret_outputs=secret_outputs)
+        common: dict[str, Any] = dict(create=spec.create, update=spec.update, delete=spec.delete,
+                                      triggers=list(spec.triggers), stdin=self._stdin(spec, resources))
+        if spec.secret_output or spec.stdin:
+            common["logging"] = local.Logging.NONE if spec.runs_on.kind == "local" else remote.Logging.NONE
+        if spec.runs_on.kind == "local":
+            env = {var: a.secrets.by_config_key(key) for var, key in spec.secret_env}
+            return local.Command(spec.name, environment=env or None, opts=opts, **common)
+        host = a.model.endpoint.host if spec.runs_on.target == "vip" else a.member.host.ip
+        connection = remote.ConnectionArgs(host=host, port=a.model.ssh.port, user=a.model.ssh.user,
+                                           private_key=a.secrets.by_config_key("sshPrivateKey"),
+                                           dial_error_limit=5, per_dial_timeout=15)
+        return remote.Command(spec.name, connection=connection, opts=opts, **common)
+
+
+class ControlPlane(pulumi.ComponentResource):
+    """The whole control plane: one Slot per slot, plus the Kubernetes provider through the VIP."""
+
+    def __init__(self, name: str, args: ControlPlaneArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("cpswap:index:ControlPlane", name, {"plan": args.plan}, opts)
+        provider = k8s.Provider(f"{name}-k8s", kubeconfig=args.secrets.kubeconfig,
+                                opts=pulumi.ResourceOptions(parent=self))
+        self.slots = {m.slot: Slot(m.slot, SlotArgs(model=args.model, member=m, secrets=args.secrets,
+                                                    k8s_provider=provider),
+                                   opts=pulumi.ResourceOptions(parent=self))
+                      for m in args.model.members}
+        self.membership = pulumi.Output.from_input({m.slot: m.host.as_dict() for m in args.model.members})
+        self.register_outputs({"membership": self.membership, "plan": args.plan})

@@ -1,0 +1,83 @@
+"""Helpers of the Pulumi program that are not components: reading config, the applied membership
+and the optional live observation. Imports pulumi; not pure.
+
+The applied membership comes from live etcd when observation is on and etcd answered, else from
+``.cpswap/applied-<stack>.json`` (the saved ``pulumi stack output --json`` of the last deployment,
+which CI writes after every successful ``up``), else it is the desired one (adoption).
+"""
+from __future__ import annotations
+
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from cpswap.core.facts import Observation
+from cpswap.core.model import KNOWN_KEYS, SECRET_KEYS, Host, StackModel
+from cpswap.core.planner import AppliedMembership
+from cpswap.stackfiles import load_applied
+
+_OBJECT_KEYS = ("members", "ssh", "etcd", "ocboot", "kubeadm", "k3s", "pvcRecovery")
+
+
+def config_values(config: pulumi.Config) -> dict[str, Any]:
+    """Every non-secret cpswap key, objects decoded; secrets are read separately as Outputs."""
+    values: dict[str, Any] = {}
+    for key in sorted(KNOWN_KEYS - set(SECRET_KEYS)):
+        if key in _OBJECT_KEYS:
+            value = config.get_object(key)
+        elif key == "observe":
+            value = config.get_bool(key)
+        else:
+            value = config.get(key)
+        if value is not None:
+            values[key] = value
+    return values
+
+
+def applied_membership(*, stack: str, model: StackModel, observation: Observation,
+                       directory: Path | None = None) -> AppliedMembership:
+    facts = observation.etcd
+    if facts is not None and facts.reachable:
+        live = _from_etcd(model=model, observation=observation)
+        if live is not None:
+            return live
+    return load_applied(directory=directory or Path.cwd(), stack=stack, model=model)
+
+
+def _from_etcd(*, model: StackModel, observation: Observation) -> AppliedMembership | None:
+    """Map live etcd members onto slots: a desired host that is a member keeps its slot; the one
+    slot whose desired host is not a member is held by the one member matching no desired host."""
+    facts = observation.etcd
+    assert facts is not None
+    hosts: dict[str, Host] = {}
+    unmatched = [m for m in facts.voters if not any(m.matches(name=x.host.name, ip=x.host.ip) for x in model.members)]
+    for member in model.members:
+        if facts.find(name=member.host.name, ip=member.host.ip) is not None:
+            hosts[member.slot] = member.host
+    free = [m.slot for m in model.members if m.slot not in hosts]
+    if len(free) == 1 and len(unmatched) == 1:
+        live = unmatched[0]
+        hosts[free[0]] = Host(name=_node_name(live.name), ip=live.ip)
+    elif free or unmatched:
+        return None  # ambiguous: fall back to the exported membership, which names slots
+    return AppliedMembership.of(hosts, source="live etcd (read-only)")
+
+
+def _node_name(member_name: str) -> str:
+    prefix, _, suffix = member_name.rpartition("-")
+    return prefix if len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix) else member_name
+
+
+def observe_if_enabled(*, model: StackModel, config: pulumi.Config) -> Observation:
+    if not model.observe:
+        return Observation()
+    from cpswap.executors.observe import observe_cluster  # network code only when asked for
+
+    return observe_cluster(
+        etcd_endpoints=[f"https://{m.host.ip}:{model.etcd.client_port}" for m in model.members],
+        ca_pem=config.get("etcdCaCert"), cert_pem=config.get("etcdClientCert"), key_pem=config.get("etcdClientKey"),
+        kubeconfig=config.get("kubeconfig"), timeout=3.0, warn=lambda text: pulumi.log.warn(text))
+
+
