@@ -205,7 +205,10 @@ def _parse_endpoint(c: _Collector, value: Any) -> Endpoint:
     except ValueError:
         if not _NAME.match(host):
             c.add(field, value, "host must be an IP address or a DNS name")
-    return Endpoint(host, _int(c, field, port, default=0))
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        c.add(field, value, "port must be an integer in 1..65535")
+        return Endpoint(host, 0)
+    return Endpoint(host, int(port))
 
 
 def _parse_members(c: _Collector, raw: Any, endpoint: Endpoint) -> tuple[Member, ...]:
