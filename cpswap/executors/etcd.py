@@ -1,0 +1,463 @@
+"""etcd executor: membership operations and read-only observation over the etcd v3 API.
+
+Not pure: it talks gRPC to etcd. Built on python-etcd3's API through its maintained fork
+etcd-sdk-python (``import pyetcd``): a fresh client per endpoint and per attempt (a failed
+pyetcd client refuses every later call with "Trying to use a failed node"), and the real gRPC
+error is surfaced from the exception chain. The Cluster API fields its protos lack (learner
+flag, learner add, promote) go over the same channel as raw protobuf (``etcd_wire``).
+
+Guards live here whatever the caller checked: ``remove`` is idempotent, never removes the last
+voter, refuses when the projected healthy voters would fall below quorum, snapshots first, and
+retries only the transient refusals (unhealthy cluster, the post-reconfiguration window).
+TLS is always verified against the cluster CA. Key material never reaches logs or messages.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+from urllib.parse import urlsplit
+
+import grpc
+import pyetcd
+from pyetcd import etcdrpc
+
+from cpswap.core.errors import DeadlineError, PermanentError, TransientError, UnsafeOperationError
+from cpswap.core.facts import EtcdFacts, EtcdMember, url_host
+from cpswap.core.quorum import can_remove
+from cpswap.executors import etcd_wire
+
+Progress = Callable[[str], None]
+
+PRESETS: dict[str, tuple[str, str, str]] = {
+    "k3s": ("var/lib/rancher/k3s/server/tls/etcd/server-ca.crt", "var/lib/rancher/k3s/server/tls/etcd/client.crt",
+            "var/lib/rancher/k3s/server/tls/etcd/client.key"),
+    "kubeadm": ("etc/kubernetes/pki/etcd/ca.crt", "etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                "etc/kubernetes/pki/etcd/healthcheck-client.key"),
+}
+ENV_KEYS = ("CPSWAP_ETCD_CACERT_DATA", "CPSWAP_ETCD_CERT_DATA", "CPSWAP_ETCD_KEY_DATA")
+TRANSIENT_MARKERS = ("unhealthy cluster", "not enough started members", "too many requests",
+                     "leader changed", "no leader", "timed out", "request timed out")
+
+
+@dataclass(frozen=True)
+class Connection:
+    endpoints: tuple[str, ...]
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+    timeout: float = 5.0
+
+    def without_host(self, ip: str) -> "Connection":
+        return replace(self, endpoints=tuple(e for e in self.endpoints if url_host(e) != ip))
+
+    def with_endpoints(self, extra: Sequence[str]) -> "Connection":
+        merged = list(self.endpoints)
+        merged += [e for e in extra if e not in merged]
+        return replace(self, endpoints=tuple(merged))
+
+
+@contextlib.contextmanager
+def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cacert: str | None = None,
+                      cert: str | None = None, key: str | None = None, timeout: float = 5.0) -> Iterator[Connection]:
+    """Resolve connection flags. ``env`` writes PEM data from the environment to a private temp
+    dir that is removed on exit; ``k3s``/``kubeadm`` use the distribution's paths under
+    ``$CPSWAP_ETCD_ROOT`` (default ``/``); explicit ``--cacert/--cert/--key`` win."""
+    tmp: str | None = None
+    try:
+        eps = list(endpoints)
+        if preset == "env":
+            missing = [k for k in ENV_KEYS if not os.environ.get(k)]
+            if missing:
+                raise PermanentError(f"--preset env needs {', '.join(missing)} in the environment "
+                                     f"(set by the program from secret stack config)")
+            tmp = tempfile.mkdtemp(prefix="cpswap-etcd-")
+            os.chmod(tmp, 0o700)
+            paths = []
+            for name, var in zip(("ca.crt", "client.crt", "client.key"), ENV_KEYS):
+                path = os.path.join(tmp, name)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(os.environ[var])
+                paths.append(path)
+            cacert, cert, key = cacert or paths[0], cert or paths[1], key or paths[2]
+            eps += [e for e in os.environ.get("CPSWAP_ETCD_ENDPOINTS", "").split(",") if e]
+        elif preset in PRESETS:
+            root = os.environ.get("CPSWAP_ETCD_ROOT", "/")
+            ca_p, cert_p, key_p = (os.path.join(root, p) for p in PRESETS[preset])
+            cacert, cert, key = cacert or ca_p, cert or cert_p, key or key_p
+            eps = eps or ["https://127.0.0.1:2379"]
+        elif preset is not None:
+            raise PermanentError(f"--preset {preset!r}: unknown; use k3s, kubeadm or env")
+        if not cacert:
+            raise PermanentError("no CA given: pass --cacert or a --preset; TLS is always verified against the cluster CA")
+        for label, path in (("--cacert", cacert), ("--cert", cert), ("--key", key)):
+            if path and not os.path.exists(path):
+                raise PermanentError(f"{label} {path}: file not found")
+        yield Connection(endpoints=tuple(dict.fromkeys(eps)), ca=cacert, cert=cert, key=key, timeout=timeout)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rpc_error(exc: BaseException) -> grpc.RpcError | None:
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, grpc.RpcError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def classify(exc: BaseException, *, endpoint: str, what: str) -> Exception:
+    """Turn a pyetcd/grpc failure into a cpswap error carrying etcd's own message."""
+    rpc = _rpc_error(exc)
+    if rpc is None:
+        return PermanentError(f"{what} via {endpoint}: {type(exc).__name__}: {exc}")
+    code = rpc.code() if hasattr(rpc, "code") else None
+    details = (rpc.details() if hasattr(rpc, "details") else str(rpc)) or ""
+    text = f"{what} via {endpoint}: {code.name if code else 'error'}: {details}"
+    lowered = details.lower()
+    if "certificate" in lowered or "ssl" in lowered or "handshake" in lowered or "tls" in lowered:
+        return PermanentError(f"{what} via {endpoint}: TLS refused (the server certificate is not trusted by the "
+                              f"given CA, or the client certificate was rejected): {details}")
+    if any(marker in lowered for marker in TRANSIENT_MARKERS) or code in (
+            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return TransientError(text)
+    return PermanentError(text)
+
+
+def _client(conn: Connection, endpoint: str) -> pyetcd.Etcd3Client:
+    parts = urlsplit(endpoint)
+    if parts.scheme != "https" or not parts.hostname:
+        raise PermanentError(f"endpoint {endpoint!r}: must be https://host:port (TLS is required)")
+    return pyetcd.client(host=parts.hostname, port=parts.port or 2379, ca_cert=conn.ca, cert_key=conn.key,
+                         cert_cert=conn.cert, timeout=conn.timeout)
+
+
+def _raw(client: pyetcd.Etcd3Client, method: str, payload: bytes, timeout: float) -> bytes:
+    call = client.channel.unary_unary(f"/etcdserverpb.Cluster/{method}", request_serializer=lambda b: b,
+                                      response_deserializer=lambda b: b)
+    return call(payload, timeout=timeout)
+
+
+def _on_any(conn: Connection, what: str, action: Callable[[pyetcd.Etcd3Client, str], object]) -> object:
+    """Run ``action`` on the first endpoint that answers; fresh client each try."""
+    if not conn.endpoints:
+        raise PermanentError(f"{what}: no etcd endpoint left to ask")
+    failures: list[Exception] = []
+    for endpoint in conn.endpoints:
+        client = None
+        try:
+            client = _client(conn, endpoint)
+            return action(client, endpoint)
+        except (PermanentError, TransientError, UnsafeOperationError):
+            raise
+        except Exception as exc:  # pyetcd wraps grpc errors; classify surfaces the real one
+            error = classify(exc, endpoint=endpoint, what=what)
+            if isinstance(error, PermanentError) and "TLS refused" not in str(error):
+                raise error from exc
+            failures.append(error)
+        finally:
+            if client is not None:
+                client.close()
+    if all(isinstance(f, PermanentError) for f in failures):
+        raise PermanentError("; ".join(str(f) for f in failures))
+    raise TransientError("; ".join(str(f) for f in failures))
+
+
+def member_list(conn: Connection) -> tuple[EtcdMember, ...]:
+    def call(client: pyetcd.Etcd3Client, _: str) -> tuple[EtcdMember, ...]:
+        return etcd_wire.decode_member_list(_raw(client, "MemberList", b"", conn.timeout))
+    return _on_any(conn, "member list", call)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    endpoint: str
+    ok: bool
+    member_id: int = 0
+    leader_id: int = 0
+    raft_term: int = 0
+    raft_index: int = 0
+    db_size: int = 0
+    version: str = ""
+    revision: int = 0
+    error: str = ""
+
+
+def endpoint_status(conn: Connection, endpoint: str) -> EndpointStatus:
+    client = None
+    try:
+        client = _client(conn, endpoint)
+        resp = client.maintenancestub.Status(etcdrpc.StatusRequest(), conn.timeout)
+        return EndpointStatus(endpoint=endpoint, ok=True, member_id=resp.header.member_id, leader_id=resp.leader,
+                              raft_term=resp.raftTerm, raft_index=resp.raftIndex, db_size=resp.dbSize,
+                              version=resp.version, revision=resp.header.revision)
+    except PermanentError:
+        raise
+    except Exception as exc:
+        return EndpointStatus(endpoint=endpoint, ok=False, error=str(classify(exc, endpoint=endpoint, what="status")))
+    finally:
+        if client is not None:
+            client.close()
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    endpoint: str
+    healthy: bool
+    took_ms: float
+    error: str = ""
+
+
+def endpoint_health(conn: Connection, endpoint: str) -> EndpointHealth:
+    """A linearizable read of key ``health`` (what ``etcdctl endpoint health`` does): needs quorum."""
+    started = time.monotonic()
+    client = None
+    try:
+        client = _client(conn, endpoint)
+        client.kvstub.Range(etcdrpc.RangeRequest(key=b"health"), conn.timeout)
+        return EndpointHealth(endpoint, True, (time.monotonic() - started) * 1000)
+    except PermanentError:
+        raise
+    except Exception as exc:
+        return EndpointHealth(endpoint, False, (time.monotonic() - started) * 1000,
+                              str(classify(exc, endpoint=endpoint, what="health")))
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _member_health(conn: Connection, member: EtcdMember) -> bool:
+    if not member.client_urls:
+        return False
+    return any(endpoint_health(conn, url).healthy for url in member.client_urls[:1])
+
+
+def observe_etcd(*, connection: Connection) -> EtcdFacts:
+    """Read-only facts with the connection's (short) timeout; never raises for reachability."""
+    try:
+        members = member_list(connection)
+    except Exception as exc:  # observation degrades, it does not fail the preview
+        return EtcdFacts(reachable=False, endpoints=connection.endpoints, error=_safe(str(exc)))
+    observed = []
+    leader_id, term = None, None
+    for m in members:
+        status = endpoint_status(connection, m.client_urls[0]) if m.client_urls else None
+        healthy = bool(status and status.ok) and _member_health(connection, m)
+        if status and status.ok:
+            leader_id, term = status.leader_id or leader_id, status.raft_term or term
+        observed.append(replace(m, healthy=healthy, raft_index=status.raft_index if status and status.ok else None))
+    return EtcdFacts(reachable=True, members=tuple(observed), leader_id=leader_id, raft_term=term,
+                     endpoints=connection.endpoints)
+
+
+def _safe(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if "PRIVATE KEY" not in line)[:500]
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    path: str
+    size: int
+    revision: int
+    sha256: str
+    verified: bool
+
+
+def verify_snapshot(path: Path) -> str:
+    """etcd appends the sha256 of the bolt db to a streamed snapshot; check it and return it."""
+    data = path.read_bytes()
+    if len(data) < 512 + 32 or len(data) % 512 != 32:
+        raise PermanentError(f"snapshot {path}: {len(data)} bytes is not a bolt db followed by a sha256 trailer")
+    digest = hashlib.sha256(data[:-32]).digest()
+    if digest != data[-32:]:
+        raise PermanentError(f"snapshot {path}: sha256 trailer does not match the content (corrupt)")
+    return digest.hex()
+
+
+def snapshot(conn: Connection, *, out: Path, progress: Progress = print) -> SnapshotInfo:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".part")
+
+    def call(client: pyetcd.Etcd3Client, endpoint: str) -> SnapshotInfo:
+        revision = client.maintenancestub.Status(etcdrpc.StatusRequest(), conn.timeout).header.revision
+        with open(partial, "wb") as handle:
+            client.snapshot(handle)
+        digest = verify_snapshot(partial)
+        partial.replace(out)
+        info = SnapshotInfo(path=str(out), size=out.stat().st_size, revision=revision, sha256=digest, verified=True)
+        progress(f"snapshot {out} from {endpoint}: {info.size} bytes, revision {revision}, sha256 {digest[:16]}…, verified")
+        return info
+    try:
+        return _on_any(conn, "snapshot", call)  # type: ignore[return-value]
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _retrying(what: str, action: Callable[[], object], *, deadline_s: float, progress: Progress,
+              sleep: Callable[[float], None] = time.sleep) -> object:
+    """Retry TransientError with backoff until the deadline; never retry anything else."""
+    end = time.monotonic() + deadline_s
+    delay, attempt = 0.2, 0
+    while True:
+        attempt += 1
+        try:
+            return action()
+        except TransientError as exc:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise DeadlineError(f"{what}: still refused after {attempt} attempts in {deadline_s:.0f}s; "
+                                    f"last: {exc}") from exc
+            progress(f"{what}: transient refusal (attempt {attempt}), retrying in {delay:.1f}s "
+                     f"({left:.0f}s left): {exc}")
+            sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
+
+
+def find_member(members: Sequence[EtcdMember], *, name: str, ip: str) -> EtcdMember | None:
+    for member in members:
+        if member.matches(name=name, ip=ip):
+            return member
+    return None
+
+
+def discover(conn: Connection, *, exclude_ip: str) -> Connection:
+    """Add the other members' client URLs from member list (stored endpoints may be stale)."""
+    base = conn.without_host(exclude_ip)
+    try:
+        members = member_list(base)
+    except (TransientError, PermanentError):
+        return base
+    urls = [u for m in members for u in m.client_urls[:1] if url_host(u) != exclude_ip]
+    return base.with_endpoints(urls)
+
+
+def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
+                  progress: Progress = print) -> str:
+    """Remove the member of host ``name``/``ip`` through the other members. Idempotent."""
+    conn = discover(conn, exclude_ip=ip)
+    members = _retrying("member list", lambda: member_list(conn), deadline_s=min(deadline_s, 60), progress=progress)
+    target = find_member(members, name=name, ip=ip)  # type: ignore[arg-type]
+    if target is None:
+        progress(f"{name} ({ip}) is not an etcd member: already removed, nothing to do")
+        return "absent"
+    voters = [m for m in members if not m.is_learner]  # type: ignore[union-attr]
+    label = f"{target.name or '(unstarted)'} {target.id:x}"
+    if not target.is_learner:
+        if len(voters) <= 1:
+            raise UnsafeOperationError(f"refusing to remove {label}: it is the last voter ({len(voters)} voter)")
+        health = {m.id: _member_health(conn, m) for m in voters}
+        healthy = [m for m in voters if health[m.id]]
+        verdict = can_remove(voters=len(voters), healthy=len(healthy), target_healthy=health[target.id],
+                             target=label)
+        progress(f"quorum check: {verdict.reason} (healthy: {', '.join(m.name for m in healthy) or 'none'}; "
+                 f"unhealthy: {', '.join(m.name or f'{m.id:x}' for m in voters if not health[m.id]) or 'none'})")
+        if not verdict.allowed:
+            raise UnsafeOperationError(f"refusing to remove {label}: {verdict.reason}; unhealthy voters: "
+                                       f"{', '.join(m.name or f'{m.id:x}' for m in voters if not health[m.id])}")
+    if snapshot_dir is not None:
+        snapshot(conn, out=snapshot_dir / f"before-remove-{target.name or target.id}-{int(time.time())}.db",
+                 progress=progress)
+
+    def call() -> object:
+        def remove(client: pyetcd.Etcd3Client, endpoint: str) -> str:
+            try:
+                client.clusterstub.MemberRemove(etcdrpc.MemberRemoveRequest(ID=target.id), conn.timeout)
+            except grpc.RpcError as exc:
+                if "member not found" in (exc.details() or ""):
+                    return "absent"
+                raise
+            return "removed"
+        return _on_any(conn, f"remove {label}", remove)
+
+    outcome = _retrying(f"remove {label}", call, deadline_s=deadline_s, progress=progress)
+    progress(f"{label}: {'removed' if outcome == 'removed' else 'already gone'}")
+    return str(outcome)
+
+
+def add_member(conn: Connection, *, peer_urls: tuple[str, ...], learner: bool = True, deadline_s: float = 60,
+               progress: Progress = print) -> EtcdMember:
+    """Add a member (a learner by default); retries the post-reconfiguration window. Idempotent."""
+    existing = [m for m in member_list(conn) if set(m.peer_urls) & set(peer_urls)]
+    if existing:
+        progress(f"{peer_urls[0]} is already a member ({existing[0].id:x}); not adding")
+        return existing[0]
+    payload = etcd_wire.encode_member_add(peer_urls=peer_urls, learner=learner)
+
+    def call() -> object:
+        return _on_any(conn, f"add {peer_urls[0]}", lambda c, _: etcd_wire.decode_member_add(
+            _raw(c, "MemberAdd", payload, conn.timeout)))
+    member = _retrying(f"add {peer_urls[0]}", call, deadline_s=deadline_s, progress=progress)
+    assert isinstance(member, EtcdMember)
+    progress(f"added {'learner' if learner else 'voter'} {member.id:x} at {peer_urls[0]}")
+    return member
+
+
+def promote_member(conn: Connection, *, member_id: int, deadline_s: float = 120, progress: Progress = print) -> None:
+    """Promote a learner once it is in sync; 'not in sync' is retried until the deadline."""
+    current = {m.id: m for m in member_list(conn)}
+    if member_id in current and not current[member_id].is_learner:
+        progress(f"{member_id:x} is already a voter")
+        return
+
+    def call() -> object:
+        def promote(client: pyetcd.Etcd3Client, endpoint: str) -> object:
+            try:
+                return _raw(client, "MemberPromote", etcd_wire.encode_member_id(member_id), conn.timeout)
+            except grpc.RpcError as exc:
+                if "in sync with leader" in (exc.details() or "") or "not started" in (exc.details() or ""):
+                    raise TransientError(f"promote {member_id:x}: {exc.details()}") from exc
+                raise
+        return _on_any(conn, f"promote {member_id:x}", promote)
+    _retrying(f"promote {member_id:x}", call, deadline_s=deadline_s, progress=progress)
+    progress(f"promoted {member_id:x} to voter")
+
+
+def wait_member(conn: Connection, *, name: str, ip: str, max_lag: int = 1000, deadline_s: float = 600,
+                progress: Progress = print, poll_s: float = 0.2) -> EtcdMember:
+    """Until the member is started, a voter, healthy and within ``max_lag`` raft entries of the leader."""
+    end = time.monotonic() + deadline_s
+    delay, last = poll_s, ""
+    while True:
+        state = "not a member yet"
+        try:
+            conn = conn.with_endpoints([u for m in member_list(conn) for u in m.client_urls[:1]])
+            member = find_member(member_list(conn), name=name, ip=ip)
+            if member is not None:
+                if not member.started:
+                    state = "added but not started"
+                elif member.is_learner:
+                    state = "started as a learner, not yet promoted"
+                else:
+                    mine = endpoint_status(conn, member.client_urls[0])
+                    if not mine.ok or not _member_health(conn, member):
+                        state = f"voter but not healthy ({mine.error or 'health read failed'})"
+                    else:
+                        leader = next((s for s in (endpoint_status(conn, e) for e in conn.endpoints)
+                                       if s.ok and s.member_id == mine.leader_id), mine)
+                        lag = max(leader.raft_index - mine.raft_index, 0)
+                        if lag <= max_lag:
+                            progress(f"{member.name} ({member.id:x}) is a healthy voter, {lag} raft entries behind "
+                                     f"the leader (limit {max_lag})")
+                            return replace(member, healthy=True, raft_index=mine.raft_index)
+                        state = f"healthy voter but {lag} raft entries behind the leader (limit {max_lag})"
+        except TransientError as exc:
+            state = f"etcd not answering: {exc}"
+        left = end - time.monotonic()
+        if left <= 0:
+            raise DeadlineError(f"wait-member {name} ({ip}): not ready after {deadline_s:.0f}s: {state}")
+        if state != last:
+            progress(f"wait-member {name} ({ip}): {state}; {left:.0f}s left")
+            last = state
+        time.sleep(min(delay, left))
+        delay = min(delay * 1.5, 2.0)

