@@ -70,7 +70,7 @@ def _node_name(member_name: str) -> str:
     return prefix if len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix) else member_name
 
 
-def observe_if_enabled(*, model: StackModel, config: pulumi.Config) -> Observation:
+def observe_if_enabled(*, model: StackModel, config: pulumi.Config, departing_node: str | None = None) -> Observation:
     if not model.observe:
         return Observation()
     from cpswap.executors.observe import observe_cluster  # network code only when asked for
@@ -78,6 +78,5 @@ def observe_if_enabled(*, model: StackModel, config: pulumi.Config) -> Observati
     return observe_cluster(
         etcd_endpoints=[f"https://{m.host.ip}:{model.etcd.client_port}" for m in model.members],
         ca_pem=config.get("etcdCaCert"), cert_pem=config.get("etcdClientCert"), key_pem=config.get("etcdClientKey"),
-        kubeconfig=config.get("kubeconfig"), timeout=3.0, warn=lambda text: pulumi.log.warn(text))
-
-
+        kubeconfig=config.get("kubeconfig"), departing_node=departing_node, timeout=3.0,
+        warn=lambda text: pulumi.log.warn(text))

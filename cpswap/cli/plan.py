@@ -33,20 +33,20 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     parser.set_defaults(func=run)
 
 
-def observe(args: argparse.Namespace) -> Observation:
-    if not args.observe:
-        return Observation()
-    from cpswap.executors.observe import observe_cluster  # network code only when asked for
-
-    return observe_cluster(timeout=args.timeout)
-
-
 def build_plan(args: argparse.Namespace) -> Plan:
     directory = args.dir.resolve()
     model = load_model(directory=directory, stack=args.stack)
     applied = load_applied(directory=directory, stack=args.stack, model=model, applied_file=args.applied,
                            base=args.base)
-    return plan_swap(model=model, applied=applied, observation=observe(args))
+    observation = Observation()
+    if args.observe:
+        from cpswap.executors.observe import observe_from_environment  # network code only when asked for
+
+        desired = model.hosts()
+        departing = next((h.name for s, h in applied.hosts if desired.get(s) != h), None)
+        observation = observe_from_environment(model=model, departing_node=departing, timeout=args.timeout,
+                                               warn=lambda text: print(f"WARNING: {text}", file=sys.stderr))
+    return plan_swap(model=model, applied=applied, observation=observation)
 
 
 def run(args: argparse.Namespace) -> int:
