@@ -104,7 +104,8 @@ class Slot(pulumi.ComponentResource):
                  resources: dict[str, pulumi.Resource]) -> pulumi.Resource:
         a = self._args
         secret_outputs = ["stdout", "stderr"] if spec.secret_output else []
-        opts = pulumi.ResourceOptions(parent=self, depends_on=depends_on, delete_before_replace=True,
+        opts = pulumi.ResourceOptions(parent=self, depends_on=depends_on,
+                                      delete_before_replace=spec.delete_before_replace,
                                       custom_timeouts=_timeouts(spec), additional_secret_outputs=secret_outputs)
         common: dict[str, Any] = dict(create=spec.create, update=spec.update, delete=spec.delete,
                                       triggers=list(spec.triggers), stdin=self._stdin(spec, resources))

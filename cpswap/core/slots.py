@@ -67,6 +67,7 @@ class CommandSpec:
     delete_timeout: str = "10m"
     secret_output: bool = False
     reason: str = ""
+    delete_before_replace: bool = True  # membership resources always leave before they join
 
 
 def _record(member: Member, what: str) -> str:

@@ -1,0 +1,296 @@
+"""Policy rules shared by the CrossGuard pack, `cpswap check` and the tests. Pure.
+
+The rules read only what is known at preview: the plan document (``cpswap.plan/v1``, carried
+by the ControlPlane component's ``plan`` input and computed offline by `cpswap check`) and
+command-resource views (type, name, inputs, options). A value unknown at preview would turn a
+mandatory policy into an advisory one, so nothing here reads outputs.
+
+Each rule has a name, a description and a default enforcement of ``mandatory``; thresholds come
+from the policy config (``RuleConfig``). Every message names the resource, the rule and the
+numbers.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from cpswap.core.quorum import quorum
+
+PLAN_RESOURCE_TYPE = "cpswap:index:ControlPlane"
+COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    min_voters: int = 3
+
+
+@dataclass(frozen=True)
+class RuleViolation:
+    rule: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.resource}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ResourceView:
+    """What a rule may know of one resource at preview."""
+
+    type: str
+    name: str
+    inputs: Mapping[str, Any]
+    delete_before_replace: bool | None
+    timeouts: Mapping[str, float] = field(default_factory=dict)  # seconds: create/update/delete
+    additional_secret_outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    check: Callable[..., list[RuleViolation]]
+    scope: str  # "plan" | "resources"
+
+
+def _desired(doc: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
+    return dict(doc.get("desired") or {})
+
+
+def _where(doc: Mapping[str, Any]) -> str:
+    return f"stack {doc.get('stack', '?')}"
+
+
+def min_voters(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    n = len(_desired(doc))
+    if n < config.min_voters:
+        return [RuleViolation("cpswap-etcd-min-voters", _where(doc),
+                              f"{n} etcd voters configured; at least {config.min_voters} are required")]
+    return []
+
+
+def odd_voters(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    n = len(_desired(doc))
+    if n % 2 == 0:
+        return [RuleViolation("cpswap-etcd-odd-voters", _where(doc),
+                              f"{n} etcd voters is even: it tolerates {n - quorum(n)} failure(s), "
+                              f"no more than {n - 1} voters would")]
+    return []
+
+
+def one_slot_per_run(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    changes = doc.get("changes") or []
+    if len(changes) > 1:
+        return [RuleViolation("cpswap-one-slot-per-run", _where(doc),
+                              f"{len(changes)} slots change in one run ({', '.join(c['slot'] for c in changes)}); "
+                              f"at most 1 may")]
+    return []
+
+
+def quorum_every_step(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    found = []
+    for step in doc.get("steps") or []:
+        if step["healthy"] < step["quorum"]:
+            found.append(RuleViolation("cpswap-quorum-every-step", step["id"],
+                                       f"after {step['id']} {step['healthy']} healthy of {step['voters']} voters; "
+                                       f"quorum needs {step['quorum']}"))
+    for phase, state in (doc.get("quorum") or {}).items():
+        if doc.get("changes") and state["healthy"] < state["quorum"]:
+            found.append(RuleViolation("cpswap-quorum-every-step", f"quorum.{phase}",
+                                       f"{state['healthy']} healthy of {state['voters']} voters {phase} the swap; "
+                                       f"quorum needs {state['quorum']}"))
+    return found
+
+
+def no_other_unhealthy(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    changes = doc.get("changes") or []
+    if not changes:
+        return []
+    departing = {c["old"]["name"] for c in changes}
+    others = [n for n in doc.get("unhealthy") or [] if n not in departing]
+    if others:
+        return [RuleViolation("cpswap-no-other-unhealthy", changes[0]["slot"],
+                              f"replacing {', '.join(sorted(departing))} while {', '.join(others)} "
+                              f"{'is' if len(others) == 1 else 'are'} unhealthy ({len(others)} other unhealthy "
+                              f"member(s)); only the recovery of exactly the unhealthy member is allowed")]
+    return []
+
+
+def unique_members(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    found = []
+    for attr in ("name", "ip"):
+        seen: dict[str, str] = {}
+        for slot, host in sorted(_desired(doc).items()):
+            if host[attr] in seen:
+                found.append(RuleViolation("cpswap-unique-members", slot,
+                                           f"{seen[host[attr]]} and {slot} both use {attr} {host[attr]}"))
+            seen.setdefault(host[attr], slot)
+    return found
+
+
+def vip_not_member(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    vip = str(doc.get("endpoint", "")).rpartition(":")[0]
+    return [RuleViolation("cpswap-vip-not-member", slot, f"{slot} uses the control-plane endpoint {vip} as its "
+                                                         f"address; the VIP must float between members")
+            for slot, host in sorted(_desired(doc).items()) if vip and vip in (host["ip"], host["name"])]
+
+
+def pvc_policy(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    found = [RuleViolation("cpswap-pvc-explicit-policy", r["field"], r["rule"])
+             for r in doc.get("refusals") or [] if str(r.get("field", "")).startswith("pvcRecovery")]
+    for claim in doc.get("claims") or []:
+        if claim.get("policy") not in ("recreate", "skip", "manual"):
+            found.append(RuleViolation("cpswap-pvc-explicit-policy", f"{claim['namespace']}/{claim['name']}",
+                                       f"claim has policy {claim.get('policy')!r}; recreate, skip or manual is "
+                                       f"required for every data-bearing claim"))
+    return found
+
+
+MEMBERSHIP_CHANGES = ("etcd-remove", "join")
+
+
+def snapshot_first(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    steps = [s["action"] for s in doc.get("steps") or []]
+    changing = [i for i, a in enumerate(steps) if a in MEMBERSHIP_CHANGES]
+    if not changing:
+        return []
+    snaps = [i for i, a in enumerate(steps) if a == "etcd-snapshot"]
+    if not snaps or snaps[0] > changing[0]:
+        first = doc["steps"][changing[0]]["id"]
+        return [RuleViolation("cpswap-snapshot-first", first,
+                              f"{first} (step {changing[0] + 1}) changes membership but no etcd snapshot step "
+                              f"comes before it")]
+    return []
+
+
+_LITERAL_SECRET = [
+    (re.compile(r"--token[= ]+(?![\"']?\$)\S+"), "a literal --token"),
+    (re.compile(r"--certificate-key[= ]+(?![\"']?\$)\S+"), "a literal --certificate-key"),
+    (re.compile(r"db_password:\s*(?![\"']?\$)\S+"), "a literal db_password"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+]
+
+
+def secrets_are_secret(resources: Sequence[ResourceView], config: RuleConfig) -> list[RuleViolation]:
+    """Tokens, certificate keys, DB passwords and SSH keys never sit in plain command text, and
+    what carries them (stdin, join material output) is hidden from logs."""
+    found = []
+    for r in resources:
+        if r.type not in COMMAND_TYPES:
+            continue
+        for key in ("create", "update", "delete"):
+            text = str(r.inputs.get(key) or "")
+            for pattern, what in _LITERAL_SECRET:
+                if pattern.search(text):
+                    found.append(RuleViolation("cpswap-secrets-are-secret", r.name,
+                                               f"{key} contains {what}; pass it through a secret variable or stdin"))
+        if r.inputs.get("stdin") is not None and str(r.inputs.get("logging", "")).lower() != "none":
+            found.append(RuleViolation("cpswap-secrets-are-secret", r.name,
+                                       f"stdin carries secret material but logging is "
+                                       f"{r.inputs.get('logging') or 'stdoutAndStderr'}; it must be none"))
+        if r.name.endswith("-join-prepare") and "stdout" not in r.additional_secret_outputs:
+            found.append(RuleViolation("cpswap-secrets-are-secret", r.name,
+                                       "prints the join token and certificate key but stdout is not an additional "
+                                       "secret output"))
+    return found
+
+
+def dbr_and_timeouts(resources: Sequence[ResourceView], config: RuleConfig) -> list[RuleViolation]:
+    found = []
+    for r in resources:
+        if r.type not in COMMAND_TYPES:
+            continue
+        if r.delete_before_replace is not True:
+            found.append(RuleViolation("cpswap-membership-dbr-timeouts", r.name,
+                                       "membership command without deleteBeforeReplace: the new member would be "
+                                       "added before the old one leaves, which etcd refuses while a voter is down"))
+        missing = [k for k in ("create", "delete") if not r.timeouts.get(k)]
+        if missing:
+            found.append(RuleViolation("cpswap-membership-dbr-timeouts", r.name,
+                                       f"no {'/'.join(missing)} timeout; every membership command needs a deadline"))
+    return found
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("cpswap-etcd-min-voters", "etcd keeps at least the configured number of voters (default 3)", min_voters, "plan"),
+    Rule("cpswap-etcd-odd-voters", "etcd voter count is odd", odd_voters, "plan"),
+    Rule("cpswap-one-slot-per-run", "at most one slot changes per run", one_slot_per_run, "plan"),
+    Rule("cpswap-quorum-every-step", "projected healthy voters stay at or above quorum at every step",
+         quorum_every_step, "plan"),
+    Rule("cpswap-no-other-unhealthy", "no other member is unhealthy while one is replaced, unless the plan recovers "
+         "exactly that member", no_other_unhealthy, "plan"),
+    Rule("cpswap-unique-members", "member names and IPs are unique", unique_members, "plan"),
+    Rule("cpswap-vip-not-member", "the control-plane VIP is not a member", vip_not_member, "plan"),
+    Rule("cpswap-pvc-explicit-policy", "every data-bearing PVC in the recovery has an explicit policy", pvc_policy,
+         "plan"),
+    Rule("cpswap-snapshot-first", "a snapshot step comes before any membership change", snapshot_first, "plan"),
+    Rule("cpswap-secrets-are-secret", "join tokens, certificate keys, DB passwords and SSH keys are secret",
+         secrets_are_secret, "resources"),
+    Rule("cpswap-membership-dbr-timeouts", "membership command resources use delete-before-replace and have "
+         "timeouts", dbr_and_timeouts, "resources"),
+)
+
+
+def check(*, plan: Mapping[str, Any] | None, resources: Sequence[ResourceView], config: RuleConfig = RuleConfig(),
+          only: Sequence[str] | None = None) -> list[RuleViolation]:
+    """Run every rule (or ``only`` those named); a missing plan document is itself a violation."""
+    found: list[RuleViolation] = []
+    for rule in RULES:
+        if only is not None and rule.name not in only:
+            continue
+        if rule.scope == "plan":
+            if plan is None:
+                found.append(RuleViolation(rule.name, PLAN_RESOURCE_TYPE,
+                                           "no plan document found on the ControlPlane component; cannot check"))
+            else:
+                found.extend(rule.check(plan, config))
+        else:
+            found.extend(rule.check(resources, config))
+    return found
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+)([smh])", text or "")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)] if match else 0.0
+
+
+def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
+    """Offline views of the command resources the components create from ``CommandSpec``s."""
+    views = []
+    for spec in specs:
+        inputs: dict[str, Any] = {"create": spec.create, "update": spec.update, "delete": spec.delete,
+                                  "triggers": list(spec.triggers)}
+        if spec.stdin:
+            inputs["stdin"] = f"<secret {spec.stdin}>"
+        if spec.stdin or spec.secret_output:
+            inputs["logging"] = "none"
+        views.append(ResourceView(
+            type="command:local:Command" if spec.runs_on.kind == "local" else "command:remote:Command",
+            name=spec.name, inputs=inputs, delete_before_replace=spec.delete_before_replace,
+            timeouts={"create": _seconds(spec.create_timeout), "update": _seconds(spec.create_timeout),
+                      "delete": _seconds(spec.delete_timeout)},
+            additional_secret_outputs=("stdout", "stderr") if spec.secret_output else ()))
+    return views
+
+
+def views_from_policy_resources(resources: Sequence[Any]) -> tuple[Mapping[str, Any] | None, list[ResourceView]]:
+    """(plan document, command views) from pulumi_policy ``PolicyResource`` objects (duck-typed)."""
+    plan = None
+    views = []
+    for r in resources:
+        if r.resource_type == PLAN_RESOURCE_TYPE:
+            plan = dict(r.props).get("plan")
+            continue
+        opts = getattr(r, "opts", None)
+        timeouts = getattr(opts, "custom_timeouts", None)
+        views.append(ResourceView(
+            type=r.resource_type, name=r.name, inputs=dict(r.props),
+            delete_before_replace=getattr(opts, "delete_before_replace", None),
+            timeouts={"create": getattr(timeouts, "create_seconds", 0) or 0,
+                      "update": getattr(timeouts, "update_seconds", 0) or 0,
+                      "delete": getattr(timeouts, "delete_seconds", 0) or 0},
+            additional_secret_outputs=tuple(getattr(opts, "additional_secret_outputs", ()) or ())))
+    return plan, views
