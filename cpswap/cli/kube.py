@@ -1,15 +1,140 @@
-"""`cpswap kube`: placeholder registered by the skeleton; replaced by its issue's work."""
+"""`cpswap kube`: inventory, drain, delete-node, wait-node, cordon/uncordon, capacity, recover-pvcs.
+
+Uses the official kubernetes client (no kubectl). Kubeconfig from ``--kubeconfig PATH`` or
+``$CPSWAP_KUBECONFIG_DATA`` (text, secret stack config). Progress goes to stderr. Not pure.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
-from cpswap.core.errors import PermanentError
+from cpswap.core.errors import UnsafeOperationError
+from cpswap.executors import kube as ex
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", help="kubeconfig path (default: $CPSWAP_KUBECONFIG_DATA text)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
+    parser.add_argument("--json", action="store_true")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    parser = sub.add_parser("kube", help="(under construction)")
-    parser.set_defaults(func=_run)
+    kube = sub.add_parser("kube", help="Kubernetes-side node and stateful-pod recovery")
+    cmds = kube.add_subparsers(dest="kube_command", required=True)
+    p = cmds.add_parser("inventory", help="claims pinned to a node, their owners, pods and sizes")
+    _common(p)
+    p.add_argument("--node", required=True)
+    p.set_defaults(func=_inventory)
+    p = cmds.add_parser("drain", help="cordon and empty a node; never hangs on a NotReady node")
+    _common(p)
+    p.add_argument("--node", required=True)
+    p.add_argument("--drain-timeout", type=float, default=120)
+    p.set_defaults(func=_drain)
+    p = cmds.add_parser("delete-node", help="(drain and) delete a Node; absent counts as success")
+    _common(p)
+    p.add_argument("--node", required=True)
+    p.add_argument("--drain", action="store_true")
+    p.add_argument("--drain-timeout", type=float, default=120)
+    p.set_defaults(func=_delete_node)
+    p = cmds.add_parser("wait-node", help="wait until a Node is registered and Ready")
+    _common(p)
+    p.add_argument("--node", required=True)
+    p.add_argument("--deadline", type=float, default=600)
+    p.set_defaults(func=_wait_node)
+    p = cmds.add_parser("cordon", help="cordon nodes, marking them so uncordon restores exactly")
+    _common(p)
+    p.add_argument("--node", required=True, help="comma-separated node names")
+    p.set_defaults(func=_cordon)
+    p = cmds.add_parser("uncordon", help="uncordon the nodes cpswap cordoned (operator-cordoned ones stay)")
+    _common(p)
+    p.set_defaults(func=_uncordon)
+    p = cmds.add_parser("capacity", help="can the survivors' pod slots take what moves off a node?")
+    _common(p)
+    p.add_argument("--node", required=True)
+    p.set_defaults(func=_capacity)
+    p = cmds.add_parser("recover-pvcs", help="recreate stateful pods whose local-path claims were on a lost node")
+    _common(p)
+    p.add_argument("--new-node", required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--old-node")
+    where.add_argument("--orphaned", action="store_true", help="claims pinned to Nodes that no longer exist")
+    p.add_argument("--policy-json", required=True, help="the stack's cpswap:pvcRecovery object as JSON")
+    p.add_argument("--state-dir", type=Path, default=Path(".cpswap/recovery"))
+    p.add_argument("--deadline", type=float, default=900, help="per-claim wait deadline in seconds")
+    p.set_defaults(func=_recover)
 
 
-def _run(args: argparse.Namespace) -> int:
-    raise PermanentError("cpswap kube is not built yet")
+def _api(args: argparse.Namespace):
+    return ex.connect(kubeconfig=args.kubeconfig, timeout=args.timeout)
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        claims = ex.claims_on(api, nodes={args.node})
+    if args.json:
+        print(json.dumps([asdict(c) for c in claims], indent=2))
+    else:
+        for c in claims:
+            print(f"{c.namespace}/{c.name}  {c.size}  {c.owner_kind} {c.owner_name}  pv={c.volume or '-'}  "
+                  f"pods={','.join(c.pods) or '-'}")
+    return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        ex.drain(api, name=args.node, timeout_s=args.drain_timeout, progress=_progress)
+    return 0
+
+
+def _delete_node(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        print(ex.delete_node(api, name=args.node, drain_first=args.drain, drain_timeout_s=args.drain_timeout,
+                             progress=_progress))
+    return 0
+
+
+def _wait_node(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        ex.wait_node(api, name=args.node, deadline_s=args.deadline, progress=_progress)
+    return 0
+
+
+def _cordon(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        ex.cordon(api, names=[n for n in args.node.split(",") if n], progress=_progress)
+    return 0
+
+
+def _uncordon(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        ex.uncordon_marked(api, progress=_progress)
+    return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        verdict = ex.capacity(api, name=args.node)
+    print(json.dumps(asdict(verdict)) if args.json else verdict.reason)
+    if not verdict.allowed:
+        raise UnsafeOperationError(verdict.reason)
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        report = ex.recover_pvcs(api, new_node=args.new_node, policy_json=args.policy_json, old_node=args.old_node,
+                                 orphaned=args.orphaned, state_dir=args.state_dir, deadline_s=args.deadline,
+                                 progress=_progress)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for row in report:
+            print(f"{row['namespace']}/{row['name']}: {row['outcome']}")
+    return 0

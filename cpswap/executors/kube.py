@@ -1,0 +1,563 @@
+"""Kubernetes executor: Nodes and local-path stateful-pod recovery via the official client.
+
+Not pure (HTTP to the API server). Every call carries a request timeout and every wait a
+deadline with progress lines. Selectors are applied client-side (lists are filtered here), so
+the code behaves the same against servers that ignore them, such as the kmock emulator used in
+tests; eviction falls back to a plain delete when the eviction endpoint is missing.
+
+Recovery order (seeds 000/004; notes/etcd_k8s_ops.md §d): the Node is already deleted; cordon
+the survivors (marked with an annotation, so only what cpswap cordoned is uncordoned, even
+after an interruption); per claim, in policy order: delete the PVC, force-delete its pod, wait
+for the PVC to be recreated and bound on the new node, re-delete a pod stuck on "PVC not found";
+an operator-owned Deployment is deleted with its PVC and recreated by the operator; uncordon in
+all cases. A journal file records each destructive step before it happens.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from kubernetes import client, config as kconfig
+from kubernetes.client.exceptions import ApiException
+
+from cpswap.core.errors import DeadlineError, PermanentError, TransientError, UnsafeOperationError
+from cpswap.core.facts import ClaimFact, KubeFacts
+from cpswap.core.recovery import (ClaimAction, NodeCapacity, check_capacity, parse_pvc_recovery,
+                                  plan_claim_actions, policy_for)
+
+Progress = Callable[[str], None]
+CORDON_MARK = "cpswap.io/cordoned-for-recovery"
+HOSTNAME_KEY = "kubernetes.io/hostname"
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+LOCAL_PATH_NODE = "local.path.provisioner/selected-node"
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master",
+                        "node-role.kubernetes.io/etcd")
+
+
+@dataclass(frozen=True)
+class Api:
+    core: client.CoreV1Api
+    apps: client.AppsV1Api
+    timeout: float
+
+
+@contextlib.contextmanager
+def connect(*, kubeconfig: str | None = None, kubeconfig_text: str | None = None, timeout: float = 10.0) -> Iterator[Api]:
+    """``kubeconfig`` is a path; else ``kubeconfig_text`` or env CPSWAP_KUBECONFIG_DATA (written to a
+    0600 temp file removed on exit)."""
+    tmp = None
+    try:
+        path = kubeconfig
+        if path is None:
+            text = kubeconfig_text if kubeconfig_text is not None else os.environ.get("CPSWAP_KUBECONFIG_DATA")
+            if not text:
+                raise PermanentError("no kubeconfig: pass --kubeconfig or set CPSWAP_KUBECONFIG_DATA "
+                                     "(secret stack config cpswap:kubeconfig)")
+            fd, tmp = tempfile.mkstemp(prefix="cpswap-kubeconfig-")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            path = tmp
+        cfg = client.Configuration()
+        try:
+            kconfig.load_kube_config(config_file=path, client_configuration=cfg)
+        except Exception as exc:
+            raise PermanentError(f"kubeconfig unusable: {type(exc).__name__}: {str(exc)[:200]}") from None
+        cfg.retries = 0
+        api_client = client.ApiClient(cfg)
+        try:
+            yield Api(core=client.CoreV1Api(api_client), apps=client.AppsV1Api(api_client), timeout=timeout)
+        finally:
+            api_client.close()
+    finally:
+        if tmp:
+            os.unlink(tmp)
+
+
+def _call(what: str, fn: Callable[..., Any], *args: Any, api: Api, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, _request_timeout=api.timeout, **kwargs)
+    except ApiException as exc:
+        if exc.status in (429, 500, 502, 503, 504):
+            raise TransientError(f"{what}: API {exc.status} {exc.reason}") from None
+        raise
+    except Exception as exc:  # urllib3 connection errors and timeouts
+        raise TransientError(f"{what}: API unreachable: {type(exc).__name__}: {str(exc)[:160]}") from None
+
+
+def _absent(exc: ApiException) -> bool:
+    return exc.status == 404
+
+
+def list_nodes(api: Api) -> list[client.V1Node]:
+    return list(_call("list nodes", api.core.list_node, api=api).items)
+
+
+def read_node(api: Api, name: str) -> client.V1Node | None:
+    try:
+        return _call(f"read node {name}", api.core.read_node, name, api=api)
+    except ApiException as exc:
+        if _absent(exc):
+            return None
+        raise
+
+
+def node_ready(node: client.V1Node) -> bool:
+    for cond in (node.status.conditions or []) if node.status else []:
+        if cond.type == "Ready":
+            return cond.status == "True"
+    return False
+
+
+def _internal_ip(node: client.V1Node) -> str | None:
+    for address in (node.status.addresses or []) if node.status else []:
+        if address.type == "InternalIP":
+            return address.address
+    return None
+
+
+def control_plane_endpoints(*, kubeconfig: str | None, timeout: float, port: int = 2379) -> list[str]:
+    """https://<InternalIP>:<port> of Ready control-plane Nodes (etcd runs there)."""
+    with connect(kubeconfig=kubeconfig, timeout=timeout) as api:
+        nodes = list_nodes(api)
+    urls = []
+    for node in nodes:
+        labels = node.metadata.labels or {}
+        ip = _internal_ip(node)
+        if ip and node_ready(node) and any(label in labels for label in CONTROL_PLANE_LABELS):
+            urls.append(f"https://{ip}:{port}")
+    return sorted(urls)
+
+
+def all_pods(api: Api) -> list[client.V1Pod]:
+    return list(_call("list pods", api.core.list_pod_for_all_namespaces, api=api).items)
+
+
+def _pv_node(pv: client.V1PersistentVolume) -> str | None:
+    affinity = pv.spec.node_affinity if pv.spec else None
+    if affinity and affinity.required:
+        for term in affinity.required.node_selector_terms or []:
+            for expr in term.match_expressions or []:
+                if expr.key == HOSTNAME_KEY and expr.operator == "In" and expr.values:
+                    return expr.values[0]
+    return (pv.metadata.annotations or {}).get(LOCAL_PATH_NODE)
+
+
+def _owner(api: Api, pvc: client.V1PersistentVolumeClaim, pods: list[client.V1Pod],
+           statefulsets: list[client.V1StatefulSet]) -> tuple[str, str, tuple[str, ...]]:
+    users = [p for p in pods if p.metadata.namespace == pvc.metadata.namespace and any(
+        v.persistent_volume_claim and v.persistent_volume_claim.claim_name == pvc.metadata.name
+        for v in (p.spec.volumes or []))]
+    names = tuple(sorted(p.metadata.name for p in users))
+    for pod in users:
+        for ref in pod.metadata.owner_references or []:
+            if ref.kind == "StatefulSet":
+                return "StatefulSet", ref.name, names
+            if ref.kind == "ReplicaSet":
+                return "Deployment", ref.name.rsplit("-", 1)[0], names
+            if ref.kind == "Deployment":
+                return "Deployment", ref.name, names
+    for sts in statefulsets:
+        if sts.metadata.namespace != pvc.metadata.namespace:
+            continue
+        for template in sts.spec.volume_claim_templates or []:
+            prefix = f"{template.metadata.name}-{sts.metadata.name}-"
+            if pvc.metadata.name.startswith(prefix) and pvc.metadata.name[len(prefix):].isdigit():
+                return "StatefulSet", sts.metadata.name, names
+    return "Bare", "", names
+
+
+def claims_on(api: Api, *, nodes: set[str] | None = None, orphaned: bool = False) -> list[ClaimFact]:
+    """Claims whose PV is pinned to one of ``nodes`` (or, with ``orphaned``, to a Node that no
+    longer exists), plus unbound claims whose selected-node annotation names such a node."""
+    existing = {n.metadata.name for n in list_nodes(api)}
+    wanted = (lambda n: n is not None and n not in existing) if orphaned else (lambda n: n in (nodes or set()))
+    pvs = list(_call("list PVs", api.core.list_persistent_volume, api=api).items)
+    pvcs = list(_call("list PVCs", api.core.list_persistent_volume_claim_for_all_namespaces, api=api).items)
+    pods = all_pods(api)
+    statefulsets = list(_call("list statefulsets", api.apps.list_stateful_set_for_all_namespaces, api=api).items)
+    pinned = {(pv.spec.claim_ref.namespace, pv.spec.claim_ref.name): (pv, _pv_node(pv))
+              for pv in pvs if pv.spec and pv.spec.claim_ref}
+    facts = []
+    for pvc in pvcs:
+        key = (pvc.metadata.namespace, pvc.metadata.name)
+        pv, node = pinned.get(key, (None, None))
+        if node is None:
+            node = (pvc.metadata.annotations or {}).get(SELECTED_NODE)
+        if not wanted(node):
+            continue
+        kind, owner, users = _owner(api, pvc, pods, statefulsets)
+        size = ((pvc.spec.resources.requests or {}).get("storage", "?") if pvc.spec and pvc.spec.resources else "?")
+        facts.append(ClaimFact(namespace=key[0], name=key[1], node=str(node), volume=pv.metadata.name if pv else "",
+                               size=str(size), storage_class=(pvc.spec.storage_class_name or "") if pvc.spec else "",
+                               owner_kind=kind, owner_name=owner, pods=users))  # type: ignore[arg-type]
+    return sorted(facts, key=lambda c: c.key)
+
+
+def observe_kube(*, kubeconfig: str, node: str, timeout: float) -> KubeFacts:
+    """Read-only facts for the departing node; never raises for reachability."""
+    try:
+        with connect(kubeconfig_text=kubeconfig, timeout=timeout) as api:
+            current = read_node(api, node)
+            return KubeFacts(reachable=True, node=node, node_ready=node_ready(current) if current else None,
+                             claims=tuple(claims_on(api, nodes={node})))
+    except Exception as exc:  # degrade to unobserved
+        return KubeFacts(reachable=False, node=node, error=str(exc)[:300])
+
+
+def wait_until(what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float, progress: Progress,
+               poll_s: float = 0.1) -> None:
+    """Poll ``probe`` (→ done, state) with backoff until done; DeadlineError names the last state."""
+    end = time.monotonic() + deadline_s
+    delay, last = poll_s, ""
+    while True:
+        try:
+            done, state = probe()
+        except TransientError as exc:
+            done, state = False, str(exc)
+        if done:
+            return
+        left = end - time.monotonic()
+        if left <= 0:
+            raise DeadlineError(f"{what}: not done after {deadline_s:.0f}s; last state: {state}")
+        if state != last:
+            progress(f"{what}: {state} ({left:.0f}s left)")
+            last = state
+        time.sleep(min(delay, left))
+        delay = min(delay * 1.5, 2.0)
+
+
+def wait_node(api: Api, *, name: str, deadline_s: float, progress: Progress) -> None:
+    def probe() -> tuple[bool, str]:
+        node = read_node(api, name)
+        if node is None:
+            return False, "not registered yet"
+        return node_ready(node), "registered, Ready" if node_ready(node) else "registered, not Ready"
+    wait_until(f"wait-node {name}", probe, deadline_s=deadline_s, progress=progress)
+    progress(f"node {name} is Ready")
+
+
+def cordon(api: Api, *, names: Sequence[str], progress: Progress) -> list[str]:
+    """Cordon nodes that are schedulable and mark them; an already-cordoned node is left as it is."""
+    marked = []
+    for name in names:
+        node = read_node(api, name)
+        if node is None:
+            continue
+        annotations = node.metadata.annotations or {}
+        if node.spec and node.spec.unschedulable and CORDON_MARK not in annotations:
+            progress(f"{name}: already cordoned by someone else; it stays cordoned")
+            continue
+        _call(f"cordon {name}", api.core.patch_node, name,
+              {"metadata": {"annotations": {CORDON_MARK: "true"}}, "spec": {"unschedulable": True}}, api=api)
+        marked.append(name)
+        progress(f"{name}: cordoned (marked {CORDON_MARK})")
+    return marked
+
+
+def uncordon_marked(api: Api, *, progress: Progress) -> list[str]:
+    """Uncordon exactly the nodes cpswap cordoned (carrying the mark), and drop the mark."""
+    restored = []
+    for node in list_nodes(api):
+        if CORDON_MARK in (node.metadata.annotations or {}):
+            _call(f"uncordon {node.metadata.name}", api.core.patch_node, node.metadata.name,
+                  {"metadata": {"annotations": {CORDON_MARK: None}}, "spec": {"unschedulable": False}}, api=api)
+            restored.append(node.metadata.name)
+            progress(f"{node.metadata.name}: uncordoned")
+    return restored
+
+
+def _is_daemonset_pod(pod: client.V1Pod) -> bool:
+    return any(ref.kind == "DaemonSet" for ref in pod.metadata.owner_references or [])
+
+
+def _delete_pod(api: Api, pod: client.V1Pod, *, force: bool) -> None:
+    try:
+        _call(f"delete pod {pod.metadata.namespace}/{pod.metadata.name}", api.core.delete_namespaced_pod,
+              pod.metadata.name, pod.metadata.namespace, api=api, grace_period_seconds=0 if force else None)
+    except ApiException as exc:
+        if not _absent(exc):
+            raise
+
+
+def _evict(api: Api, pod: client.V1Pod, progress: Progress) -> None:
+    body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace))
+    try:
+        _call("evict", api.core.create_namespaced_pod_eviction, pod.metadata.name, pod.metadata.namespace, body,
+              api=api)
+    except ApiException as exc:
+        if exc.status == 404 and _still_there(api, pod):
+            progress(f"eviction API unavailable for {pod.metadata.namespace}/{pod.metadata.name}; deleting instead")
+            _delete_pod(api, pod, force=False)
+        elif exc.status != 404:
+            raise
+
+
+def _still_there(api: Api, pod: client.V1Pod) -> bool:
+    try:
+        _call("read pod", api.core.read_namespaced_pod, pod.metadata.name, pod.metadata.namespace, api=api)
+        return True
+    except ApiException as exc:
+        if _absent(exc):
+            return False
+        raise
+
+
+def drain(api: Api, *, name: str, timeout_s: float, progress: Progress) -> None:
+    """Cordon and empty a node. A NotReady node cannot confirm deletions, so its pods are
+    force-deleted and nothing is awaited; otherwise evict and wait, bounded by ``timeout_s``."""
+    node = read_node(api, name)
+    if node is None:
+        progress(f"drain {name}: node absent, nothing to drain")
+        return
+    _call(f"cordon {name}", api.core.patch_node, name, {"spec": {"unschedulable": True}}, api=api)
+    pods = [p for p in all_pods(api) if p.spec.node_name == name and not _is_daemonset_pod(p)]
+    if not node_ready(node):
+        progress(f"drain {name}: node is NotReady; force-deleting {len(pods)} pod(s) without waiting")
+        for pod in pods:
+            _delete_pod(api, pod, force=True)
+        return
+    for pod in pods:
+        _evict(api, pod, progress)
+    wait_until(f"drain {name}", lambda: (
+        not [p for p in all_pods(api) if p.spec.node_name == name and not _is_daemonset_pod(p)],
+        f"{len([p for p in all_pods(api) if p.spec.node_name == name and not _is_daemonset_pod(p)])} pod(s) left"),
+        deadline_s=timeout_s, progress=progress)
+
+
+def delete_node(api: Api, *, name: str, drain_first: bool, drain_timeout_s: float, progress: Progress) -> str:
+    if read_node(api, name) is None:
+        progress(f"node {name} is already gone")
+        return "absent"
+    if drain_first:
+        drain(api, name=name, timeout_s=drain_timeout_s, progress=progress)
+    try:
+        _call(f"delete node {name}", api.core.delete_node, name, api=api)
+    except ApiException as exc:
+        if not _absent(exc):
+            raise
+    progress(f"node {name} deleted")
+    return "deleted"
+
+
+def capacity(api: Api, *, name: str) -> Any:
+    nodes = list_nodes(api)
+    pods = all_pods(api)
+    moving = len([p for p in pods if p.spec.node_name == name and not _is_daemonset_pod(p)])
+    survivors = []
+    for node in nodes:
+        if node.metadata.name == name or not node_ready(node) or (node.spec and node.spec.unschedulable):
+            continue
+        max_pods = int(((node.status.allocatable or {}) if node.status else {}).get("pods", 110))
+        on = len([p for p in pods if p.spec.node_name == node.metadata.name])
+        survivors.append(NodeCapacity(name=node.metadata.name, max_pods=max_pods, pods=on))
+    return check_capacity(survivors=survivors, moving_pods=moving)
+
+
+class Journal:
+    """Append-only JSON lines of destructive steps, written before each step happens."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def started_claims(self) -> dict[str, dict[str, Any]]:
+        """Claims a previous (interrupted) run started to recover, with what it recorded."""
+        claims: dict[str, dict[str, Any]] = {}
+        for entry in self.entries():
+            if "claim" in entry:
+                claims.setdefault(entry["claim"], {}).update(entry)
+        return claims
+
+    def record(self, **entry: Any) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **entry}) + "\n")
+
+
+def _pvc(api: Api, namespace: str, name: str) -> client.V1PersistentVolumeClaim | None:
+    try:
+        return _call(f"read pvc {namespace}/{name}", api.core.read_namespaced_persistent_volume_claim, name, namespace,
+                     api=api)
+    except ApiException as exc:
+        if _absent(exc):
+            return None
+        raise
+
+
+def _bound_node(api: Api, pvc: client.V1PersistentVolumeClaim) -> str | None:
+    if not pvc.spec or not pvc.spec.volume_name:
+        return None
+    try:
+        pv = _call("read pv", api.core.read_persistent_volume, pvc.spec.volume_name, api=api)
+    except ApiException as exc:
+        if _absent(exc):
+            return None
+        raise
+    return _pv_node(pv)
+
+
+def _users(api: Api, namespace: str, claim: str) -> list[client.V1Pod]:
+    return [p for p in all_pods(api) if p.metadata.namespace == namespace and any(
+        v.persistent_volume_claim and v.persistent_volume_claim.claim_name == claim for v in (p.spec.volumes or []))]
+
+
+def _recovered(api: Api, action: ClaimAction, new_node: str) -> bool:
+    pvc = _pvc(api, action.namespace, action.name)
+    return bool(pvc and not pvc.metadata.deletion_timestamp and _bound_node(api, pvc) == new_node)
+
+
+def _recover_statefulset(api: Api, action: ClaimAction, *, new_node: str, journal: Journal, deadline_s: float,
+                         progress: Progress) -> None:
+    key = f"{action.namespace}/{action.name}"
+    pvc = _pvc(api, action.namespace, action.name)
+    if pvc is not None and not pvc.metadata.deletion_timestamp:
+        journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
+        try:
+            _call(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim, action.name,
+                  action.namespace, api=api)
+        except ApiException as exc:
+            if not _absent(exc):
+                raise
+    for pod in _users(api, action.namespace, action.name):
+        if pod.spec.node_name != new_node:
+            journal.record(claim=key, step="force-delete-pod", pod=pod.metadata.name)
+            _delete_pod(api, pod, force=True)
+    redeleted: set[str] = set()
+
+    def probe() -> tuple[bool, str]:
+        current = _pvc(api, action.namespace, action.name)
+        if current is None:
+            return False, "PVC deleted, waiting for the StatefulSet controller to recreate it"
+        if current.metadata.deletion_timestamp:
+            for pod in _users(api, action.namespace, action.name):
+                if pod.spec.node_name != new_node:
+                    _delete_pod(api, pod, force=True)
+            return False, "PVC terminating (pvc-protection until its pod is gone)"
+        node = _bound_node(api, current)
+        if node == new_node:
+            return True, f"bound on {new_node}"
+        for pod in _users(api, action.namespace, action.name):
+            stuck = [c for c in (pod.status.conditions or []) if c.message and "not found" in c.message] \
+                if pod.status else []
+            if stuck and pod.metadata.uid not in redeleted:
+                journal.record(claim=key, step="re-delete-stuck-pod", pod=pod.metadata.name)
+                progress(f"{key}: pod {pod.metadata.name} stuck on '{stuck[0].message}'; deleting it once more")
+                redeleted.add(pod.metadata.uid)
+                _delete_pod(api, pod, force=True)
+        return False, f"PVC recreated, bound to {node or 'nothing yet'}"
+    wait_until(f"recover {key}", probe, deadline_s=deadline_s, progress=progress)
+
+
+def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str, journal: Journal,
+                                 deadline_s: float, progress: Progress) -> None:
+    key = f"{action.namespace}/{action.name}"
+    pvc = _pvc(api, action.namespace, action.name)
+    if pvc is not None and not pvc.metadata.deletion_timestamp:
+        journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
+        with contextlib.suppress(ApiException):
+            _call(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim, action.name,
+                  action.namespace, api=api)
+    name = action.owner_name if action.owner_name not in ("", "?") else action.name
+    try:
+        deployment = _call(f"read deployment {action.namespace}/{name}", api.apps.read_namespaced_deployment, name,
+                           action.namespace, api=api)
+    except ApiException as exc:
+        if not _absent(exc):
+            raise
+        deployment = None
+    if deployment is not None and not _recovered(api, action, new_node):
+        journal.record(claim=key, step="delete-deployment", deployment=name)
+        with contextlib.suppress(ApiException):
+            _call(f"delete deployment {name}", api.apps.delete_namespaced_deployment, name, action.namespace, api=api)
+    for pod in _users(api, action.namespace, action.name):
+        if pod.spec.node_name != new_node:
+            _delete_pod(api, pod, force=True)
+    wait_until(f"recover {key} (waiting for its operator)", lambda: (
+        _recovered(api, action, new_node), "waiting for the operator to recreate the Deployment and its PVC"),
+        deadline_s=deadline_s, progress=progress)
+
+
+def _with_interrupted(api: Api, actions: Sequence[ClaimAction], *, journal: Journal, policies: Sequence[Any],
+                      new_node: str) -> list[ClaimAction]:
+    """Add claims an interrupted run already deleted (so they no longer show as pinned to the old
+    node) and are not yet recovered; the journal is their record."""
+    result = list(actions)
+    known = {f"{a.namespace}/{a.name}" for a in actions}
+    for key, entry in journal.started_claims().items():
+        if key in known:
+            continue
+        namespace, _, name = key.partition("/")
+        policy = policy_for(namespace=namespace, name=name, policies=policies)
+        if policy is None:
+            continue
+        action = ClaimAction(namespace=namespace, name=name,
+                             owner_kind="OperatorDeployment" if policy.owner == "operator" else "StatefulSet",
+                             owner_name=entry.get("deployment", "?"), size="?", data_class=policy.data_class,
+                             policy=policy.policy, order=policy.order, observed=True)
+        if not _recovered(api, action, new_node):
+            result.append(action)
+    result.sort(key=lambda a: (a.order, a.namespace, a.name))
+    return result
+
+
+def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | None, orphaned: bool,
+                 state_dir: Path, deadline_s: float, progress: Progress) -> list[dict[str, Any]]:
+    policies, problems = parse_pvc_recovery(json.loads(policy_json) if policy_json else {}, field="--policy-json")
+    if problems:
+        raise PermanentError("; ".join(str(p) for p in problems))
+    claims = claims_on(api, nodes={old_node} if old_node else None, orphaned=orphaned)
+    actions, refusals = plan_claim_actions(claims=claims, policies=policies, node=old_node or "the departed node")
+    if refusals:
+        raise UnsafeOperationError("refusing to recover any claim: " + "; ".join(v.rule for v in refusals))
+    node = read_node(api, new_node)
+    if node is None or not node_ready(node):
+        raise PermanentError(f"new node {new_node} is {'absent' if node is None else 'not Ready'}; "
+                             f"run `cpswap kube wait-node --node {new_node}` first")
+    journal = Journal(state_dir / f"recover-{new_node}.jsonl")
+    actions = _with_interrupted(api, actions, journal=journal, policies=policies, new_node=new_node)
+    todo = [a for a in actions if a.policy == "recreate"]
+    progress(f"recover-pvcs onto {new_node}: {len(todo)} claim(s) to recreate "
+             f"({', '.join(f'{a.namespace}/{a.name}' for a in todo) or 'none'})")
+    report: list[dict[str, Any]] = []
+    survivors = [n.metadata.name for n in list_nodes(api) if n.metadata.name != new_node]
+    try:
+        if todo:
+            journal.record(step="cordon", nodes=survivors)
+            cordon(api, names=survivors, progress=progress)
+        for action in actions:
+            row = {**asdict(action), "outcome": action.policy}
+            if action.policy == "recreate":
+                if _recovered(api, action, new_node):
+                    row["outcome"] = "already recovered"
+                elif action.owner_kind == "OperatorDeployment":
+                    _recover_operator_deployment(api, action, new_node=new_node, journal=journal,
+                                                 deadline_s=deadline_s, progress=progress)
+                    row["outcome"] = "recreated by operator"
+                else:
+                    _recover_statefulset(api, action, new_node=new_node, journal=journal, deadline_s=deadline_s,
+                                         progress=progress)
+                    row["outcome"] = "recreated"
+            progress(f"{action.namespace}/{action.name}: {row['outcome']}")
+            report.append(row)
+    finally:
+        try:
+            uncordon_marked(api, progress=progress)
+            journal.record(step="uncordon")
+        except TransientError as exc:
+            progress(f"WARNING: could not uncordon the survivors ({exc}); they carry {CORDON_MARK}; "
+                     f"re-run or `cpswap kube uncordon --marked`")
+    manual = [r for r in report if r["policy"] == "manual"]
+    if manual:
+        raise UnsafeOperationError("claims left for the operator (policy manual): "
+                                   + ", ".join(f"{r['namespace']}/{r['name']}" for r in manual))
+    return report
