@@ -149,7 +149,8 @@ def _pv_node(pv: client.V1PersistentVolume) -> str | None:
 
 
 def _owner(api: Api, pvc: client.V1PersistentVolumeClaim, pods: list[client.V1Pod],
-           statefulsets: list[client.V1StatefulSet]) -> tuple[str, str, tuple[str, ...]]:
+           statefulsets: list[client.V1StatefulSet],
+           deployments: Sequence[client.V1Deployment] = ()) -> tuple[str, str, tuple[str, ...]]:
     users = [p for p in pods if p.metadata.namespace == pvc.metadata.namespace and any(
         v.persistent_volume_claim and v.persistent_volume_claim.claim_name == pvc.metadata.name
         for v in (p.spec.volumes or []))]
@@ -169,6 +170,11 @@ def _owner(api: Api, pvc: client.V1PersistentVolumeClaim, pods: list[client.V1Po
             prefix = f"{template.metadata.name}-{sts.metadata.name}-"
             if pvc.metadata.name.startswith(prefix) and pvc.metadata.name[len(prefix):].isdigit():
                 return "StatefulSet", sts.metadata.name, names
+    for dep in deployments:  # no pod right now (e.g. just garbage-collected): the template says who owns it
+        volumes = dep.spec.template.spec.volumes or [] if dep.spec and dep.spec.template.spec else []
+        if dep.metadata.namespace == pvc.metadata.namespace and any(
+                v.persistent_volume_claim and v.persistent_volume_claim.claim_name == pvc.metadata.name for v in volumes):
+            return "Deployment", dep.metadata.name, names
     return "Bare", "", names
 
 
@@ -181,6 +187,7 @@ def claims_on(api: Api, *, nodes: set[str] | None = None, orphaned: bool = False
     pvcs = list(_call("list PVCs", api.core.list_persistent_volume_claim_for_all_namespaces, api=api).items)
     pods = all_pods(api)
     statefulsets = list(_call("list statefulsets", api.apps.list_stateful_set_for_all_namespaces, api=api).items)
+    deployments = list(_call("list deployments", api.apps.list_deployment_for_all_namespaces, api=api).items)
     pinned = {(pv.spec.claim_ref.namespace, pv.spec.claim_ref.name): (pv, _pv_node(pv))
               for pv in pvs if pv.spec and pv.spec.claim_ref}
     facts = []
@@ -191,7 +198,7 @@ def claims_on(api: Api, *, nodes: set[str] | None = None, orphaned: bool = False
             node = (pvc.metadata.annotations or {}).get(SELECTED_NODE)
         if not wanted(node):
             continue
-        kind, owner, users = _owner(api, pvc, pods, statefulsets)
+        kind, owner, users = _owner(api, pvc, pods, statefulsets, deployments)
         size = ((pvc.spec.resources.requests or {}).get("storage", "?") if pvc.spec and pvc.spec.resources else "?")
         facts.append(ClaimFact(namespace=key[0], name=key[1], node=str(node), volume=pv.metadata.name if pv else "",
                                size=str(size), storage_class=(pvc.spec.storage_class_name or "") if pvc.spec else "",
@@ -229,7 +236,7 @@ def wait_until(what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: 
             progress(f"{what}: {state} ({left:.0f}s left)")
             last = state
         time.sleep(min(delay, left))
-        delay = min(delay * 1.5, 2.0)
+        delay = min(delay * 1.5, 1.0)
 
 
 def wait_node(api: Api, *, name: str, deadline_s: float, progress: Progress) -> None:
@@ -416,6 +423,44 @@ def _recovered(api: Api, action: ClaimAction, new_node: str) -> bool:
     return bool(pvc and not pvc.metadata.deletion_timestamp and _bound_node(api, pvc) == new_node)
 
 
+def _wait_recreated(api: Api, action: ClaimAction, *, new_node: str, journal: Journal, deadline_s: float,
+                    progress: Progress, recreator: str) -> None:
+    """Wait until the claim is recreated and bound on ``new_node``: pods holding the terminating
+    PVC are force-deleted, and a pod stuck on 'persistentvolumeclaim ... not found' is deleted
+    once more (kubernetes#74374)."""
+    key = f"{action.namespace}/{action.name}"
+    redeleted: list[str] = []
+
+    def redelete_stuck() -> None:
+        """The StatefulSet controller may recreate the pod while the PVC is still terminating; that
+        pod then waits forever on 'persistentvolumeclaim ... not found' (kubernetes#74374)."""
+        for pod in _users(api, action.namespace, action.name):
+            stuck = [c for c in (pod.status.conditions or []) if c.message and "not found" in c.message] \
+                if pod.status and not pod.spec.node_name else []
+            if stuck and len(redeleted) < 5:
+                journal.record(claim=key, step="re-delete-stuck-pod", pod=pod.metadata.name)
+                progress(f"{key}: pod {pod.metadata.name} stuck on '{stuck[0].message}'; deleting it once more")
+                redeleted.append(pod.metadata.name)
+                _delete_pod(api, pod, force=True)
+
+    def probe() -> tuple[bool, str]:
+        current = _pvc(api, action.namespace, action.name)
+        if current is None:
+            redelete_stuck()
+            return False, f"PVC deleted, waiting for {recreator} to recreate it"
+        if current.metadata.deletion_timestamp:
+            for pod in _users(api, action.namespace, action.name):
+                if pod.spec.node_name != new_node:
+                    _delete_pod(api, pod, force=True)
+            return False, "PVC terminating (pvc-protection until its pod is gone)"
+        node = _bound_node(api, current)
+        if node == new_node:
+            return True, f"bound on {new_node}"
+        redelete_stuck()
+        return False, f"PVC recreated, bound to {node or 'nothing yet'}"
+    wait_until(f"recover {key}", probe, deadline_s=deadline_s, progress=progress)
+
+
 def _recover_statefulset(api: Api, action: ClaimAction, *, new_node: str, journal: Journal, deadline_s: float,
                          progress: Progress) -> None:
     key = f"{action.namespace}/{action.name}"
@@ -432,30 +477,8 @@ def _recover_statefulset(api: Api, action: ClaimAction, *, new_node: str, journa
         if pod.spec.node_name != new_node:
             journal.record(claim=key, step="force-delete-pod", pod=pod.metadata.name)
             _delete_pod(api, pod, force=True)
-    redeleted: set[str] = set()
-
-    def probe() -> tuple[bool, str]:
-        current = _pvc(api, action.namespace, action.name)
-        if current is None:
-            return False, "PVC deleted, waiting for the StatefulSet controller to recreate it"
-        if current.metadata.deletion_timestamp:
-            for pod in _users(api, action.namespace, action.name):
-                if pod.spec.node_name != new_node:
-                    _delete_pod(api, pod, force=True)
-            return False, "PVC terminating (pvc-protection until its pod is gone)"
-        node = _bound_node(api, current)
-        if node == new_node:
-            return True, f"bound on {new_node}"
-        for pod in _users(api, action.namespace, action.name):
-            stuck = [c for c in (pod.status.conditions or []) if c.message and "not found" in c.message] \
-                if pod.status else []
-            if stuck and pod.metadata.uid not in redeleted:
-                journal.record(claim=key, step="re-delete-stuck-pod", pod=pod.metadata.name)
-                progress(f"{key}: pod {pod.metadata.name} stuck on '{stuck[0].message}'; deleting it once more")
-                redeleted.add(pod.metadata.uid)
-                _delete_pod(api, pod, force=True)
-        return False, f"PVC recreated, bound to {node or 'nothing yet'}"
-    wait_until(f"recover {key}", probe, deadline_s=deadline_s, progress=progress)
+    _wait_recreated(api, action, new_node=new_node, journal=journal, deadline_s=deadline_s, progress=progress,
+                    recreator="the StatefulSet controller")
 
 
 def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str, journal: Journal,
@@ -482,9 +505,8 @@ def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str
     for pod in _users(api, action.namespace, action.name):
         if pod.spec.node_name != new_node:
             _delete_pod(api, pod, force=True)
-    wait_until(f"recover {key} (waiting for its operator)", lambda: (
-        _recovered(api, action, new_node), "waiting for the operator to recreate the Deployment and its PVC"),
-        deadline_s=deadline_s, progress=progress)
+    _wait_recreated(api, action, new_node=new_node, journal=journal, deadline_s=deadline_s, progress=progress,
+                    recreator="its operator")
 
 
 def _with_interrupted(api: Api, actions: Sequence[ClaimAction], *, journal: Journal, policies: Sequence[Any],

@@ -1,0 +1,431 @@
+"""An emulated Kubernetes API (kmock's KubernetesEmulator over HTTP on 127.0.0.1) plus small
+controller hooks that play the parts no emulator runs. Test-only.
+
+API:
+- ``Emulator()`` context manager: starts kmock in a background thread; ``.url``, ``.kubeconfig_text``,
+  ``.write_kubeconfig(path)``, ``.api`` (an ``executors.kube.Api``), ``.core``/``.apps`` clients, and
+  ``.pause()``/``.resume()`` to make the API unreachable (requests time out) for fault tests.
+- ``Controllers(emulator)`` context manager: a thread that reconciles every 50 ms until stopped:
+  pod GC (pods on Nodes that no longer exist are deleted), pvc-protection (a terminating PVC loses
+  its finalizer once no pod uses it), the StatefulSet controller (recreates a missing pod, and its
+  PVC from the claim template if the PVC is absent; like Kubernetes before #93457 it does not wait
+  for a terminating PVC, which is the race cpswap handles), the Deployment controller (one pod
+  per Deployment), a scheduler (Ready, schedulable nodes with free max-pods; a pod whose PVC is
+  bound goes to the PV's node; required pod anti-affinity by label; a missing PVC leaves the pod
+  Pending with 'persistentvolumeclaim "x" not found'), local-path (binds an unbound claim to a PV
+  pinned to its pod's node) and the onecloud operator (recreates Deployment
+  onecloud/default-victoria-metrics and its PVC, and keeps 3 default-etcd pods).
+- ``seed_004(core, apps, dead_ready=False)``: the seed-004 cluster: nodes lzx-ha-env (NotReady),
+  lzx-ha-env-2, lzx-ha-env-3, lzx-test-add-node; onecloud-minio/minio (4 replicas),
+  onecloud-monitoring/monitor-minio (4), onecloud/default-victoria-metrics (Deployment + PVC),
+  3 default-etcd pods; minio-1, monitor-minio-1, default-victoria-metrics and one default-etcd pod
+  on lzx-ha-env.
+
+kmock ignores label and field selectors and has no eviction endpoint: everything here lists and
+filters client-side, and the executor falls back from eviction to delete.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import kmock
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from cpswap.executors.kube import Api
+
+ONECLOUD_POLICY = {
+    "onecloud-minio": {"policy": "recreate", "dataClass": "replicated", "order": 1, "owner": "statefulset"},
+    "onecloud-monitoring": {"policy": "recreate", "dataClass": "replicated", "order": 2, "owner": "statefulset"},
+    "onecloud/default-victoria-metrics": {"policy": "recreate", "dataClass": "disposable", "order": 3,
+                                          "owner": "operator"},
+}
+
+
+class Emulator:
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._gate = threading.Event()
+        self._gate.set()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with kmock.KubernetesEmulator() as k, kmock.Server(k) as server:
+            k.resources.load_bundled()
+            self.kmock = k
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> "Emulator":
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("kmock emulator did not start in 15 s")
+        cfg = client.Configuration()
+        cfg.host = self.url
+        cfg.retries = 0
+        self.api_client = client.ApiClient(cfg)
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.api = Api(core=self.core, apps=self.apps, timeout=5)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        """Stop the server (idempotent: fault tests stop it early to make the API unreachable)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        self.api_client.close()
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    @property
+    def kubeconfig_text(self) -> str:
+        return (f"apiVersion: v1\nkind: Config\nclusters:\n- name: twin\n  cluster:\n    server: {self.url}\n"
+                f"contexts:\n- name: twin\n  context:\n    cluster: twin\n    user: twin\ncurrent-context: twin\n"
+                f"users:\n- name: twin\n  user:\n    token: emulator-token\n")
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        path.write_text(self.kubeconfig_text)
+        return path
+
+
+def _meta(name: str, namespace: str | None = None, **kw: Any) -> client.V1ObjectMeta:
+    return client.V1ObjectMeta(name=name, namespace=namespace, **kw)
+
+
+def _suffix() -> str:
+    return "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+
+
+class Controllers:
+    """Reconcile loop in a thread; bounded by ``lifetime_s`` and stopped on exit."""
+
+    def __init__(self, emulator: Emulator, *, lifetime_s: float = 240) -> None:
+        cfg = client.Configuration()
+        cfg.host = emulator.url
+        cfg.retries = 0
+        self._api_client = client.ApiClient(cfg)
+        self.core = client.CoreV1Api(self._api_client)
+        self.apps = client.AppsV1Api(self._api_client)
+        self._stop = threading.Event()
+        self._lifetime = lifetime_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.errors: list[str] = []
+        self.paused = threading.Event()
+
+    def __enter__(self) -> "Controllers":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._api_client.close()
+
+    def _run(self) -> None:
+        end = time.monotonic() + self._lifetime
+        while not self._stop.is_set() and time.monotonic() < end:
+            if not self.paused.is_set():
+                try:
+                    self.reconcile()
+                except ApiException as exc:  # conflicts with the code under test are normal; retry next tick
+                    if exc.status not in (404, 409):
+                        self.errors.append(f"{exc.status} {exc.reason}")
+                except Exception as exc:  # keep reconciling; tests assert on .errors
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(0.05)
+
+    # -- one pass of every controller ------------------------------------------------------
+    def reconcile(self) -> None:
+        nodes = {n.metadata.name: n for n in self.core.list_node().items}
+        pods = self.core.list_pod_for_all_namespaces().items
+        pvcs = {(c.metadata.namespace, c.metadata.name): c
+                for c in self.core.list_persistent_volume_claim_for_all_namespaces().items}
+        self._pod_gc(nodes, pods)
+        self._pvc_protection(pods, pvcs)
+        self._statefulsets(pods, pvcs)
+        self._operator()
+        self._deployments(pods)
+        self._schedule(nodes)
+        self._local_path()
+
+    def _pod_gc(self, nodes: dict, pods: list) -> None:
+        for pod in pods:
+            if pod.spec.node_name and pod.spec.node_name not in nodes:
+                self._delete_pod(pod)
+
+    def _delete_pod(self, pod: client.V1Pod) -> None:
+        try:
+            self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _pvc_protection(self, pods: list, pvcs: dict) -> None:
+        used = {(p.metadata.namespace, v.persistent_volume_claim.claim_name) for p in pods
+                for v in (p.spec.volumes or []) if v.persistent_volume_claim}
+        for key, pvc in pvcs.items():
+            if pvc.metadata.deletion_timestamp and key not in used:
+                self.core.patch_namespaced_persistent_volume_claim(key[1], key[0], {"metadata": {"finalizers": None}})
+                if pvc.spec.volume_name:
+                    try:
+                        self.core.delete_persistent_volume(pvc.spec.volume_name)
+                    except ApiException as exc:
+                        if exc.status != 404:
+                            raise
+
+    def _statefulsets(self, pods: list, pvcs: dict) -> None:
+        names = {(p.metadata.namespace, p.metadata.name) for p in pods}
+        for sts in self.apps.list_stateful_set_for_all_namespaces().items:
+            ns, name = sts.metadata.namespace, sts.metadata.name
+            for i in range(sts.spec.replicas or 0):
+                pod_name = f"{name}-{i}"
+                if (ns, pod_name) in names:
+                    continue
+                volumes = []
+                for template in sts.spec.volume_claim_templates or []:
+                    claim = f"{template.metadata.name}-{name}-{i}"
+                    if (ns, claim) not in pvcs:
+                        self.core.create_namespaced_persistent_volume_claim(ns, client.V1PersistentVolumeClaim(
+                            metadata=_meta(claim, ns, finalizers=["kubernetes.io/pvc-protection"],
+                                           labels={"app": name}),
+                            spec=client.V1PersistentVolumeClaimSpec(
+                                access_modes=["ReadWriteOnce"], storage_class_name="local-path",
+                                resources=template.spec.resources)))
+                    volumes.append(client.V1Volume(name=template.metadata.name,
+                                                   persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
+                                                       claim_name=claim)))
+                self.core.create_namespaced_pod(ns, client.V1Pod(
+                    metadata=_meta(pod_name, ns, labels={"app": name}, owner_references=[client.V1OwnerReference(
+                        api_version="apps/v1", kind="StatefulSet", name=name, uid=sts.metadata.uid or name)]),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name=name, image="minio")], volumes=volumes),
+                    status=client.V1PodStatus(phase="Pending")))
+
+    def _deployments(self, pods: list) -> None:
+        owned = {(p.metadata.namespace, r.name.rsplit("-", 1)[0]) for p in pods
+                 for r in (p.metadata.owner_references or []) if r.kind == "ReplicaSet"}
+        for dep in self.apps.list_deployment_for_all_namespaces().items:
+            ns, name = dep.metadata.namespace, dep.metadata.name
+            if (ns, name) in owned:
+                continue
+            template = dep.spec.template.spec
+            self.core.create_namespaced_pod(ns, client.V1Pod(
+                metadata=_meta(f"{name}-7f9c6-{_suffix()}", ns, labels={"app": name}, owner_references=[
+                    client.V1OwnerReference(api_version="apps/v1", kind="ReplicaSet", name=f"{name}-7f9c6",
+                                            uid=f"{name}-rs")]),
+                spec=client.V1PodSpec(containers=template.containers, volumes=template.volumes,
+                                      affinity=template.affinity),
+                status=client.V1PodStatus(phase="Pending")))
+
+    def _operator(self) -> None:
+        ns, name = "onecloud", "default-victoria-metrics"
+        try:
+            self.core.read_namespaced_persistent_volume_claim(name, ns)
+        except ApiException as missing:  # the operator keeps its claim present
+            if missing.status != 404:
+                raise
+            self.core.create_namespaced_persistent_volume_claim(ns, _claim(name, ns, "20G"))
+        try:
+            self.apps.read_namespaced_deployment(name, ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.apps.create_namespaced_deployment(ns, _deployment(name, ns, claim=name))
+        etcd_pods = [p for p in self.core.list_namespaced_pod("onecloud").items
+                     if (p.metadata.labels or {}).get("app") == "default-etcd"]
+        for _ in range(3 - len(etcd_pods)):
+            self.core.create_namespaced_pod("onecloud", _etcd_pod(f"default-etcd-{_suffix()}{_suffix()}", None))
+
+    def _schedule(self, nodes: dict) -> None:
+        pods = self.core.list_pod_for_all_namespaces().items
+        pvcs = {(c.metadata.namespace, c.metadata.name): c
+                for c in self.core.list_persistent_volume_claim_for_all_namespaces().items}
+        pvs = {pv.metadata.name: pv for pv in self.core.list_persistent_volume().items}
+        load = {n: sum(1 for p in pods if p.spec.node_name == n) for n in nodes}
+        for pod in pods:
+            if pod.spec.node_name:
+                continue
+            candidates = [n for n, node in nodes.items() if _ready(node) and not node.spec.unschedulable
+                          and load[n] < int((node.status.allocatable or {}).get("pods", 110))]
+            message = None
+            for volume in pod.spec.volumes or []:
+                if not volume.persistent_volume_claim:
+                    continue
+                claim = pvcs.get((pod.metadata.namespace, volume.persistent_volume_claim.claim_name))
+                if claim is None or claim.metadata.deletion_timestamp:
+                    message = f'persistentvolumeclaim "{volume.persistent_volume_claim.claim_name}" not found'
+                    candidates = []
+                elif claim.spec.volume_name:
+                    pinned = _pv_node(pvs.get(claim.spec.volume_name))
+                    candidates = [n for n in candidates if n == pinned]
+                    if not candidates:
+                        message = f"volume node affinity conflict ({pinned})"
+            for label in _anti_affinity(pod):
+                taken = {p.spec.node_name for p in pods if (p.metadata.labels or {}).get("app") == label
+                         and p.metadata.name != pod.metadata.name}
+                candidates = [n for n in candidates if n not in taken]
+            if not candidates:
+                self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": {
+                    "phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                        "message": message or "0 nodes are available"}]}})
+                continue
+            chosen = min(candidates, key=lambda n: (load[n], n))
+            load[chosen] += 1
+            self.core.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, {"spec": {"nodeName": chosen}})
+            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": {
+                "phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]}})
+            for volume in pod.spec.volumes or []:
+                if volume.persistent_volume_claim:
+                    self.core.patch_namespaced_persistent_volume_claim(
+                        volume.persistent_volume_claim.claim_name, pod.metadata.namespace,
+                        {"metadata": {"annotations": {"volume.kubernetes.io/selected-node": chosen}}})
+
+    def _local_path(self) -> None:
+        for pvc in self.core.list_persistent_volume_claim_for_all_namespaces().items:
+            node = (pvc.metadata.annotations or {}).get("volume.kubernetes.io/selected-node")
+            if pvc.spec.volume_name or not node or pvc.metadata.deletion_timestamp:
+                continue
+            pv_name = f"pvc-{_suffix()}{_suffix()}"
+            self.core.create_persistent_volume(_pv(pv_name, node, pvc.metadata.namespace, pvc.metadata.name,
+                                                   (pvc.spec.resources.requests or {}).get("storage", "1Gi")))
+            self.core.patch_namespaced_persistent_volume_claim(pvc.metadata.name, pvc.metadata.namespace, {
+                "spec": {"volumeName": pv_name}, "status": {"phase": "Bound"}})
+
+
+def _ready(node: client.V1Node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+
+
+def _pv_node(pv: client.V1PersistentVolume | None) -> str | None:
+    if pv is None or not pv.spec.node_affinity:
+        return None
+    return pv.spec.node_affinity.required.node_selector_terms[0].match_expressions[0].values[0]
+
+
+def _anti_affinity(pod: client.V1Pod) -> list[str]:
+    affinity = pod.spec.affinity
+    if not affinity or not affinity.pod_anti_affinity:
+        return []
+    terms = affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution or []
+    return [t.label_selector.match_labels["app"] for t in terms if t.label_selector and t.label_selector.match_labels]
+
+
+def _node(name: str, ip: str, *, ready: bool = True, max_pods: int = 110) -> client.V1Node:
+    return client.V1Node(
+        metadata=_meta(name, labels={"kubernetes.io/hostname": name, "node-role.kubernetes.io/control-plane": "true",
+                                     "node-role.kubernetes.io/etcd": "true"}),
+        spec=client.V1NodeSpec(unschedulable=False),
+        status=client.V1NodeStatus(addresses=[client.V1NodeAddress(type="InternalIP", address=ip)],
+                                   allocatable={"pods": str(max_pods)},
+                                   conditions=[client.V1NodeCondition(type="Ready",
+                                                                      status="True" if ready else "Unknown")]))
+
+
+def _claim(name: str, ns: str, size: str) -> client.V1PersistentVolumeClaim:
+    return client.V1PersistentVolumeClaim(
+        metadata=_meta(name, ns, finalizers=["kubernetes.io/pvc-protection"]),
+        spec=client.V1PersistentVolumeClaimSpec(access_modes=["ReadWriteOnce"], storage_class_name="local-path",
+                                                resources=client.V1VolumeResourceRequirements(
+                                                    requests={"storage": size})))
+
+
+def _pv(name: str, node: str, ns: str, claim: str, size: str) -> client.V1PersistentVolume:
+    return client.V1PersistentVolume(
+        metadata=_meta(name, annotations={"local.path.provisioner/selected-node": node},
+                       finalizers=["kubernetes.io/pv-protection"]),
+        spec=client.V1PersistentVolumeSpec(
+            capacity={"storage": size}, access_modes=["ReadWriteOnce"], storage_class_name="local-path",
+            host_path=client.V1HostPathVolumeSource(path=f"/opt/k3s/storage/{name}_{ns}_{claim}"),
+            claim_ref=client.V1ObjectReference(namespace=ns, name=claim),
+            node_affinity=client.V1VolumeNodeAffinity(required=client.V1NodeSelector(node_selector_terms=[
+                client.V1NodeSelectorTerm(match_expressions=[client.V1NodeSelectorRequirement(
+                    key="kubernetes.io/hostname", operator="In", values=[node])])]))))
+
+
+def _deployment(name: str, ns: str, *, claim: str) -> client.V1Deployment:
+    return client.V1Deployment(
+        metadata=_meta(name, ns, owner_references=[client.V1OwnerReference(
+            api_version="onecloud.yunion.io/v1alpha1", kind="OnecloudCluster", name="default", uid="oc-default")]),
+        spec=client.V1DeploymentSpec(
+            replicas=1, selector=client.V1LabelSelector(match_labels={"app": name}),
+            template=client.V1PodTemplateSpec(metadata=_meta(name, labels={"app": name}), spec=client.V1PodSpec(
+                containers=[client.V1Container(name=name, image="victoria-metrics")],
+                volumes=[client.V1Volume(name="data", persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=claim))]))))
+
+
+def _etcd_pod(name: str, node: str | None) -> client.V1Pod:
+    anti = client.V1Affinity(pod_anti_affinity=client.V1PodAntiAffinity(
+        required_during_scheduling_ignored_during_execution=[client.V1PodAffinityTerm(
+            topology_key="kubernetes.io/hostname",
+            label_selector=client.V1LabelSelector(match_labels={"app": "default-etcd"}))]))
+    return client.V1Pod(metadata=_meta(name, "onecloud", labels={"app": "default-etcd"}),
+                        spec=client.V1PodSpec(node_name=node, affinity=anti,
+                                              containers=[client.V1Container(name="etcd", image="etcd")]),
+                        status=client.V1PodStatus(phase="Running" if node else "Pending"))
+
+
+def _bound_claim(core: client.CoreV1Api, ns: str, claim: str, node: str, size: str) -> None:
+    body = _claim(claim, ns, size)
+    body.metadata.annotations = {"volume.kubernetes.io/selected-node": node}
+    pv_name = f"pvc-{ns}-{claim}"
+    body.spec.volume_name = pv_name
+    core.create_namespaced_persistent_volume_claim(ns, body)
+    core.patch_namespaced_persistent_volume_claim_status(claim, ns, {"status": {"phase": "Bound"}})
+    core.create_persistent_volume(_pv(pv_name, node, ns, claim, size))
+
+
+def _sts_pod(core: client.CoreV1Api, ns: str, sts: str, i: int, node: str, template: str) -> None:
+    core.create_namespaced_pod(ns, client.V1Pod(
+        metadata=_meta(f"{sts}-{i}", ns, labels={"app": sts}, owner_references=[client.V1OwnerReference(
+            api_version="apps/v1", kind="StatefulSet", name=sts, uid=sts)]),
+        spec=client.V1PodSpec(node_name=node, containers=[client.V1Container(name=sts, image="minio")],
+                              volumes=[client.V1Volume(name=template,
+                                                       persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
+                                                           claim_name=f"{template}-{sts}-{i}"))]),
+        status=client.V1PodStatus(phase="Running")))
+
+
+def seed_004(core: client.CoreV1Api, apps: client.AppsV1Api, *, max_pods: int = 110) -> None:
+    dead, n2, n3, new = "lzx-ha-env", "lzx-ha-env-2", "lzx-ha-env-3", "lzx-test-add-node"
+    core.create_node(_node(dead, "192.168.0.254", ready=False, max_pods=max_pods))
+    core.create_node(_node(n2, "192.168.0.244", max_pods=max_pods))
+    core.create_node(_node(n3, "192.168.0.243", max_pods=max_pods))
+    core.create_node(_node(new, "192.168.0.239", max_pods=max_pods))
+    for ns, sts, placement in (("onecloud-minio", "minio", [n2, dead, n3, n3]),
+                               ("onecloud-monitoring", "monitor-minio", [n2, dead, n3, n2])):
+        apps.create_namespaced_stateful_set(ns, client.V1StatefulSet(
+            metadata=_meta(sts, ns), spec=client.V1StatefulSetSpec(
+                replicas=4, service_name=f"{sts}-svc", selector=client.V1LabelSelector(match_labels={"app": sts}),
+                template=client.V1PodTemplateSpec(metadata=_meta(sts, labels={"app": sts}), spec=client.V1PodSpec(
+                    containers=[client.V1Container(name=sts, image="minio")])),
+                volume_claim_templates=[client.V1PersistentVolumeClaim(
+                    metadata=_meta("export"), spec=client.V1PersistentVolumeClaimSpec(
+                        access_modes=["ReadWriteOnce"], storage_class_name="local-path",
+                        resources=client.V1VolumeResourceRequirements(requests={"storage": "1Ti"})))])))
+        for i, node in enumerate(placement):
+            _bound_claim(core, ns, f"export-{sts}-{i}", node, "1Ti")
+            _sts_pod(core, ns, sts, i, node, "export")
+    _bound_claim(core, "onecloud", "default-victoria-metrics", dead, "20G")
+    apps.create_namespaced_deployment("onecloud", _deployment("default-victoria-metrics", "onecloud",
+                                                              claim="default-victoria-metrics"))
+    core.create_namespaced_pod("onecloud", client.V1Pod(
+        metadata=_meta("default-victoria-metrics-7f9c6-abcde", "onecloud", labels={"app": "default-victoria-metrics"},
+                       owner_references=[client.V1OwnerReference(api_version="apps/v1", kind="ReplicaSet",
+                                                                 name="default-victoria-metrics-7f9c6", uid="rs")]),
+        spec=client.V1PodSpec(node_name=dead, containers=[client.V1Container(name="vm", image="victoria-metrics")],
+                              volumes=[client.V1Volume(name="data", persistent_volume_claim=(
+                                  client.V1PersistentVolumeClaimVolumeSource(claim_name="default-victoria-metrics")))]),
+        status=client.V1PodStatus(phase="Running")))
+    for name, node in (("default-etcd-2lnzlkt4fc", dead), ("default-etcd-x9k2m3n4p5", n2),
+                       ("default-etcd-q8w7e6r5t4", n3)):
+        core.create_namespaced_pod("onecloud", _etcd_pod(name, node))
