@@ -112,11 +112,16 @@ class EtcdCluster:
         initial = ",".join(f"{m.name}={m.peer}" for m in [*current, member])
         self._spawn(member, initial=initial, state="existing")
 
-    def kill(self, name: str) -> None:
+    def kill(self, name: str, *, settle: bool = True) -> None:
+        """SIGKILL one member; with ``settle``, wait until the live members serve linearizable reads
+        again (a new leader is elected) when they still hold a majority."""
         proc = self.members[name].process
         if proc is not None and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+        alive = [n for n, m in self.members.items() if m.process is not None and m.process.poll() is None]
+        if settle and alive and len(alive) > len(self.members) // 2:
+            self.wait_healthy(alive)
 
     def stop(self) -> None:
         for member in self.members.values():
