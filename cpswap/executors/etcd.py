@@ -32,6 +32,7 @@ from cpswap.core.errors import DeadlineError, PermanentError, TransientError, Un
 from cpswap.core.facts import EtcdFacts, EtcdMember, url_host
 from cpswap.core.quorum import can_remove
 from cpswap.executors import etcd_wire
+from cpswap.executors.waiting import wait_until
 
 Progress = Callable[[str], None]
 
@@ -426,38 +427,31 @@ def promote_member(conn: Connection, *, member_id: int, deadline_s: float = 120,
 def wait_member(conn: Connection, *, name: str, ip: str, max_lag: int = 1000, deadline_s: float = 600,
                 progress: Progress = print, poll_s: float = 0.2) -> EtcdMember:
     """Until the member is started, a voter, healthy and within ``max_lag`` raft entries of the leader."""
-    end = time.monotonic() + deadline_s
-    delay, last = poll_s, ""
-    while True:
-        state = "not a member yet"
-        try:
-            conn = conn.with_endpoints([u for m in member_list(conn) for u in m.client_urls[:1]])
-            member = find_member(member_list(conn), name=name, ip=ip)
-            if member is not None:
-                if not member.started:
-                    state = "added but not started"
-                elif member.is_learner:
-                    state = "started as a learner, not yet promoted"
-                else:
-                    mine = endpoint_status(conn, member.client_urls[0])
-                    if not mine.ok or not _member_health(conn, member):
-                        state = f"voter but not healthy ({mine.error or 'health read failed'})"
-                    else:
-                        leader = next((s for s in (endpoint_status(conn, e) for e in conn.endpoints)
-                                       if s.ok and s.member_id == mine.leader_id), mine)
-                        lag = max(leader.raft_index - mine.raft_index, 0)
-                        if lag <= max_lag:
-                            progress(f"{member.name} ({member.id:x}) is a healthy voter, {lag} raft entries behind "
-                                     f"the leader (limit {max_lag})")
-                            return replace(member, healthy=True, raft_index=mine.raft_index)
-                        state = f"healthy voter but {lag} raft entries behind the leader (limit {max_lag})"
-        except TransientError as exc:
-            state = f"etcd not answering: {exc}"
-        left = end - time.monotonic()
-        if left <= 0:
-            raise DeadlineError(f"wait-member {name} ({ip}): not ready after {deadline_s:.0f}s: {state}")
-        if state != last:
-            progress(f"wait-member {name} ({ip}): {state}; {left:.0f}s left")
-            last = state
-        time.sleep(min(delay, left))
-        delay = min(delay * 1.5, 2.0)
+    found: list[EtcdMember] = []
+
+    def probe() -> tuple[bool, str]:
+        nonlocal conn
+        conn = conn.with_endpoints([u for m in member_list(conn) for u in m.client_urls[:1]])
+        member = find_member(member_list(conn), name=name, ip=ip)
+        if member is None:
+            return False, "not a member yet"
+        if not member.started:
+            return False, "added but not started"
+        if member.is_learner:
+            return False, "started as a learner, not yet promoted"
+        mine = endpoint_status(conn, member.client_urls[0])
+        if not mine.ok or not _member_health(conn, member):
+            return False, f"voter but not healthy ({mine.error or 'health read failed'})"
+        leader = next((s for s in (endpoint_status(conn, e) for e in conn.endpoints)
+                       if s.ok and s.member_id == mine.leader_id), mine)
+        lag = max(leader.raft_index - mine.raft_index, 0)
+        if lag > max_lag:
+            return False, f"healthy voter but {lag} raft entries behind the leader (limit {max_lag})"
+        progress(f"{member.name} ({member.id:x}) is a healthy voter, {lag} raft entries behind the leader "
+                 f"(limit {max_lag})")
+        found.append(replace(member, healthy=True, raft_index=mine.raft_index))
+        return True, "ready"
+
+    wait_until(f"wait-member {name} ({ip})", probe, deadline_s=deadline_s, progress=progress, poll_s=poll_s,
+               max_delay_s=2.0)
+    return found[-1]

@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from cpswap.core.errors import DeadlineError, PermanentError, TransientError, UnsafeOperationError
 from cpswap.core.facts import ClaimFact, KubeFacts
+from cpswap.executors.waiting import wait_until
 from cpswap.core.recovery import (ClaimAction, NodeCapacity, check_capacity, parse_pvc_recovery,
                                   plan_claim_actions, policy_for)
 
@@ -215,28 +216,6 @@ def observe_kube(*, kubeconfig: str, node: str, timeout: float) -> KubeFacts:
                              claims=tuple(claims_on(api, nodes={node})))
     except Exception as exc:  # degrade to unobserved
         return KubeFacts(reachable=False, node=node, error=str(exc)[:300])
-
-
-def wait_until(what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float, progress: Progress,
-               poll_s: float = 0.1) -> None:
-    """Poll ``probe`` (→ done, state) with backoff until done; DeadlineError names the last state."""
-    end = time.monotonic() + deadline_s
-    delay, last = poll_s, ""
-    while True:
-        try:
-            done, state = probe()
-        except TransientError as exc:
-            done, state = False, str(exc)
-        if done:
-            return
-        left = end - time.monotonic()
-        if left <= 0:
-            raise DeadlineError(f"{what}: not done after {deadline_s:.0f}s; last state: {state}")
-        if state != last:
-            progress(f"{what}: {state} ({left:.0f}s left)")
-            last = state
-        time.sleep(min(delay, left))
-        delay = min(delay * 1.5, 1.0)
 
 
 def wait_node(api: Api, *, name: str, deadline_s: float, progress: Progress) -> None:

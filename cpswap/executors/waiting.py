@@ -1,0 +1,33 @@
+"""Bounded polling shared by the executors: backoff, a deadline and progress lines. Not pure
+(clock and sleep)."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from cpswap.core.errors import DeadlineError, TransientError
+
+Progress = Callable[[str], None]
+
+
+def wait_until(what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float, progress: Progress,
+               poll_s: float = 0.1, max_delay_s: float = 1.0) -> None:
+    """Poll ``probe`` (→ done, state) with backoff until done. A TransientError from the probe is
+    a state, not a failure. Prints the state whenever it changes; DeadlineError names the last."""
+    end = time.monotonic() + deadline_s
+    delay, last = poll_s, ""
+    while True:
+        try:
+            done, state = probe()
+        except TransientError as exc:
+            done, state = False, str(exc)
+        if done:
+            return
+        left = end - time.monotonic()
+        if left <= 0:
+            raise DeadlineError(f"{what}: not done after {deadline_s:.0f}s; last state: {state}")
+        if state != last:
+            progress(f"{what}: {state} ({left:.0f}s left)")
+            last = state
+        time.sleep(min(delay, left))
+        delay = min(delay * 1.5, max_delay_s)
