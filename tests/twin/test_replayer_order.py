@@ -1,0 +1,100 @@
+"""The replayer's order is pinned to Pulumi's documented rules (synthetic recordings, no hosts)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.pulumi_mocks import Recorded
+from tests.support.twin.replayer import Replayer, Runner, StepFailed
+
+
+def cmd(name: str, *, create: str, delete: str | None = None, update: str | None = None, triggers=("a",),
+        deps: tuple[str, ...] = (), dbr: bool = True, env: dict | None = None) -> Recorded:
+    inputs = {"create": create, "triggers": list(triggers)}
+    if delete:
+        inputs["delete"] = delete
+    if update:
+        inputs["update"] = update
+    if env:
+        inputs["environment"] = env
+    return Recorded(type="command:local:Command", name=name, parent="", custom=True, inputs=inputs, secret_paths=(),
+                    delete_before_replace=dbr, dependencies=tuple(f"urn:{d}" for d in deps),
+                    replace_on_changes=("triggers[*]",), custom_timeouts={}, additional_secret_outputs=(),
+                    retain_on_delete=False, provider="", urn=f"urn:{name}")
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    return tmp_path / "journal"
+
+
+def echo(journal: Path, text: str) -> str:
+    return f"echo {text} >> {journal}"
+
+
+def lines(journal: Path) -> list[str]:
+    return journal.read_text().split() if journal.exists() else []
+
+
+def test_creates_in_dependency_order(tmp_path, journal):
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("b", create=echo(journal, "create-b"), deps=("a",)), cmd("a", create=echo(journal, "create-a"))])
+    assert lines(journal) == ["create-a", "create-b"]
+
+
+def test_dbr_replacement_deletes_first_with_the_stored_old_text(tmp_path, journal):
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("m", create=echo(journal, "create-old"), delete=echo(journal, "delete-old"), triggers=("old",))])
+    r.up([cmd("m", create=echo(journal, "create-new"), delete=echo(journal, "delete-new"), triggers=("new",)),
+          cmd("after", create=echo(journal, "create-after"), deps=("m",))])
+    assert lines(journal) == ["create-old", "delete-old", "create-new", "create-after"]
+
+
+def test_default_replacement_creates_first_and_deletes_at_the_end(tmp_path, journal):
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("m", create=echo(journal, "create-old"), delete=echo(journal, "delete-old"), dbr=False)])
+    r.up([cmd("m", create=echo(journal, "create-new"), delete=echo(journal, "delete-new"), triggers=("b",), dbr=False),
+          cmd("z", create=echo(journal, "create-z"), deps=("m",))])
+    assert lines(journal) == ["create-old", "create-new", "create-z", "delete-old"]
+
+
+def test_removed_resources_are_deleted_last_in_reverse(tmp_path, journal):
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("a", create="true", delete=echo(journal, "delete-a")),
+          cmd("b", create="true", delete=echo(journal, "delete-b"), deps=("a",)),
+          cmd("keep", create="true")])
+    r.up([cmd("keep", create="true"), cmd("new", create=echo(journal, "create-new"))])
+    assert lines(journal) == ["create-new", "delete-b", "delete-a"]
+
+
+def test_update_runs_update_and_noop_runs_nothing(tmp_path, journal):
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("m", create=echo(journal, "create"), update=echo(journal, "update-1"))])
+    steps = r.up([cmd("m", create=echo(journal, "create"), update=echo(journal, "update-2"))])
+    assert lines(journal) == ["create", "update-2"] and [s.op for s in steps] == ["update"]
+    steps = r.up([cmd("m", create=echo(journal, "create"), update=echo(journal, "update-2"))])
+    assert [s.op for s in steps] == ["noop"] and r.commands_run() == []
+    assert lines(journal) == ["create", "update-2"]
+
+
+def test_delete_sees_the_old_create_output(tmp_path, journal):
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("m", create="echo member-id-42", delete=f'echo "$PULUMI_COMMAND_STDOUT" >> {journal}')])
+    r.up([cmd("m", create="true", triggers=("b",))])
+    assert lines(journal) == ["member-id-42"]
+
+
+def test_failure_stops_dependents_and_a_rerun_converges(tmp_path, journal):
+    flag = tmp_path / "fail-once"
+    flag.write_text("x")
+    failing = f"if [ -e {flag} ]; then rm {flag}; exit 3; fi; " + echo(journal, "create-b")
+    program = [cmd("a", create=echo(journal, "create-a")), cmd("b", create=failing, deps=("a",)),
+               cmd("c", create=echo(journal, "create-c"), deps=("b",))]
+    r = Replayer(Runner(cwd=tmp_path))
+    with pytest.raises(StepFailed, match="create b on local failed: rc=3"):
+        r.up(program)
+    assert lines(journal) == ["create-a"] and "urn:b" not in r.state
+    steps = r.up(program)
+    assert [(s.name, s.op) for s in steps] == [("a", "noop"), ("b", "create"), ("c", "create")]
+    assert lines(journal) == ["create-a", "create-b", "create-c"]
