@@ -125,7 +125,7 @@ def test_api_unreachable_mid_wait_gives_a_deadline_and_a_record(tmp_path):
             def progress(line: str) -> None:
                 lines.append(line)
                 if "PVC terminating" in line:
-                    emu.__exit__(None, None, None)  # the API goes away mid-wait
+                    emu.stop()  # the API server process goes away mid-wait
 
             with pytest.raises(DeadlineError) as info:
                 ex.recover_pvcs(api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=None,

@@ -27,6 +27,8 @@ filters client-side, and the executor falls back from eviction to delete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
 import random
 import string
 import threading
@@ -48,27 +50,50 @@ ONECLOUD_POLICY = {
 }
 
 
-class Emulator:
-    def __init__(self) -> None:
-        self._ready = threading.Event()
-        self._gate = threading.Event()
-        self._gate.set()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+HISTORY = 64
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as k, kmock.Server(k) as server:
+
+class _TrimmedEmulator(kmock.KubernetesEmulator):
+    """kmock keeps every request for assertions and matches each new request against that whole
+    history (``request in payload._source`` walks it), so per-request cost grows linearly and a
+    controller loop slows to ~100 ms per call within minutes. Only the last ``HISTORY`` requests are
+    kept: far more than can be in flight, and these tests assert on API state, not on requests."""
+
+    async def __call__(self, raw_request: Any) -> Any:
+        del self._requests[:-HISTORY]
+        return await super().__call__(raw_request)
+
+
+def _serve(conn: Any, host: str) -> None:
+    """Child process: kmock's KubernetesEmulator behind kmock.Server on ``host`` (a free port),
+    until the parent sends anything (or closes the pipe)."""
+    async def main() -> None:
+        async with _TrimmedEmulator() as k, kmock.Server(k, host=host) as server:
             k.resources.load_bundled()
-            self.kmock = k
-            self.url = str(server.url).rstrip("/")
-            self._ready.set()
-            await self._stop.wait()
+            conn.send(str(server.url).rstrip("/"))
+            with contextlib.suppress(EOFError):
+                await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+    asyncio.run(main())
+
+
+class Emulator:
+    """kmock in its own process (its own core and GIL: the API, the controllers and the code under
+    test then run in parallel, like a real cluster). ``stop()`` makes the API vanish mid-test.
+    ``host`` is where it listens: 127.0.0.1, or an address inside a test's own network namespace."""
+
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        self._host = host
 
     def __enter__(self) -> "Emulator":
-        self._thread.start()
-        if not self._ready.wait(15):
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(child, self._host), daemon=True, name="kmock-emulator")
+        self._process.start()
+        child.close()
+        if not self._conn.poll(15):
+            self.stop()
             raise RuntimeError("kmock emulator did not start in 15 s")
+        self.url = self._conn.recv()
         cfg = client.Configuration()
         cfg.host = self.url
         cfg.retries = 0
@@ -78,14 +103,23 @@ class Emulator:
         self.api = Api(core=self.core, apps=self.apps, timeout=5)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        """Stop the server (idempotent: fault tests stop it early to make the API unreachable)."""
-        if getattr(self, "_closed", False):
+    def stop(self) -> None:
+        """Stop the API server (idempotent): asks it to exit, then SIGKILLs it by PID after 5 s."""
+        if getattr(self, "_stopped", False):
             return
-        self._closed = True
-        self.api_client.close()
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self._stopped = True
+        with contextlib.suppress(OSError, BrokenPipeError):
+            self._conn.send("stop")
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        self._conn.close()
+
+    def __exit__(self, *exc: Any) -> None:
+        if hasattr(self, "api_client"):
+            self.api_client.close()
+        self.stop()
 
     @property
     def kubeconfig_text(self) -> str:
@@ -395,12 +429,31 @@ def _sts_pod(core: client.CoreV1Api, ns: str, sts: str, i: int, node: str, templ
         status=client.V1PodStatus(phase="Running")))
 
 
-def seed_004(core: client.CoreV1Api, apps: client.AppsV1Api, *, max_pods: int = 110) -> None:
+SEED_IPS = {"lzx-ha-env": "192.168.0.254", "lzx-ha-env-2": "192.168.0.244", "lzx-ha-env-3": "192.168.0.243",
+            "lzx-test-add-node": "192.168.0.239"}
+
+
+def register_node(core: client.CoreV1Api, name: str, ip: str, *, ready: bool = True, max_pods: int = 110) -> None:
+    """What a joining kubelet does: register its Node (used by the twin's installer shims)."""
+    core.create_node(_node(name, ip, ready=ready, max_pods=max_pods))
+
+
+def set_node_ready(core: client.CoreV1Api, name: str, ready: bool) -> None:
+    core.patch_node_status(name, {"status": {"conditions": [{"type": "Ready",
+                                                             "status": "True" if ready else "Unknown"}]}})
+
+
+def seed_004(core: client.CoreV1Api, apps: client.AppsV1Api, *, max_pods: int = 110, ips: dict[str, str] | None = None,
+             dead_ready: bool = False, with_new_node: bool = True) -> None:
+    """Seed 004's cluster. ``ips`` maps node names to addresses (the twin passes its own; the
+    defaults are the seed's and are never contacted: the emulator only stores them)."""
+    ips = {**SEED_IPS, **(ips or {})}
     dead, n2, n3, new = "lzx-ha-env", "lzx-ha-env-2", "lzx-ha-env-3", "lzx-test-add-node"
-    core.create_node(_node(dead, "192.168.0.254", ready=False, max_pods=max_pods))
-    core.create_node(_node(n2, "192.168.0.244", max_pods=max_pods))
-    core.create_node(_node(n3, "192.168.0.243", max_pods=max_pods))
-    core.create_node(_node(new, "192.168.0.239", max_pods=max_pods))
+    core.create_node(_node(dead, ips[dead], ready=dead_ready, max_pods=max_pods))
+    core.create_node(_node(n2, ips[n2], max_pods=max_pods))
+    core.create_node(_node(n3, ips[n3], max_pods=max_pods))
+    if with_new_node:
+        core.create_node(_node(new, ips[new], max_pods=max_pods))
     for ns, sts, placement in (("onecloud-minio", "minio", [n2, dead, n3, n3]),
                                ("onecloud-monitoring", "monitor-minio", [n2, dead, n3, n2])):
         apps.create_namespaced_stateful_set(ns, client.V1StatefulSet(
