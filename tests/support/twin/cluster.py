@@ -1,0 +1,187 @@
+"""The twin cluster: fake hosts with real TLS etcd laid out like k3s, the strict shims on their
+PATH, and the kube emulator (with controllers) that the shims register Nodes in. Test-only.
+
+``Twin.start(workdir, members=[...], spares=[...], seed_workloads=True)`` builds it;
+``stack_config()`` and ``secrets()`` give what the Pulumi program needs to drive it;
+``etcd_connection()`` reads etcd from the operator's side; ``close()`` stops everything.
+"""
+from __future__ import annotations
+
+import json
+import secrets as pysecrets
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cpswap.executors.etcd import Connection
+from tests.support.etcd_cluster import etcd_binary
+from tests.support.kube_emulator import Controllers, Emulator, ONECLOUD_POLICY, seed_004
+from tests.support.pki import make_ca, make_cert
+from tests.support.twin.hosts import Network
+
+SHIMS = Path(__file__).parent / "shims"
+K3S_TLS = "k3s/server/tls/etcd"
+OCBOOT_TOKEN = "mytoken@yunionio"
+
+
+def etcdctl_binary() -> str:
+    return str(Path(etcd_binary()).with_name("etcdctl"))
+
+
+@dataclass
+class Twin:
+    workdir: Path
+    net: Network
+    emulator: Emulator
+    controllers: Controllers
+    ca: Any
+    client_cert: Path
+    client_key: Path
+    members: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # host -> etcd member name
+
+    @classmethod
+    def start(cls, workdir: Path, *, members: list[str], spares: list[str], seed_workloads: bool = True) -> "Twin":
+        net = Network.create(workdir)
+        twin = None
+        try:
+            (workdir / "bin").mkdir()
+            for shim in SHIMS.iterdir():
+                if shim.is_file():
+                    shutil.copy2(shim, workdir / "bin" / shim.name)
+            (workdir / "ocboot").mkdir()
+            shutil.copy2(SHIMS / "ocboot.sh", workdir / "ocboot" / "ocboot.sh")
+            ca = make_ca(directory=workdir / "pki")
+            client_cert, client_key = make_cert(ca=ca, directory=workdir / "pki", name="operator", sans=["operator"])
+            emulator = Emulator(host=net.gateway).__enter__()
+            twin = cls(workdir=workdir, net=net, emulator=emulator, controllers=Controllers(emulator), ca=ca,
+                       client_cert=client_cert, client_key=client_key)
+            for name in [*members, *spares]:
+                host = net.add_host(name)
+                twin._lay_out_tls(name, host.ip)
+            twin._write_config()
+            twin._bootstrap_etcd(members)
+            if seed_workloads:
+                seed_004(emulator.core, emulator.apps, ips={n: net.hosts[n].ip for n in net.hosts},
+                         dead_ready=True, with_new_node=False)
+            else:
+                from tests.support.kube_emulator import register_node
+                for name in members:
+                    register_node(emulator.core, name, net.hosts[name].ip)
+            twin.controllers.__enter__()
+            return twin
+        except BaseException:
+            if twin is not None:
+                twin.close()
+            else:
+                net.close()
+            raise
+
+    def _lay_out_tls(self, name: str, ip: str) -> None:
+        tls = self.net.hosts[name].root / "var-lib-rancher" / K3S_TLS
+        tls.mkdir(parents=True)
+        cert, key = make_cert(ca=self.ca, directory=self.workdir / "pki", name=name,
+                              sans=[ip, self.net.vip, "127.0.0.1", "localhost", name])
+        shutil.copy(self.ca.cert, tls / "server-ca.crt")
+        shutil.copy(self.client_cert, tls / "client.crt")
+        shutil.copy(self.client_key, tls / "client.key")
+        shutil.copy(cert, tls / "server-client.crt")
+        shutil.copy(key, tls / "server-client.key")
+
+    def _write_config(self) -> None:
+        (self.workdir / "twin.json").write_text(json.dumps({
+            "vip": self.net.vip, "kube_url": self.emulator.url, "k3s_token": OCBOOT_TOKEN,
+            "etcd": etcd_binary(), "etcdctl": etcdctl_binary(), "ssh_key": str(self.net.client_key),
+            "hosts": {n: h.ip for n, h in self.net.hosts.items()}}))
+
+    def _bootstrap_etcd(self, members: list[str]) -> None:
+        self.names = {n: f"{n}-{pysecrets.token_hex(4)}" for n in members}
+        initial = ",".join(f"{self.names[n]}=https://{self.net.hosts[n].ip}:2380" for n in members)
+        tls = f"/var/lib/rancher/{K3S_TLS}"
+        for name in members:
+            ip = self.net.hosts[name].ip
+            command = (f"nohup setsid {etcd_binary()} --name {self.names[name]} "
+                       f"--data-dir /var/lib/rancher/k3s/server/db/etcd "
+                       f"--listen-client-urls https://{ip}:2379,https://127.0.0.1:2379 --advertise-client-urls "
+                       f"https://{ip}:2379 --listen-peer-urls https://{ip}:2380 --initial-advertise-peer-urls "
+                       f"https://{ip}:2380 --initial-cluster {initial} --initial-cluster-state new "
+                       f"--initial-cluster-token twin --logger=zap --log-level=error --client-cert-auth "
+                       f"--trusted-ca-file={tls}/server-ca.crt --cert-file={tls}/server-client.crt "
+                       f"--key-file={tls}/server-client.key --peer-client-cert-auth "
+                       f"--peer-trusted-ca-file={tls}/server-ca.crt --peer-cert-file={tls}/server-client.crt "
+                       f"--peer-key-file={tls}/server-client.key > {self.net.hosts[name].root}/etcd.log 2>&1 "
+                       f"< /dev/null & echo $!")
+            pid = int(self.net.run(name, command).stdout.strip())
+            self.net.hosts[name].pids.append(pid)
+        self.members = list(members)
+        from cpswap.executors.etcd import endpoint_health
+        import time
+        end = time.monotonic() + 30
+        conn = Connection(endpoints=tuple(f"https://{self.net.hosts[n].ip}:2379" for n in members),
+                          ca=str(self.ca.cert), cert=str(self.client_cert), key=str(self.client_key), timeout=2)
+        while not all(endpoint_health(conn, e).healthy for e in conn.endpoints):
+            if time.monotonic() > end:
+                raise RuntimeError("twin etcd did not become healthy in 30 s")
+            time.sleep(0.1)
+
+    def etcd_connection(self, *, timeout: float = 2.0) -> Connection:
+        """The live hosts that run etcd (those whose k3s data dir holds a member)."""
+        alive = [h for h in self.net.hosts.values() if h.alive and
+                 (h.root / "var-lib-rancher/k3s/server/db/etcd/member").exists()]
+        return Connection(endpoints=tuple(f"https://{h.ip}:2379" for h in alive), ca=str(self.ca.cert),
+                          cert=str(self.client_cert), key=str(self.client_key), timeout=timeout)
+
+    def kill(self, name: str) -> None:
+        from tests.support.kube_emulator import set_node_ready
+        self.net.kill(name)
+        set_node_ready(self.emulator.core, name, False)  # the node controller marks it NotReady
+
+    def stack_config(self, *, members: dict[str, str], distribution: str = "ocboot") -> dict[str, Any]:
+        """The program's config for this twin: ``members`` maps slots to host names."""
+        ocboot_dir = "../" + str((self.workdir / "ocboot").relative_to("/"))
+        config: dict[str, Any] = {
+            "distribution": distribution, "controlPlaneEndpoint": f"{self.net.vip}:6443",
+            "members": {slot: {"name": host, "ip": self.net.hosts[host].ip} for slot, host in members.items()},
+            "ssh": {"user": "root", "port": 22}, "etcd": {"preset": "env", "snapshotDir": ".cpswap/snapshots"},
+            "pvcRecovery": ONECLOUD_POLICY,
+        }
+        if distribution == "ocboot":
+            config["ocboot"] = {"version": "v3.11.9", "dbHost": self.net.gateway, "workdir": ocboot_dir}
+        return config
+
+    def secrets(self) -> dict[str, str]:
+        return {"sshPrivateKey": self.net.client_key.read_text(), "kubeconfig": self.emulator.kubeconfig_text,
+                "etcdCaCert": Path(self.ca.cert).read_text(), "etcdClientCert": self.client_cert.read_text(),
+                "etcdClientKey": self.client_key.read_text(), "ocbootDbPassword": "twin-db-password",
+                "k3sToken": OCBOOT_TOKEN}
+
+    def close(self) -> None:
+        try:
+            if self.controllers._thread.is_alive():
+                self.controllers.__exit__(None, None, None)
+        finally:
+            try:
+                self.emulator.__exit__(None, None, None)
+            finally:
+                self.net.close()
+
+
+def digest(conn: Connection) -> tuple[int, str]:
+    """Key count and sha256 of every key and value (linearizable)."""
+    import hashlib
+    from pyetcd import etcdrpc
+    from cpswap.executors import etcd as ex
+
+    def call(client, _):
+        resp = client.kvstub.Range(etcdrpc.RangeRequest(key=b"\0", range_end=b"\0"), conn.timeout)
+        h = hashlib.sha256()
+        for kv in sorted(resp.kvs, key=lambda kv: kv.key):
+            h.update(kv.key + b"=" + kv.value + b"\n")
+        return len(resp.kvs), h.hexdigest()
+    return ex._on_any(conn, "digest", call)
+
+
+def run_quiet(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)

@@ -1,0 +1,120 @@
+"""Shared helpers of the twin's installer shims (they run on fake hosts over SSH). Test-only."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TWIN = Path(os.environ["CPSWAP_TWIN"])
+HOST = os.environ["CPSWAP_TWIN_HOST"]
+CONFIG = json.loads((TWIN / "twin.json").read_text())
+K3S_TLS = "/var/lib/rancher/k3s/server/tls/etcd"
+
+
+def fail(tool: str, message: str, code: int = 2) -> None:
+    print(f"{tool}: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def kube():
+    from kubernetes import client
+    cfg = client.Configuration()
+    cfg.host = CONFIG["kube_url"]
+    return client.CoreV1Api(client.ApiClient(cfg))
+
+
+def etcdctl(*args: str, endpoints: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    argv = [CONFIG["etcdctl"], f"--endpoints={','.join(endpoints)}", f"--cacert={K3S_TLS}/server-ca.crt",
+            f"--cert={K3S_TLS}/client.crt", f"--key={K3S_TLS}/client.key", "--command-timeout=5s", *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"etcdctl {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def cluster_endpoints() -> list[str]:
+    """What k3s learns from the server it joins: the control-plane members' client URLs."""
+    urls = []
+    for node in kube().list_node().items:
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        ip = next((a.address for a in node.status.addresses or [] if a.type == "InternalIP"), None)
+        if ready and ip:
+            urls.append(f"https://{ip}:2379")
+    return urls
+
+
+def retry(what: str, fn, *, deadline_s: float = 60):
+    end = time.monotonic() + deadline_s
+    delay = 0.2
+    while True:
+        try:
+            return fn()
+        except RuntimeError as exc:
+            if time.monotonic() > end or not re.search(r"unhealthy cluster|too many learner|in sync with leader|"
+                                                       r"not started|timed out|context deadline", str(exc)):
+                raise
+            print(f"{what}: {exc}; retrying", file=sys.stderr)
+            time.sleep(delay)
+            delay = min(delay * 2, 2)
+
+
+def join_etcd(*, node_name: str, ip: str) -> None:
+    """Add this host as a learner, start etcd, promote it: what k3s does for a joining server."""
+    endpoints = cluster_endpoints()
+    peer = f"https://{ip}:2380"
+    listing = etcdctl("member", "list", "-w", "json", endpoints=endpoints)
+    if peer in listing.stdout:
+        print(f"{node_name} is already an etcd member")
+        return
+    name = f"{node_name}-{secrets.token_hex(4)}"
+    added = retry("member add", lambda: etcdctl("member", "add", name, f"--peer-urls={peer}", "--learner",
+                                                 endpoints=endpoints))
+    initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', added.stdout).group(1)
+    member_id = re.search(r"Member ([0-9a-f]+) added", added.stdout).group(1)
+    log = open(TWIN / HOST / "etcd.log", "ab")
+    proc = subprocess.Popen([CONFIG["etcd"], "--name", name, "--data-dir", "/var/lib/rancher/k3s/server/db/etcd",
+                             "--listen-client-urls", f"https://{ip}:2379,https://127.0.0.1:2379",
+                             "--advertise-client-urls", f"https://{ip}:2379", "--listen-peer-urls", peer,
+                             "--initial-advertise-peer-urls", peer, "--initial-cluster", initial,
+                             "--initial-cluster-state", "existing", "--logger=zap", "--log-level=error",
+                             "--client-cert-auth", f"--trusted-ca-file={K3S_TLS}/server-ca.crt",
+                             f"--cert-file={K3S_TLS}/server-client.crt", f"--key-file={K3S_TLS}/server-client.key",
+                             "--peer-client-cert-auth", f"--peer-trusted-ca-file={K3S_TLS}/server-ca.crt",
+                             f"--peer-cert-file={K3S_TLS}/server-client.crt",
+                             f"--peer-key-file={K3S_TLS}/server-client.key"],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(TWIN / HOST / "pids", "a") as handle:
+        handle.write(f"{proc.pid}\n")
+    retry("member promote", lambda: etcdctl("member", "promote", member_id, endpoints=endpoints), deadline_s=60)
+    print(f"{name} joined etcd as a learner and was promoted")
+
+
+def register_node(*, node_name: str, ip: str) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    body = client.V1Node(
+        metadata=client.V1ObjectMeta(name=node_name, labels={
+            "kubernetes.io/hostname": node_name, "node-role.kubernetes.io/control-plane": "true",
+            "node-role.kubernetes.io/etcd": "true", "node-role.kubernetes.io/master": "true"}),
+        spec=client.V1NodeSpec(unschedulable=False),
+        status=client.V1NodeStatus(addresses=[client.V1NodeAddress(type="InternalIP", address=ip)],
+                                   allocatable={"pods": "110"},
+                                   conditions=[client.V1NodeCondition(type="Ready", status="True")]))
+    try:
+        kube().create_node(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    print(f"node {node_name} registered")
+
+
+def fail_once(tool: str) -> None:
+    flag = TWIN / HOST / "fail-once"
+    if flag.exists():
+        flag.unlink()
+        fail(tool, "simulated failure (fail-once)", 1)
