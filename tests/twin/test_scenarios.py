@@ -151,3 +151,44 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     assert sampler.samples > 5 and sampler.failures == [], f"quorum lost at {sampler.failures}"
     assert dead.connections() == connections_at_death
     assert list((workdir / ".cpswap" / "snapshots").glob("before-remove-*.db"))
+
+
+def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
+    twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW], seed_workloads=False)
+    try:
+        workdir = project(tmp_path)
+        replayer = Replayer(Runner(cwd=workdir, timeout_s=240))
+        put_keys(twin, 50)
+        before = digest(twin.etcd_connection())
+        slots = {"cp1": OLD, "cp2": N2, "cp3": N3}
+
+        def k3s_up(members):
+            recording = run_program(config=twin.stack_config(members=members, distribution="k3s"),
+                                    secrets=twin.secrets(), stack="twin", cwd=workdir)
+            assert recording.error is None, recording.error
+            steps = replayer.up(recording.resources)
+            (workdir / ".cpswap" / "applied-twin.json").write_text(
+                json.dumps({"membership": recording.outputs["membership"]}))
+            return steps
+
+        k3s_up(slots)  # adoption: each join sees an initialised k3s data dir and does nothing
+        assert digest(twin.etcd_connection()) == before
+        twin.kill(N2)
+        dead = twin.net.hosts[N2]
+        (twin.net.hosts[NEW].root / "fail-once").write_text("the first join fails")
+        swapped = {**slots, "cp2": NEW}
+        with pytest.raises(StepFailed, match="create cp2-join on 10.250.* failed: rc=1: .*simulated failure"):
+            k3s_up(swapped)
+        steps = k3s_up(swapped)  # re-running `up` converges
+        ran = [(s.name, s.op) for s in steps if s.op != "noop"]
+        assert ("cp2-join", "create") in ran and ("cp2-etcd-leave", "replace-delete") not in ran
+        conn = twin.etcd_connection()
+        members = ex.member_list(conn)
+        assert sorted(m.name.rsplit("-", 1)[0] for m in members) == sorted([OLD, N3, NEW])
+        assert all(not m.is_learner and ex.endpoint_health(conn, m.client_urls[0]).healthy for m in members)
+        assert digest(conn) == before
+        assert all(s.host != dead.ip for s in replayer.steps)
+        assert sorted(n.metadata.name for n in twin.emulator.core.list_node().items) == sorted([OLD, N3, NEW])
+    finally:
+        twin.close()
+    assert twin.net.leftovers() == []
