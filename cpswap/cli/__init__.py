@@ -16,17 +16,20 @@ from cpswap.core.errors import ConfigError, CpswapError, DeadlineError, Transien
 SUBCOMMAND_MODULES = ("plan", "check", "etcd", "kube")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Registers only the chosen subcommand when there is one (command resources call
+    `cpswap etcd|kube` several times per swap; the clients take a second to import)."""
     parser = argparse.ArgumentParser(prog="cpswap", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMAND_MODULES:
+    chosen = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), None)
+    for name in (chosen,) if chosen in SUBCOMMAND_MODULES else SUBCOMMAND_MODULES:
         module = importlib.import_module(f"cpswap.cli.{name}")
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -55,7 +55,8 @@ class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
         if args.typ.startswith("command:"):
-            outputs.setdefault("stdout", "")
+            # a sentinel the twin's replayer replaces with the real stdout of this resource
+            outputs.setdefault("stdout", f"@@stdout:{args.name}@@")
             outputs.setdefault("stderr", "")
         return f"{args.name}-id", outputs
 

@@ -192,3 +192,54 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
     finally:
         twin.close()
     assert twin.net.leftovers() == []
+
+
+def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
+    """Seed 001's situation on kubeadm: a member is rebuilt with a new OS and name but its IP.
+    First a non-first member (cp2), then the first one (cp1, which holds the VIP)."""
+    names = ["kadm-1", "kadm-2", "kadm-3"]
+    twin = Twin.start(tmp_path / "twin", members=names, spares=[], seed_workloads=False, layout="kubeadm")
+    try:
+        workdir = project(tmp_path)
+        replayer = Replayer(Runner(cwd=workdir, timeout_s=240))
+        put_keys(twin, 50)
+        before = digest(twin.etcd_connection())
+        slots = {"cp1": "kadm-1", "cp2": "kadm-2", "cp3": "kadm-3"}
+
+        def kubeadm_up(members):
+            recording = run_program(config=twin.stack_config(members=members, distribution="kubeadm"),
+                                    secrets=twin.secrets(), stack="twin", cwd=workdir)
+            assert recording.error is None, recording.error
+            assert any("keeps IP" in line for line in recording.logs) or members == slots
+            steps = replayer.up(recording.resources)
+            (workdir / ".cpswap" / "applied-twin.json").write_text(
+                json.dumps({"membership": recording.outputs["membership"]}))
+            return steps
+
+        kubeadm_up(slots)  # adoption: manifests exist, so no join runs
+        assert sorted(m.name for m in ex.member_list(twin.etcd_connection())) == names
+        for slot, old, new in (("cp2", "kadm-2", "kadm-2-ubuntu"), ("cp1", "kadm-1", "kadm-1-ubuntu")):
+            ip = twin.net.hosts[old].ip
+            twin.kill(old)
+            twin.add_rebuilt_host(new, ip=ip)
+            slots = {**slots, slot: new}
+            started = time.monotonic()
+            steps = kubeadm_up(slots)
+            print(f"\n{slot} rebuild: {time.monotonic() - started:.1f}s: "
+                  f"{[(s.name, s.op, round(d, 1)) for s, d in replayer.durations[-8:]]}")
+            ran = [(s.name, s.op) for s in steps if s.op != "noop"]
+            assert (f"{slot}-etcd-leave", "replace-delete") in ran and (f"{slot}-join", "create") in ran
+            prepare = next(s for s in steps if s.name == f"{slot}-join-prepare" and s.op == "create")
+            assert prepare.host == twin.net.vip
+            conn = twin.etcd_connection()
+            members = ex.member_list(conn)
+            assert sorted(m.name for m in members) == sorted(slots.values())
+            assert all(not m.is_learner and ex.endpoint_health(conn, m.client_urls[0]).healthy for m in members)
+            assert digest(conn) == before
+        log = "\n".join(replayer.runner.log)
+        state = json.loads((twin.workdir / "kubeadm.json").read_text())
+        for secret in [*state["tokens"], *state["keys"]]:
+            assert secret not in log, "a join token or certificate key reached the command log"
+    finally:
+        twin.close()
+    assert twin.net.leftovers() == []

@@ -22,8 +22,20 @@ from tests.support.pki import make_ca, make_cert
 from tests.support.twin.hosts import Network
 
 SHIMS = Path(__file__).parent / "shims"
-K3S_TLS = "k3s/server/tls/etcd"
 OCBOOT_TOKEN = "mytoken@yunionio"
+LAYOUTS = {  # (TLS dir under the host root, file names: ca, client cert, client key, server cert, server key; data)
+    "k3s": ("var-lib-rancher/k3s/server/tls/etcd", ("server-ca.crt", "client.crt", "client.key", "server-client.crt",
+                                                    "server-client.key"), "var-lib-rancher/k3s/server/db/etcd"),
+    "kubeadm": ("etc-kubernetes/pki/etcd", ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key",
+                                            "server.crt", "server.key"), "var-lib-etcd"),
+}
+MOUNTS = {"var-lib-rancher": "/var/lib/rancher", "etc-kubernetes": "/etc/kubernetes", "var-lib-etcd": "/var/lib/etcd"}
+
+
+def in_host(relative: str) -> str:
+    """The path a host sees for a directory under its root (its private bind mounts)."""
+    top, _, rest = relative.partition("/")
+    return f"{MOUNTS[top]}/{rest}" if rest else MOUNTS[top]
 
 
 def etcdctl_binary() -> str:
@@ -41,9 +53,11 @@ class Twin:
     client_key: Path
     members: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # host -> etcd member name
+    layout: str = "k3s"
 
     @classmethod
-    def start(cls, workdir: Path, *, members: list[str], spares: list[str], seed_workloads: bool = True) -> "Twin":
+    def start(cls, workdir: Path, *, members: list[str], spares: list[str], seed_workloads: bool = True,
+              layout: str = "k3s") -> "Twin":
         net = Network.create(workdir)
         twin = None
         try:
@@ -57,7 +71,7 @@ class Twin:
             client_cert, client_key = make_cert(ca=ca, directory=workdir / "pki", name="operator", sans=["operator"])
             emulator = Emulator(host=net.gateway).__enter__()
             twin = cls(workdir=workdir, net=net, emulator=emulator, controllers=Controllers(emulator), ca=ca,
-                       client_cert=client_cert, client_key=client_key)
+                       client_cert=client_cert, client_key=client_key, layout=layout)
             for name in [*members, *spares]:
                 host = net.add_host(name)
                 twin._lay_out_tls(name, host.ip)
@@ -80,38 +94,47 @@ class Twin:
             raise
 
     def _lay_out_tls(self, name: str, ip: str) -> None:
-        tls = self.net.hosts[name].root / "var-lib-rancher" / K3S_TLS
+        directory, files, _ = LAYOUTS[self.layout]
+        tls = self.net.hosts[name].root / directory
         tls.mkdir(parents=True)
         cert, key = make_cert(ca=self.ca, directory=self.workdir / "pki", name=name,
                               sans=[ip, self.net.vip, "127.0.0.1", "localhost", name])
-        shutil.copy(self.ca.cert, tls / "server-ca.crt")
-        shutil.copy(self.client_cert, tls / "client.crt")
-        shutil.copy(self.client_key, tls / "client.key")
-        shutil.copy(cert, tls / "server-client.crt")
-        shutil.copy(key, tls / "server-client.key")
+        for source, target in zip((self.ca.cert, self.client_cert, self.client_key, cert, key), files):
+            shutil.copy(source, tls / target)
+
+    def add_rebuilt_host(self, name: str, *, ip: str) -> None:
+        """A reinstalled machine that keeps a dead host's IP (seed 001), with a new name."""
+        self.net.add_host(name, ip=ip)
+        self._lay_out_tls(name, ip)
+        self._write_config()
 
     def _write_config(self) -> None:
         (self.workdir / "twin.json").write_text(json.dumps({
             "vip": self.net.vip, "kube_url": self.emulator.url, "k3s_token": OCBOOT_TOKEN,
             "etcd": etcd_binary(), "etcdctl": etcdctl_binary(), "ssh_key": str(self.net.client_key),
-            "hosts": {n: h.ip for n, h in self.net.hosts.items()}}))
+            "hosts": {n: h.ip for n, h in self.net.hosts.items() if h.alive}, "layout": self.layout}))
 
     def _bootstrap_etcd(self, members: list[str]) -> None:
-        self.names = {n: f"{n}-{pysecrets.token_hex(4)}" for n in members}
+        directory, files, data = LAYOUTS[self.layout]
+        self.names = {n: f"{n}-{pysecrets.token_hex(4)}" if self.layout == "k3s" else n for n in members}
         initial = ",".join(f"{self.names[n]}=https://{self.net.hosts[n].ip}:2380" for n in members)
-        tls = f"/var/lib/rancher/{K3S_TLS}"
+        tls = in_host(directory)
+        ca, _, _, server_cert, server_key = (f"{tls}/{f}" for f in files)
         for name in members:
             ip = self.net.hosts[name].ip
+            if self.layout == "kubeadm":
+                manifests = self.net.hosts[name].root / "etc-kubernetes" / "manifests"
+                manifests.mkdir(parents=True)
+                (manifests / "etcd.yaml").write_text(f"# static pod manifest for etcd on {name}\n")
             command = (f"nohup setsid {etcd_binary()} --name {self.names[name]} "
-                       f"--data-dir /var/lib/rancher/k3s/server/db/etcd "
+                       f"--data-dir {in_host(data)} "
                        f"--listen-client-urls https://{ip}:2379,https://127.0.0.1:2379 --advertise-client-urls "
                        f"https://{ip}:2379 --listen-peer-urls https://{ip}:2380 --initial-advertise-peer-urls "
                        f"https://{ip}:2380 --initial-cluster {initial} --initial-cluster-state new "
                        f"--initial-cluster-token twin --logger=zap --log-level=error --client-cert-auth "
-                       f"--trusted-ca-file={tls}/server-ca.crt --cert-file={tls}/server-client.crt "
-                       f"--key-file={tls}/server-client.key --peer-client-cert-auth "
-                       f"--peer-trusted-ca-file={tls}/server-ca.crt --peer-cert-file={tls}/server-client.crt "
-                       f"--peer-key-file={tls}/server-client.key > {self.net.hosts[name].root}/etcd.log 2>&1 "
+                       f"--trusted-ca-file={ca} --cert-file={server_cert} --key-file={server_key} "
+                       f"--peer-client-cert-auth --peer-trusted-ca-file={ca} --peer-cert-file={server_cert} "
+                       f"--peer-key-file={server_key} > {self.net.hosts[name].root}/etcd.log 2>&1 "
                        f"< /dev/null & echo $!")
             pid = int(self.net.run(name, command).stdout.strip())
             self.net.hosts[name].pids.append(pid)
@@ -128,8 +151,8 @@ class Twin:
 
     def etcd_connection(self, *, timeout: float = 2.0) -> Connection:
         """The live hosts that run etcd (those whose k3s data dir holds a member)."""
-        alive = [h for h in self.net.hosts.values() if h.alive and
-                 (h.root / "var-lib-rancher/k3s/server/db/etcd/member").exists()]
+        data = LAYOUTS[self.layout][2]
+        alive = [h for h in self.net.hosts.values() if h.alive and (h.root / data / "member").exists()]
         return Connection(endpoints=tuple(f"https://{h.ip}:2379" for h in alive), ca=str(self.ca.cert),
                           cert=str(self.client_cert), key=str(self.client_key), timeout=timeout)
 
@@ -149,6 +172,8 @@ class Twin:
         }
         if distribution == "ocboot":
             config["ocboot"] = {"version": "v3.11.9", "dbHost": self.net.gateway, "workdir": ocboot_dir}
+        if distribution == "kubeadm":
+            config["kubeadm"] = {"apiserverBindPort": 6443}
         return config
 
     def secrets(self) -> dict[str, str]:

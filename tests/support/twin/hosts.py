@@ -1,5 +1,5 @@
 """Fake hosts for the twin: network namespaces on a bridge, each with its own address, hostname
-(UTS namespace), private /var/lib/rancher and /etc/kubernetes (mount namespace bind mounts) and a
+(UTS namespace), private /var/lib/rancher, /etc/kubernetes and /var/lib/etcd (mount namespace bind mounts) and a
 real sshd taking key logins. Test-only; needs root and iproute2.
 
 ``Network.create(workdir)`` picks a free 10.250.X.0/24 and bridge; ``add_host(name)`` starts one;
@@ -86,7 +86,7 @@ class Network:
         key = workdir / "client_key"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
         (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text())
-        for mount_point in ("/var/lib/rancher", "/etc/kubernetes"):
+        for mount_point in ("/var/lib/rancher", "/etc/kubernetes", "/var/lib/etcd"):
             Path(mount_point).mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         return net
@@ -103,11 +103,14 @@ class Network:
     def client_key(self) -> Path:
         return self.workdir / "client_key"
 
-    def add_host(self, name: str, *, env: dict[str, str] | None = None) -> Host:
+    def add_host(self, name: str, *, env: dict[str, str] | None = None, ip: str | None = None) -> Host:
+        """Start a host; ``ip`` reuses a dead host's address (a rebuild that keeps its IP)."""
         i = len(self.hosts) + 1
-        host = Host(name=name, ip=f"10.250.{self.index}.{i}", netns=f"cps{self.index}h{i}",
+        if ip is not None and any(h.alive and h.ip == ip for h in self.hosts.values()):
+            raise ValueError(f"{ip} is still held by a live host")
+        host = Host(name=name, ip=ip or f"10.250.{self.index}.{i}", netns=f"cps{self.index}h{i}",
                     veth=f"cps{self.index}v{i}", root=self.workdir / name)
-        for sub in ("var-lib-rancher", "etc-kubernetes", "ssh"):
+        for sub in ("var-lib-rancher", "etc-kubernetes", "var-lib-etcd", "ssh"):
             (host.root / sub).mkdir(parents=True, exist_ok=True)
         sh("ip", "netns", "add", host.netns)
         sh("ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
@@ -127,11 +130,13 @@ class Network:
                           f"LogLevel VERBOSE\nSetEnv {setenv}\nMaxStartups 100\n")
         script = (f"hostname {name} && mount --bind {host.root}/var-lib-rancher /var/lib/rancher && "
                   f"mount --bind {host.root}/etc-kubernetes /etc/kubernetes && "
+                  f"mount --bind {host.root}/var-lib-etcd /var/lib/etcd && "
                   f"exec /usr/sbin/sshd -D -f {config} -E {host.sshd_log}")
         host.sshd = subprocess.Popen(["ip", "netns", "exec", host.netns, "unshare", "--uts", "--mount",
                                       "--propagation", "private", "sh", "-c", script],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.hosts[name] = host
+        sh("ip", "neigh", "flush", "to", host.ip, check=False)  # a reused address has a new MAC
         self._wait_ssh(host)
         if self.vip_holder is None:
             self.move_vip(name)

@@ -11,14 +11,24 @@ Pulumi's documented order (notes/pulumi_facts.md §1–2, pkg/resource/deploy/st
 - a replacement without it creates first and deletes the old copy at the end;
 - an input change without a replacement is an update: ``update`` if set, else ``create``;
 - no change runs nothing;
-- resources no longer in the program are deleted last, in reverse order of the stored state;
+- resources no longer in the program are deleted last, in reverse dependency order of the
+  stored state (registration order reversed breaks ties);
 - on a failure it stops like the engine: later steps do not run, and the state keeps what
-  succeeded (a deleted-then-failed replacement is gone from state), so a re-run converges.
+  succeeded (a deleted-then-failed replacement is gone from state; an old copy whose deferred
+  delete failed stays pending and is deleted by the next run), so a re-run converges.
 
 ``command:remote:Command`` runs over real SSH (the key from the connection input, BatchMode,
-short connect timeout), ``command:local:Command`` locally through ``/bin/sh -c`` with the
-stored environment. Other resource types (providers, kubernetes patches) are recorded as
-applied without side effects, and said so in ``Step.note``.
+short connect timeout, host key not checked), ``command:local:Command`` locally through
+``/bin/sh -c`` with the stored environment merged into ``os.environ``; both get ``stdin``, and a
+delete sees ``PULUMI_COMMAND_STDOUT``/``PULUMI_COMMAND_STDERR`` of the old create.
+``kubernetes:core/v1:NodePatch`` labels are applied to the emulated API with the official client
+through the kubeconfig of its provider (retainOnDelete: a delete leaves the Node alone). Other
+types (providers, components) are recorded as applied without side effects, said in ``Step.note``.
+
+What it does not model: previews and diffs of outputs, parallelism (the engine may run
+independent resources concurrently; this runs them one at a time), refresh, custom timeouts
+(one runner timeout instead), ``dialErrorLimit`` retries, remote ``environment`` (rejected, the
+program does not use it), ``ignoreChanges``/``aliases``, and state checkpoints on disk.
 """
 from __future__ import annotations
 
@@ -26,6 +36,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +44,7 @@ from typing import Any, Callable
 from tests.support.pulumi_mocks import Recorded
 
 COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
+NODE_PATCH = "kubernetes:core/v1:NodePatch"
 
 
 @dataclass
@@ -44,6 +56,7 @@ class Stored:
     dependencies: tuple[str, ...]
     delete_before_replace: bool
     replace_on_changes: tuple[str, ...]
+    provider: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,9 @@ class Runner:
 
     def run(self, *, kind: str, inputs: dict[str, Any], text: str, extra_env: dict[str, str]) -> tuple[int, str, str]:
         stdin = inputs.get("stdin")
+        if kind == "command:remote:Command" and inputs.get("environment"):
+            raise ValueError("remote.Command environment is not modelled by the twin's replayer "
+                             f"(keys {sorted(inputs['environment'])}); pass values through stdin instead")
         if kind == "command:local:Command":
             env = {**os.environ, **(inputs.get("environment") or {}), **extra_env}
             proc = subprocess.run(["/bin/sh", "-c", text], input=stdin, capture_output=True, text=True, env=env,
@@ -101,6 +117,24 @@ def _differs_on(paths: tuple[str, ...], old: dict[str, Any], new: dict[str, Any]
     return False
 
 
+def _stored_order(state: dict[str, Stored]) -> list[str]:
+    """Stored URNs in dependency order (stored order breaks ties); deletes walk it reversed."""
+    done: set[str] = set()
+    ordered: list[str] = []
+
+    def visit(urn: str, stack: tuple[str, ...] = ()) -> None:
+        if urn in done or urn in stack:
+            return
+        for dep in state[urn].dependencies:
+            if dep in state:
+                visit(dep, stack + (urn,))
+        done.add(urn)
+        ordered.append(urn)
+    for urn in state:
+        visit(urn)
+    return ordered
+
+
 def _order(resources: list[Recorded]) -> list[Recorded]:
     """Dependency order, registration order as the tie-break."""
     by_urn = {r.urn: r for r in resources}
@@ -126,64 +160,108 @@ class Replayer:
     state: dict[str, Stored] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     before_step: Callable[[Step], None] = lambda step: None
+    durations: list[tuple[Step, float]] = field(default_factory=list)
+    pending_deletes: list[tuple[str, Stored]] = field(default_factory=list)  # replaced copies not yet deleted
 
     def _host(self, kind: str, inputs: dict[str, Any]) -> str:
         return inputs["connection"]["host"] if kind == "command:remote:Command" else "local"
 
-    def _exec(self, step: Step, kind: str, inputs: dict[str, Any], text: str | None, env: dict[str, str]) -> str:
+    def _patch_node(self, inputs: dict[str, Any], provider: str) -> None:
+        import yaml
+        from kubernetes import client, config
+
+        stored = self.state.get(provider.rsplit("::", 1)[0])
+        if stored is None or not stored.inputs.get("kubeconfig"):
+            raise ValueError(f"NodePatch needs its provider's kubeconfig in state; provider {provider!r} has none")
+        api = client.CoreV1Api(config.new_client_from_config_dict(yaml.safe_load(stored.inputs["kubeconfig"])))
+        metadata = inputs.get("metadata") or {}
+        try:
+            api.patch_node(metadata["name"], {"metadata": {"labels": metadata.get("labels") or {}}})
+        finally:
+            api.api_client.close()
+
+    def _exec(self, step: Step, kind: str, inputs: dict[str, Any], text: str | None, env: dict[str, str],
+              provider: str = "") -> tuple[str, str]:
         self.before_step(step)
         self.steps.append(step)
+        if kind == NODE_PATCH:
+            self._patch_node(inputs, provider)
+            return "", ""
         if not text or kind not in COMMAND_TYPES:
-            return ""
+            return "", ""
+        started = time.monotonic()
         rc, out, err = self.runner.run(kind=kind, inputs=inputs, text=text, extra_env=env)
-        self.runner.log.append(f"{step.op} {step.name} @{step.host} rc={rc}\n{out[-2000:]}{err[-2000:]}")
+        self.durations.append((step, time.monotonic() - started))
+        # what the provider streams to the CLI log depends on `logging` (pulumi-command)
+        logging = str(inputs.get("logging") or "stdoutAndStderr").lower()
+        shown = {"none": "", "stdout": out, "stderr": err}.get(logging, out + err)
+        self.runner.log.append(f"{step.op} {step.name} @{step.host} rc={rc}\n{shown[-4000:]}")
         if rc != 0:
-            raise StepFailed(step, f"rc={rc}: {(err or out).strip()[-800:]}")
-        return out
+            raise StepFailed(step, f"rc={rc}: {(shown or f'(output hidden: logging={logging})').strip()[-800:]}")
+        return out, err
 
     def _delete(self, urn: str, stored: Stored, op: str) -> None:
-        step = Step(urn, stored.name, op, self._host(stored.type, stored.inputs))
+        """Delete from stored state: the old text, connection and environment, and the old outputs."""
+        step = Step(urn, stored.name, op, self._host(stored.type, stored.inputs),
+                    "retainOnDelete: left in place" if stored.type == NODE_PATCH else "")
         env = {"PULUMI_COMMAND_STDOUT": stored.outputs.get("stdout", ""),
                "PULUMI_COMMAND_STDERR": stored.outputs.get("stderr", "")}
-        self._exec(step, stored.type, stored.inputs, stored.inputs.get("delete"), env)
-        del self.state[urn]
+        kind = "retained" if stored.type == NODE_PATCH else stored.type
+        self._exec(step, kind, stored.inputs, stored.inputs.get("delete"), env)
+
+    def _resolve(self, value: Any) -> Any:
+        """Replace the mocks' ``@@stdout:<name>@@`` sentinels by the real stdout of that resource
+        (what the engine does for an input that is another resource's output)."""
+        if isinstance(value, str) and "@@stdout:" in value:
+            for stored in self.state.values():
+                value = value.replace(f"@@stdout:{stored.name}@@", stored.outputs.get("stdout", ""))
+            return value
+        if isinstance(value, dict):
+            return {k: self._resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._resolve(v) for v in value]
+        return value
 
     def _create(self, r: Recorded, op: str = "create") -> None:
-        step = Step(r.urn, r.name, op, self._host(r.type, r.inputs),
-                    "" if r.type in COMMAND_TYPES else f"{r.type}: applied without side effects")
+        note = "" if r.type in COMMAND_TYPES + (NODE_PATCH,) else f"{r.type}: applied without side effects"
+        step = Step(r.urn, r.name, op, self._host(r.type, r.inputs), note)
         text = r.inputs.get("create") if op == "create" else (r.inputs.get("update") or r.inputs.get("create"))
-        out = self._exec(step, r.type, r.inputs, text, {})
-        self.state[r.urn] = Stored(type=r.type, name=r.name, inputs=r.inputs, outputs={"stdout": out},
+        out, err = self._exec(step, r.type, r.inputs, text, {}, r.provider)
+        self.state[r.urn] = Stored(type=r.type, name=r.name, inputs=r.inputs, outputs={"stdout": out, "stderr": err},
                                    dependencies=r.dependencies, delete_before_replace=r.delete_before_replace,
-                                   replace_on_changes=r.replace_on_changes)
+                                   replace_on_changes=r.replace_on_changes, provider=r.provider)
 
     def up(self, resources: list[Recorded]) -> list[Step]:
         """One `pulumi up`. Returns the steps that ran; raises StepFailed and keeps partial state."""
         self.steps = []
         custom = [r for r in resources if r.custom]
         present = {r.urn for r in custom}
-        pending_deletes: list[tuple[str, Stored]] = []
         for r in _order(custom):
+            r = Recorded(**{**r.__dict__, "inputs": self._resolve(r.inputs)})
             old = self.state.get(r.urn)
             if old is None:
                 self._create(r)
             elif old.type == r.type and _differs_on(r.replace_on_changes, old.inputs, r.inputs):
                 if r.delete_before_replace:
                     self._delete(r.urn, old, "replace-delete")
+                    del self.state[r.urn]
                     self._create(r)
                 else:
                     self._create(r)
-                    pending_deletes.append((r.urn, old))
+                    self.pending_deletes.append((r.urn, old))
             elif old.inputs != r.inputs:
                 self._create(r, op="update")
             else:
                 self.steps.append(Step(r.urn, r.name, "noop", self._host(r.type, r.inputs)))
-        for urn, old in pending_deletes:
-            step = Step(urn, old.name, "replace-delete", self._host(old.type, old.inputs))
-            env = {"PULUMI_COMMAND_STDOUT": old.outputs.get("stdout", "")}
-            self._exec(step, old.type, old.inputs, old.inputs.get("delete"), env)
-        for urn in reversed([u for u in self.state if u not in present]):
+        # deferred deletes of replaced copies and of removed resources: last, reverse dependency order
+        removed = [u for u in reversed(_stored_order(self.state)) if u not in present]
+        while self.pending_deletes:
+            urn, old = self.pending_deletes[-1]
+            self._delete(urn, old, "replace-delete")
+            self.pending_deletes.pop()
+        for urn in removed:
             self._delete(urn, self.state[urn], "delete")
+            del self.state[urn]
         return self.steps
 
     def commands_run(self) -> list[Step]:

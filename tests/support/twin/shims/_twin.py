@@ -13,7 +13,19 @@ from pathlib import Path
 TWIN = Path(os.environ["CPSWAP_TWIN"])
 HOST = os.environ["CPSWAP_TWIN_HOST"]
 CONFIG = json.loads((TWIN / "twin.json").read_text())
-K3S_TLS = "/var/lib/rancher/k3s/server/tls/etcd"
+LAYOUTS = {  # where each distribution keeps etcd's TLS files and data on a control-plane node
+    "k3s": {"ca": "/var/lib/rancher/k3s/server/tls/etcd/server-ca.crt",
+            "cert": "/var/lib/rancher/k3s/server/tls/etcd/client.crt",
+            "key": "/var/lib/rancher/k3s/server/tls/etcd/client.key",
+            "server_cert": "/var/lib/rancher/k3s/server/tls/etcd/server-client.crt",
+            "server_key": "/var/lib/rancher/k3s/server/tls/etcd/server-client.key",
+            "data": "/var/lib/rancher/k3s/server/db/etcd"},
+    "kubeadm": {"ca": "/etc/kubernetes/pki/etcd/ca.crt", "cert": "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                "key": "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+                "server_cert": "/etc/kubernetes/pki/etcd/server.crt",
+                "server_key": "/etc/kubernetes/pki/etcd/server.key", "data": "/var/lib/etcd"},
+}
+TLS = LAYOUTS[CONFIG.get("layout", "k3s")]
 
 
 def fail(tool: str, message: str, code: int = 2) -> None:
@@ -29,8 +41,8 @@ def kube():
 
 
 def etcdctl(*args: str, endpoints: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    argv = [CONFIG["etcdctl"], f"--endpoints={','.join(endpoints)}", f"--cacert={K3S_TLS}/server-ca.crt",
-            f"--cert={K3S_TLS}/client.crt", f"--key={K3S_TLS}/client.key", "--command-timeout=5s", *args]
+    argv = [CONFIG["etcdctl"], f"--endpoints={','.join(endpoints)}", f"--cacert={TLS['ca']}",
+            f"--cert={TLS['cert']}", f"--key={TLS['key']}", "--command-timeout=5s", *args]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if check and result.returncode != 0:
         raise RuntimeError(f"etcdctl {' '.join(args)}: {result.stderr.strip()}")
@@ -63,30 +75,30 @@ def retry(what: str, fn, *, deadline_s: float = 60):
             delay = min(delay * 2, 2)
 
 
-def join_etcd(*, node_name: str, ip: str) -> None:
-    """Add this host as a learner, start etcd, promote it: what k3s does for a joining server."""
+def join_etcd(*, node_name: str, ip: str, member_name: str | None = None) -> None:
+    """Add this host as a learner, start etcd, promote it: what k3s (and kubeadm in learner mode)
+    does for a joining control-plane node."""
     endpoints = cluster_endpoints()
     peer = f"https://{ip}:2380"
     listing = etcdctl("member", "list", "-w", "json", endpoints=endpoints)
     if peer in listing.stdout:
         print(f"{node_name} is already an etcd member")
         return
-    name = f"{node_name}-{secrets.token_hex(4)}"
+    name = member_name or f"{node_name}-{secrets.token_hex(4)}"
     added = retry("member add", lambda: etcdctl("member", "add", name, f"--peer-urls={peer}", "--learner",
                                                  endpoints=endpoints))
     initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', added.stdout).group(1)
     member_id = re.search(r"Member ([0-9a-f]+) added", added.stdout).group(1)
     log = open(TWIN / HOST / "etcd.log", "ab")
-    proc = subprocess.Popen([CONFIG["etcd"], "--name", name, "--data-dir", "/var/lib/rancher/k3s/server/db/etcd",
+    proc = subprocess.Popen([CONFIG["etcd"], "--name", name, "--data-dir", TLS["data"],
                              "--listen-client-urls", f"https://{ip}:2379,https://127.0.0.1:2379",
                              "--advertise-client-urls", f"https://{ip}:2379", "--listen-peer-urls", peer,
                              "--initial-advertise-peer-urls", peer, "--initial-cluster", initial,
                              "--initial-cluster-state", "existing", "--logger=zap", "--log-level=error",
-                             "--client-cert-auth", f"--trusted-ca-file={K3S_TLS}/server-ca.crt",
-                             f"--cert-file={K3S_TLS}/server-client.crt", f"--key-file={K3S_TLS}/server-client.key",
-                             "--peer-client-cert-auth", f"--peer-trusted-ca-file={K3S_TLS}/server-ca.crt",
-                             f"--peer-cert-file={K3S_TLS}/server-client.crt",
-                             f"--peer-key-file={K3S_TLS}/server-client.key"],
+                             "--client-cert-auth", f"--trusted-ca-file={TLS['ca']}",
+                             f"--cert-file={TLS['server_cert']}", f"--key-file={TLS['server_key']}",
+                             "--peer-client-cert-auth", f"--peer-trusted-ca-file={TLS['ca']}",
+                             f"--peer-cert-file={TLS['server_cert']}", f"--peer-key-file={TLS['server_key']}"],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     with open(TWIN / HOST / "pids", "a") as handle:
         handle.write(f"{proc.pid}\n")
