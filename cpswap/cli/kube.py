@@ -21,7 +21,7 @@ def _progress(line: str) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig path (default: $CPSWAP_KUBECONFIG_DATA text)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
+    parser.add_argument("--request-timeout", type=float, default=10.0, help="per-request API timeout in seconds")
     parser.add_argument("--json", action="store_true")
 
 
@@ -35,7 +35,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = cmds.add_parser("drain", help="cordon and empty a node; never hangs on a NotReady node")
     _common(p)
     p.add_argument("--node", required=True)
-    p.add_argument("--drain-timeout", type=float, default=120)
+    p.add_argument("--timeout", "--drain-timeout", dest="drain_timeout", type=float, default=120,
+                   help="eviction wait bound in seconds (skipped on a NotReady node)")
     p.set_defaults(func=_drain)
     p = cmds.add_parser("delete-node", help="(drain and) delete a Node; absent counts as success")
     _common(p)
@@ -54,6 +55,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(func=_cordon)
     p = cmds.add_parser("uncordon", help="uncordon the nodes cpswap cordoned (operator-cordoned ones stay)")
     _common(p)
+    p.add_argument("--node", help="comma-separated node names (default: every node cpswap marked)")
     p.set_defaults(func=_uncordon)
     p = cmds.add_parser("capacity", help="can the survivors' pod slots take what moves off a node?")
     _common(p)
@@ -66,13 +68,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     where.add_argument("--old-node")
     where.add_argument("--orphaned", action="store_true", help="claims pinned to Nodes that no longer exist")
     p.add_argument("--policy-json", required=True, help="the stack's cpswap:pvcRecovery object as JSON")
+    p.add_argument("--survivors", help="comma-separated nodes to cordon meanwhile (default: every other node)")
     p.add_argument("--state-dir", type=Path, default=Path(".cpswap/recovery"))
     p.add_argument("--deadline", type=float, default=900, help="per-claim wait deadline in seconds")
     p.set_defaults(func=_recover)
 
 
 def _api(args: argparse.Namespace):
-    return ex.connect(kubeconfig=args.kubeconfig, timeout=args.timeout)
+    return ex.connect(kubeconfig=args.kubeconfig, timeout=args.request_timeout)
 
 
 def _inventory(args: argparse.Namespace) -> int:
@@ -114,7 +117,8 @@ def _cordon(args: argparse.Namespace) -> int:
 
 def _uncordon(args: argparse.Namespace) -> int:
     with _api(args) as api:
-        ex.uncordon_marked(api, progress=_progress)
+        ex.uncordon_marked(api, progress=_progress,
+                           names=[n for n in args.node.split(",") if n] if args.node else None)
     return 0
 
 
@@ -131,7 +135,8 @@ def _recover(args: argparse.Namespace) -> int:
     with _api(args) as api:
         report = ex.recover_pvcs(api, new_node=args.new_node, policy_json=args.policy_json, old_node=args.old_node,
                                  orphaned=args.orphaned, state_dir=args.state_dir, deadline_s=args.deadline,
-                                 progress=_progress)
+                                 progress=_progress,
+                                 survivors=[n for n in args.survivors.split(",") if n] if args.survivors else None)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator, Sequence
 from kubernetes import client, config as kconfig
 from kubernetes.client.exceptions import ApiException
 
-from cpswap.core.errors import DeadlineError, PermanentError, TransientError, UnsafeOperationError
+from cpswap.core.errors import (ConfigError, DeadlineError, PermanentError, TransientError, UnsafeOperationError,
+                                Violation)
 from cpswap.core.facts import ClaimFact, KubeFacts
 from cpswap.executors.waiting import wait_until
 from cpswap.core.recovery import (ClaimAction, NodeCapacity, check_capacity, parse_pvc_recovery,
@@ -246,10 +247,13 @@ def cordon(api: Api, *, names: Sequence[str], progress: Progress) -> list[str]:
     return marked
 
 
-def uncordon_marked(api: Api, *, progress: Progress) -> list[str]:
-    """Uncordon exactly the nodes cpswap cordoned (carrying the mark), and drop the mark."""
+def uncordon_marked(api: Api, *, progress: Progress, names: Sequence[str] | None = None) -> list[str]:
+    """Uncordon exactly the nodes cpswap cordoned (carrying the mark), and drop the mark; a node
+    cordoned by someone else carries no mark and stays cordoned. ``names`` limits it to those nodes."""
     restored = []
     for node in list_nodes(api):
+        if names is not None and node.metadata.name not in names:
+            continue
         if CORDON_MARK in (node.metadata.annotations or {}):
             _call(f"uncordon {node.metadata.name}", api.core.patch_node, node.metadata.name,
                   {"metadata": {"annotations": {CORDON_MARK: None}}, "spec": {"unschedulable": False}}, api=api)
@@ -402,6 +406,14 @@ def _recovered(api: Api, action: ClaimAction, new_node: str) -> bool:
     return bool(pvc and not pvc.metadata.deletion_timestamp and _bound_node(api, pvc) == new_node)
 
 
+def _in_flight(pvc: client.V1PersistentVolumeClaim | None, new_node: str) -> bool:
+    """A recreated claim not bound yet whose pod was scheduled on ``new_node`` (selected-node set by
+    the scheduler): local-path is about to bind it there, so it must not be deleted again (a re-run
+    after an interruption would otherwise chase its own recreation)."""
+    return bool(pvc and not pvc.metadata.deletion_timestamp and not (pvc.spec and pvc.spec.volume_name)
+                and (pvc.metadata.annotations or {}).get(SELECTED_NODE) == new_node)
+
+
 def _wait_recreated(api: Api, action: ClaimAction, *, new_node: str, journal: Journal, deadline_s: float,
                     progress: Progress, recreator: str) -> None:
     """Wait until the claim is recreated and bound on ``new_node``: pods holding the terminating
@@ -428,9 +440,8 @@ def _wait_recreated(api: Api, action: ClaimAction, *, new_node: str, journal: Jo
             redelete_stuck()
             return False, f"PVC deleted, waiting for {recreator} to recreate it"
         if current.metadata.deletion_timestamp:
-            for pod in _users(api, action.namespace, action.name):
-                if pod.spec.node_name != new_node:
-                    _delete_pod(api, pod, force=True)
+            for pod in _users(api, action.namespace, action.name):  # wherever it runs: kubelet won't
+                _delete_pod(api, pod, force=True)                   # start a pod on a terminating claim
             return False, "PVC terminating (pvc-protection until its pod is gone)"
         node = _bound_node(api, current)
         if node == new_node:
@@ -444,46 +455,56 @@ def _recover_statefulset(api: Api, action: ClaimAction, *, new_node: str, journa
                          progress: Progress) -> None:
     key = f"{action.namespace}/{action.name}"
     pvc = _pvc(api, action.namespace, action.name)
-    if pvc is not None and not pvc.metadata.deletion_timestamp:
-        journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
-        try:
-            _call(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim, action.name,
-                  action.namespace, api=api)
-        except ApiException as exc:
-            if not _absent(exc):
-                raise
-    for pod in _users(api, action.namespace, action.name):
-        if pod.spec.node_name != new_node:
+    if _in_flight(pvc, new_node):
+        progress(f"{key}: recreated and being bound on {new_node}; waiting")
+    elif pvc is not None:
+        if not pvc.metadata.deletion_timestamp:
+            journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
+            try:
+                _call(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim, action.name,
+                      action.namespace, api=api)
+            except ApiException as exc:
+                if not _absent(exc):
+                    raise
+        for pod in _users(api, action.namespace, action.name):  # pvc-protection holds the claim until they go
             journal.record(claim=key, step="force-delete-pod", pod=pod.metadata.name)
             _delete_pod(api, pod, force=True)
     _wait_recreated(api, action, new_node=new_node, journal=journal, deadline_s=deadline_s, progress=progress,
                     recreator="the StatefulSet controller")
 
 
-def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str, journal: Journal,
-                                 deadline_s: float, progress: Progress) -> None:
-    key = f"{action.namespace}/{action.name}"
-    pvc = _pvc(api, action.namespace, action.name)
-    if pvc is not None and not pvc.metadata.deletion_timestamp:
-        journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
-        with contextlib.suppress(ApiException):
-            _call(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim, action.name,
-                  action.namespace, api=api)
-    name = action.owner_name if action.owner_name not in ("", "?") else action.name
+def _delete_ignoring_absent(what: str, fn: Callable[..., Any], *args: Any, api: Api) -> None:
     try:
-        deployment = _call(f"read deployment {action.namespace}/{name}", api.apps.read_namespaced_deployment, name,
-                           action.namespace, api=api)
+        _call(what, fn, *args, api=api)
     except ApiException as exc:
         if not _absent(exc):
             raise
-        deployment = None
-    if deployment is not None and not _recovered(api, action, new_node):
-        journal.record(claim=key, step="delete-deployment", deployment=name)
-        with contextlib.suppress(ApiException):
-            _call(f"delete deployment {name}", api.apps.delete_namespaced_deployment, name, action.namespace, api=api)
-    for pod in _users(api, action.namespace, action.name):
-        if pod.spec.node_name != new_node:
-            _delete_pod(api, pod, force=True)
+
+
+def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str, journal: Journal,
+                                 deadline_s: float, progress: Progress) -> None:
+    """Delete the claim and its Deployment; the operator recreates both and the pod lands on the
+    only schedulable node. The Deployment is deleted once per recovery (the journal says whether an
+    interrupted run already did), not again after the operator recreated it."""
+    key = f"{action.namespace}/{action.name}"
+    pvc = _pvc(api, action.namespace, action.name)
+    name = action.owner_name if action.owner_name not in ("", "?") else action.name
+    if _in_flight(pvc, new_node):
+        progress(f"{key}: recreated by the operator and being bound on {new_node}; waiting")
+    else:
+        deleting = pvc is not None and not pvc.metadata.deletion_timestamp
+        if deleting:
+            journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
+            _delete_ignoring_absent(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim,
+                                    action.name, action.namespace, api=api)
+        if deleting or "deployment" not in journal.started_claims().get(key, {}):
+            journal.record(claim=key, step="delete-deployment", deployment=name)
+            _delete_ignoring_absent(f"delete deployment {action.namespace}/{name}",
+                                    api.apps.delete_namespaced_deployment, name, action.namespace, api=api)
+        if pvc is not None:
+            for pod in _users(api, action.namespace, action.name):
+                journal.record(claim=key, step="force-delete-pod", pod=pod.metadata.name)
+                _delete_pod(api, pod, force=True)
     _wait_recreated(api, action, new_node=new_node, journal=journal, deadline_s=deadline_s, progress=progress,
                     recreator="its operator")
 
@@ -512,10 +533,22 @@ def _with_interrupted(api: Api, actions: Sequence[ClaimAction], *, journal: Jour
 
 
 def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | None, orphaned: bool,
-                 state_dir: Path, deadline_s: float, progress: Progress) -> list[dict[str, Any]]:
-    policies, problems = parse_pvc_recovery(json.loads(policy_json) if policy_json else {}, field="--policy-json")
+                 state_dir: Path, deadline_s: float, progress: Progress,
+                 survivors: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Recover the claims pinned to ``old_node`` (or, with ``orphaned``, to any Node that no longer
+    exists) onto ``new_node``, in policy order. Refuses before touching anything when a data-bearing
+    claim has no policy or the new node is not Ready. ``survivors`` (default: every other Node) are
+    cordoned for the duration so recreated pods can only land on ``new_node``; they are uncordoned in
+    all cases. Each destructive step is journaled under ``state_dir`` before it happens, so a re-run
+    after an interruption picks up claims that no longer look pinned to the old node."""
+    try:
+        raw = json.loads(policy_json) if policy_json else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError([Violation("--policy-json", policy_json[:80], f"must be a JSON object ({exc.msg} at "
+                                                                        f"character {exc.pos})")]) from None
+    policies, problems = parse_pvc_recovery(raw, field="--policy-json")
     if problems:
-        raise PermanentError("; ".join(str(p) for p in problems))
+        raise ConfigError(problems)
     claims = claims_on(api, nodes={old_node} if old_node else None, orphaned=orphaned)
     actions, refusals = plan_claim_actions(claims=claims, policies=policies, node=old_node or "the departed node")
     if refusals:
@@ -524,13 +557,19 @@ def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | N
     if node is None or not node_ready(node):
         raise PermanentError(f"new node {new_node} is {'absent' if node is None else 'not Ready'}; "
                              f"run `cpswap kube wait-node --node {new_node}` first")
+    existing = [n.metadata.name for n in list_nodes(api)]
+    if survivors is None:
+        survivors = [n for n in existing if n != new_node]
+    elif new_node in survivors:
+        raise PermanentError(f"--survivors lists the new node {new_node}; it must stay schedulable")
+    else:
+        survivors = [n for n in survivors if n in existing]
     journal = Journal(state_dir / f"recover-{new_node}.jsonl")
     actions = _with_interrupted(api, actions, journal=journal, policies=policies, new_node=new_node)
     todo = [a for a in actions if a.policy == "recreate"]
     progress(f"recover-pvcs onto {new_node}: {len(todo)} claim(s) to recreate "
              f"({', '.join(f'{a.namespace}/{a.name}' for a in todo) or 'none'})")
     report: list[dict[str, Any]] = []
-    survivors = [n.metadata.name for n in list_nodes(api) if n.metadata.name != new_node]
     try:
         if todo:
             journal.record(step="cordon", nodes=survivors)
@@ -552,11 +591,11 @@ def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | N
             report.append(row)
     finally:
         try:
-            uncordon_marked(api, progress=progress)
+            uncordon_marked(api, progress=progress)  # every mark, also one left by an interrupted run
             journal.record(step="uncordon")
         except TransientError as exc:
             progress(f"WARNING: could not uncordon the survivors ({exc}); they carry {CORDON_MARK}; "
-                     f"re-run or `cpswap kube uncordon --marked`")
+                     f"re-run, or run `cpswap kube uncordon` once the API is back")
     manual = [r for r in report if r["policy"] == "manual"]
     if manual:
         raise UnsafeOperationError("claims left for the operator (policy manual): "

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -9,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from cpswap.core.errors import DeadlineError, UnsafeOperationError
+from cpswap.core.model import Host
+from cpswap.core.recovery import parse_pvc_recovery
+from cpswap.core.renderers.kube import render_node_delete, render_node_verify, render_pvc_recover
 from cpswap.executors import kube as ex
 from tests.support.kube_emulator import ONECLOUD_POLICY, Controllers, Emulator, seed_004
 
@@ -60,39 +65,12 @@ def assert_seed_recovered(emu, before):
         assert pv.spec.node_affinity.required.node_selector_terms[0].match_expressions[0].values == [NEW]
 
 
-def test_seed_004_recovery_lands_everything_on_the_new_node(cluster, tmp_path):
-    emu, controllers = cluster
-    before = placement(emu)
-    emu.core.patch_node(N3, {"spec": {"unschedulable": True}})  # the operator cordoned lzx-ha-env-3 earlier
-    started = time.monotonic()
-    assert ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print) == "deleted"
-    assert time.monotonic() - started < 5, "drain waited on a NotReady node"
-    lines: list[str] = []
-    report = recover(emu, tmp_path, progress=lines.append)
-    assert [(r["namespace"], r["name"], r["outcome"]) for r in report] == [
-        ("onecloud-minio", "export-minio-1", "recreated"),
-        ("onecloud-monitoring", "export-monitor-minio-1", "recreated"),
-        ("onecloud", "default-victoria-metrics", "recreated by operator")]
-    settle(emu, lambda: sum(1 for k, n in placement(emu).items() if k.startswith("onecloud/default-etcd") and n) == 3,
-           "default-etcd rescheduled")
-    assert_seed_recovered(emu, before)
-    nodes = {n.metadata.name: n for n in emu.core.list_node().items}
-    assert not nodes[N2].spec.unschedulable and ex.CORDON_MARK not in (nodes[N2].metadata.annotations or {})
-    assert nodes[N3].spec.unschedulable  # operator-cordoned stays cordoned
-    assert any("already cordoned by someone else" in line for line in lines)
-    assert any("stuck on 'persistentvolumeclaim" in line for line in lines)
-    journal = (tmp_path / "state" / f"recover-{NEW}.jsonl").read_text()
-    assert '"step": "delete-pvc"' in journal and '"step": "uncordon"' in journal
-    assert controllers.errors == []
-    again = recover(emu, tmp_path)  # idempotent: nothing left pinned to a missing node
-    assert again == []
-
-
 class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("stop_at", ["cordoned", "stuck on", "export-monitor-minio-1: recreated"])
+@pytest.mark.parametrize("stop_at", ["cordoned", "stuck on", "export-monitor-minio-1: recreated",
+                                     "recover onecloud/default-victoria-metrics: PVC"])
 def test_recovery_interrupted_then_rerun_converges(cluster, tmp_path, stop_at):
     emu, _ = cluster
     before = placement(emu)
@@ -190,3 +168,85 @@ def test_cli_inventory_json_wait_node_and_control_plane_endpoints(tmp_path):
         assert lines[-1] == f"node {NEW} is Ready"
     unreachable = ex.observe_kube(kubeconfig=emu.kubeconfig_text, node=DEAD, timeout=0.5)
     assert unreachable.reachable is False and "API unreachable" in unreachable.error
+
+
+def _cpswap(*argv: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run(["cpswap", *argv], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path):
+    """Seed 004 end to end through the exact lines cpswap.core.renderers.kube renders, run as the
+    Pulumi commands run them: kubeconfig text in CPSWAP_KUBECONFIG_DATA, written to a 0600 temp file
+    that is gone afterwards. lzx-ha-env is dead; lzx-ha-env-3 was cordoned by the operator."""
+    emu, controllers = cluster
+    before = placement(emu)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "CPSWAP_KUBECONFIG_DATA": emu.kubeconfig_text, "TMPDIR": str(scratch)}
+    emu.core.patch_node(N3, {"spec": {"unschedulable": True}})  # the operator cordoned lzx-ha-env-3 earlier
+    cordoned = _cpswap("kube", "cordon", "--node", f"{N2},{N3}", env=env)
+    assert cordoned.returncode == 0, cordoned.stderr
+    assert f"{N3}: already cordoned by someone else" in cordoned.stderr
+    assert _cpswap("kube", "uncordon", "--node", N2, env=env).returncode == 0
+    assert {n.metadata.name: bool(n.spec.unschedulable) for n in emu.core.list_node().items if n.metadata.name in
+            (N2, N3)} == {N2: False, N3: True}
+
+    policies, problems = parse_pvc_recovery(ONECLOUD_POLICY)
+    assert problems == ()
+    delete, verify, recover_line = (render_node_delete(host=Host(DEAD, "192.168.0.254")),
+                                    render_node_verify(host=Host(NEW, "192.168.0.239"), deadline_s=30),
+                                    render_pvc_recover(host=Host(NEW, "192.168.0.239"), policies=policies,
+                                                       deadline_s=60))
+    outputs = {}
+    for line, extra in ((delete, []), (verify, []), (recover_line, ["--state-dir", str(tmp_path / "state")])):
+        argv = shlex.split(line)
+        assert argv[0] == "cpswap"
+        started = time.monotonic()
+        result = subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=90, env=env, cwd=tmp_path)
+        assert result.returncode == 0, (line, result.stderr)
+        assert "emulator-token" not in result.stdout + result.stderr
+        outputs[argv[2]] = (result, time.monotonic() - started)
+    drained, took = outputs["delete-node"]
+    assert "node is NotReady; force-deleting 4 pod(s) without waiting" in drained.stderr
+    assert took < 30, f"delete-node waited {took:.0f}s on a NotReady node (drain timeout 120)"
+    recovered, _ = outputs["recover-pvcs"]
+    assert recovered.stdout.splitlines() == ["onecloud-minio/export-minio-1: recreated",
+                                             "onecloud-monitoring/export-monitor-minio-1: recreated",
+                                             "onecloud/default-victoria-metrics: recreated by operator"]
+    assert "stuck on 'persistentvolumeclaim" in recovered.stderr  # the kubernetes#74374 race, handled
+    assert list(scratch.iterdir()) == [], "kubeconfig temp file left behind"
+    settle(emu, lambda: sum(1 for k, n in placement(emu).items() if k.startswith("onecloud/default-etcd") and n) == 3,
+           "default-etcd rescheduled")
+    assert_seed_recovered(emu, before)
+    nodes = {n.metadata.name: n for n in emu.core.list_node().items}
+    assert not nodes[N2].spec.unschedulable and ex.CORDON_MARK not in (nodes[N2].metadata.annotations or {})
+    assert nodes[N3].spec.unschedulable  # operator-cordoned stays cordoned
+    journal = (tmp_path / "state" / f"recover-{NEW}.jsonl").read_text()
+    assert '"step": "delete-pvc"' in journal and '"step": "uncordon"' in journal
+    assert controllers.errors == []
+    assert recover(emu, tmp_path) == []  # re-run: nothing left pinned to a missing node
+    again = subprocess.run(shlex.split(delete), capture_output=True, text=True, timeout=60, env=env)
+    assert again.returncode == 0 and "already gone" in again.stderr  # delete-node is idempotent
+    bad = _cpswap("kube", "recover-pvcs", "--new-node", NEW, "--orphaned", "--policy-json", "{not json", env=env)
+    assert bad.returncode == 2 and "--policy-json" in bad.stderr
+
+
+def test_skip_and_manual_policies_leave_claims_alone_and_manual_is_reported(cluster, tmp_path):
+    emu, _ = cluster
+    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print)
+    policy = {**ONECLOUD_POLICY,
+              "onecloud-monitoring": {"policy": "manual", "dataClass": "unique", "order": 2},
+              "onecloud/default-victoria-metrics": {"policy": "skip", "dataClass": "disposable", "order": 3}}
+    lines: list[str] = []
+    with pytest.raises(UnsafeOperationError, match=r"claims left for the operator \(policy manual\): "
+                                                   r"onecloud-monitoring/export-monitor-minio-1$"):
+        recover(emu, tmp_path, policy=policy, progress=lines.append)
+    assert "onecloud-minio/export-minio-1: recreated" in lines
+    assert "onecloud-monitoring/export-monitor-minio-1: manual" in lines
+    assert "onecloud/default-victoria-metrics: skip" in lines
+    for ns, name in (("onecloud-monitoring", "export-monitor-minio-1"), ("onecloud", "default-victoria-metrics")):
+        claim = emu.core.read_namespaced_persistent_volume_claim(name, ns)
+        assert claim.metadata.deletion_timestamp is None
+        assert emu.core.read_persistent_volume(claim.spec.volume_name).metadata.annotations[
+            "local.path.provisioner/selected-node"] == DEAD
+    assert not any(n.spec.unschedulable for n in emu.core.list_node().items)

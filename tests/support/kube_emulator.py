@@ -205,7 +205,9 @@ class Controllers:
                 raise
 
     def _pvc_protection(self, pods: list, pvcs: dict) -> None:
-        used = {(p.metadata.namespace, v.persistent_volume_claim.claim_name) for p in pods
+        """Like kube-controller-manager's pvc-protection: only a scheduled pod (spec.nodeName set)
+        keeps a terminating claim, since kubelet never starts a pod on a terminating claim."""
+        used = {(p.metadata.namespace, v.persistent_volume_claim.claim_name) for p in pods if p.spec.node_name
                 for v in (p.spec.volumes or []) if v.persistent_volume_claim}
         for key, pvc in pvcs.items():
             if pvc.metadata.deletion_timestamp and key not in used:
