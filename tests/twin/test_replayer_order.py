@@ -98,3 +98,58 @@ def test_failure_stops_dependents_and_a_rerun_converges(tmp_path, journal):
     steps = r.up(program)
     assert [(s.name, s.op) for s in steps] == [("a", "noop"), ("b", "create"), ("c", "create")]
     assert lines(journal) == ["create-a", "create-b", "create-c"]
+
+
+def test_removed_resources_follow_dependencies_not_registration_order(tmp_path, journal):
+    r = Replayer(Runner(cwd=tmp_path))
+    # "child" is registered first but depends on "base": the engine deletes the dependent first
+    r.up([cmd("child", create="true", delete=echo(journal, "delete-child"), deps=("base",)),
+          cmd("base", create="true", delete=echo(journal, "delete-base"))])
+    r.up([])
+    assert lines(journal) == ["delete-child", "delete-base"] and r.state == {}
+
+
+def test_a_failed_deferred_delete_stays_pending_and_the_next_run_retries_it(tmp_path, journal):
+    flag = tmp_path / "fail-once"
+    flag.write_text("x")
+    old_delete = f"if [ -e {flag} ]; then rm {flag}; exit 4; fi; " + echo(journal, "delete-old")
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("m", create=echo(journal, "create-old"), delete=old_delete, dbr=False)])
+    new = [cmd("m", create=echo(journal, "create-new"), delete=echo(journal, "delete-new"), triggers=("b",), dbr=False)]
+    with pytest.raises(StepFailed, match="replace-delete m on local failed: rc=4"):
+        r.up(new)
+    assert [u for u, _ in r.pending_deletes] == ["urn:m"]
+    steps = r.up(new)
+    assert [(s.name, s.op) for s in steps] == [("m", "noop"), ("m", "replace-delete")]
+    assert lines(journal) == ["create-old", "create-new", "delete-old"] and r.pending_deletes == []
+
+
+def test_local_commands_get_stdin_their_environment_and_the_old_stderr_on_delete(tmp_path, journal):
+    r = Replayer(Runner(cwd=tmp_path))
+    first = cmd("m", create="read line; echo \"$line-$TWIN_VAR\"; echo warn-7 >&2",
+                delete=f'echo "$PULUMI_COMMAND_STDOUT/$PULUMI_COMMAND_STDERR/$TWIN_VAR" >> {journal}',
+                env={"TWIN_VAR": "old-env"})
+    first.inputs["stdin"] = "from-stdin\n"
+    r.up([first])
+    assert r.state["urn:m"].outputs == {"stdout": "from-stdin-old-env", "stderr": "warn-7"}
+    r.up([cmd("m", create="true", triggers=("b",), env={"TWIN_VAR": "new-env"})])
+    assert lines(journal) == ["from-stdin-old-env/warn-7/old-env"]
+
+
+def test_remote_environment_is_refused_rather_than_silently_dropped(tmp_path):
+    remote = Recorded(**{**cmd("r", create="true").__dict__, "type": "command:remote:Command",
+                         "inputs": {"create": "true", "environment": {"X": "1"},
+                                    "connection": {"host": "127.0.0.1", "privateKey": "k"}}})
+    with pytest.raises(ValueError, match=r"remote.Command environment is not modelled .*\['X'\]"):
+        Replayer(Runner(cwd=tmp_path)).up([remote])
+
+
+def test_kubernetes_objects_are_replaced_when_their_name_changes(tmp_path):
+    def config_map(name: str, labels: dict) -> Recorded:
+        return Recorded(**{**cmd("cm", create="true").__dict__, "type": "kubernetes:core/v1:ConfigMap",
+                           "inputs": {"metadata": {"name": name, "labels": labels}}, "replace_on_changes": ()})
+    r = Replayer(Runner(cwd=tmp_path))
+    assert [s.op for s in r.up([config_map("a", {"x": "1"})])] == ["create"]
+    assert "applied without side effects" in r.steps[0].note
+    assert [s.op for s in r.up([config_map("a", {"x": "2"})])] == ["update"]
+    assert [s.op for s in r.up([config_map("b", {"x": "2"})])] == ["replace-delete", "create"]

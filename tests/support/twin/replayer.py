@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -82,16 +83,18 @@ class Runner:
     timeout_s: float = 300
     log: list[str] = field(default_factory=list)
 
-    def run(self, *, kind: str, inputs: dict[str, Any], text: str, extra_env: dict[str, str]) -> tuple[int, str, str]:
+    def run(self, *, kind: str, inputs: dict[str, Any], text: str, extra_env: dict[str, str],
+            timeout_s: float | None = None) -> tuple[int, str, str]:
+        """Run one command; on ``timeout_s`` its whole process group is killed (rc -9), which is
+        also how tests cut an SSH connection or interrupt a step."""
         stdin = inputs.get("stdin")
         if kind == "command:remote:Command" and inputs.get("environment"):
             raise ValueError("remote.Command environment is not modelled by the twin's replayer "
                              f"(keys {sorted(inputs['environment'])}); pass values through stdin instead")
         if kind == "command:local:Command":
-            env = {**os.environ, **(inputs.get("environment") or {}), **extra_env}
-            proc = subprocess.run(["/bin/sh", "-c", text], input=stdin, capture_output=True, text=True, env=env,
-                                  cwd=self.cwd, timeout=self.timeout_s)
-            return proc.returncode, proc.stdout, proc.stderr
+            argv = ["/bin/sh", "-c", text]
+            env: dict[str, str] | None = {**os.environ, **(inputs.get("environment") or {}), **extra_env}
+            return self._spawn(argv, stdin=stdin, env=env, cwd=self.cwd, timeout_s=timeout_s or self.timeout_s)
         conn = inputs["connection"]
         with tempfile.NamedTemporaryFile("w", delete=False, prefix="twin-key-") as handle:
             handle.write(conn["privateKey"])
@@ -101,10 +104,22 @@ class Runner:
                     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                     "-o", f"ConnectTimeout={int(conn.get('perDialTimeout', 5))}",
                     f"{conn.get('user', 'root')}@{conn['host']}", text]
-            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=self.timeout_s)
-            return proc.returncode, proc.stdout, proc.stderr
+            return self._spawn(argv, stdin=stdin, env=None, cwd=None, timeout_s=timeout_s or self.timeout_s)
         finally:
             os.unlink(handle.name)
+
+    @staticmethod
+    def _spawn(argv: list[str], *, stdin: str | None, env: dict[str, str] | None, cwd: Path | None,
+               timeout_s: float) -> tuple[int, str, str]:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, cwd=cwd, start_new_session=True)
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout_s)
+            return proc.returncode, out, err
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            return -9, out, err + f"\n(killed after {timeout_s:.1f}s)"
 
 
 def _differs_on(paths: tuple[str, ...], old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -115,6 +130,15 @@ def _differs_on(paths: tuple[str, ...], old: dict[str, Any], new: dict[str, Any]
                 continue
             return True
     return False
+
+
+def _provider_replaces(kind: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Replacements the provider itself asks for: pulumi-kubernetes replaces an object whose
+    ``metadata.name`` or ``metadata.namespace`` changes (pulumi-command asks for none)."""
+    if not kind.startswith("kubernetes:"):
+        return False
+    before, after = old.get("metadata") or {}, new.get("metadata") or {}
+    return any(before.get(k) != after.get(k) for k in ("name", "namespace"))
 
 
 def _stored_order(state: dict[str, Stored]) -> list[str]:
@@ -160,6 +184,7 @@ class Replayer:
     state: dict[str, Stored] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     before_step: Callable[[Step], None] = lambda step: None
+    step_timeout: Callable[[Step], float | None] = lambda step: None  # fault injection: cut a step short
     durations: list[tuple[Step, float]] = field(default_factory=list)
     pending_deletes: list[tuple[str, Stored]] = field(default_factory=list)  # replaced copies not yet deleted
 
@@ -190,7 +215,8 @@ class Replayer:
         if not text or kind not in COMMAND_TYPES:
             return "", ""
         started = time.monotonic()
-        rc, out, err = self.runner.run(kind=kind, inputs=inputs, text=text, extra_env=env)
+        rc, out, err = self.runner.run(kind=kind, inputs=inputs, text=text, extra_env=env,
+                                       timeout_s=self.step_timeout(step))
         self.durations.append((step, time.monotonic() - started))
         # what the provider streams to the CLI log depends on `logging` (pulumi-command)
         logging = str(inputs.get("logging") or "stdoutAndStderr").lower()
@@ -227,7 +253,9 @@ class Replayer:
         step = Step(r.urn, r.name, op, self._host(r.type, r.inputs), note)
         text = r.inputs.get("create") if op == "create" else (r.inputs.get("update") or r.inputs.get("create"))
         out, err = self._exec(step, r.type, r.inputs, text, {}, r.provider)
-        self.state[r.urn] = Stored(type=r.type, name=r.name, inputs=r.inputs, outputs={"stdout": out, "stderr": err},
+        # pulumi-command stores stdout/stderr with one trailing newline trimmed
+        self.state[r.urn] = Stored(type=r.type, name=r.name, inputs=r.inputs, outputs={"stdout": out.removesuffix("\n"),
+                                                                             "stderr": err.removesuffix("\n")},
                                    dependencies=r.dependencies, delete_before_replace=r.delete_before_replace,
                                    replace_on_changes=r.replace_on_changes, provider=r.provider)
 
@@ -241,7 +269,8 @@ class Replayer:
             old = self.state.get(r.urn)
             if old is None:
                 self._create(r)
-            elif old.type == r.type and _differs_on(r.replace_on_changes, old.inputs, r.inputs):
+            elif old.type == r.type and (_differs_on(r.replace_on_changes, old.inputs, r.inputs)
+                                         or _provider_replaces(r.type, old.inputs, r.inputs)):
                 if r.delete_before_replace:
                     self._delete(r.urn, old, "replace-delete")
                     del self.state[r.urn]
