@@ -124,10 +124,26 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     twin.kill(OLD)
     dead = twin.net.hosts[OLD]
     connections_at_death = dead.connections()
+    interrupted: list[str] = []
+
+    def interrupt_recovery_once(step) -> float | None:
+        """PVC recovery is interrupted once, a few seconds in (its process group is killed)."""
+        if step.name == "cp1-pvcs" and step.op == "create" and not interrupted:
+            interrupted.append(step.name)
+            return 4.0
+        return None
+
+    replayer.step_timeout = interrupt_recovery_once
     with Sampler(twin) as sampler:
         started = time.monotonic()
-        _, steps = up(twin, replayer, workdir, {"cp1": NEW, "cp2": N2, "cp3": N3})
+        with pytest.raises(StepFailed, match=r"create cp1-pvcs on local failed: rc=-9"):
+            up(twin, replayer, workdir, {"cp1": NEW, "cp2": N2, "cp3": N3})
+        first = list(replayer.steps)
+        _, steps = up(twin, replayer, workdir, {"cp1": NEW, "cp2": N2, "cp3": N3})  # re-run converges
         elapsed = time.monotonic() - started
+    assert [(s.name, s.op) for s in steps if s.op != "noop"] == [
+        ("cp1-pvcs", "create"), ("cp1-node-labels", "replace-delete"), ("cp1-node-labels", "create")]
+    replayer.steps = first + steps
     print(f"\nswap wall time {elapsed:.1f}s; steps: {[(s.name, s.op, s.host) for s in replayer.commands_run()]}")
     ran = [(s.name, s.op) for s in replayer.commands_run() if s.name.startswith("cp1")]
     assert ran[:2] == [("cp1-etcd-leave", "replace-delete"), ("cp1-etcd-leave", "create")]
@@ -144,6 +160,7 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     nodes = {n.metadata.name: n for n in twin.emulator.core.list_node().items}
     assert sorted(nodes) == sorted([N2, N3, NEW])
     assert not any(n.spec.unschedulable for n in nodes.values())
+    assert nodes[NEW].metadata.labels.get("cpswap.io/slot") == "cp1", "NodePatch not applied to the new Node"
     pods = {f"{p.metadata.namespace}/{p.metadata.name}": p.spec.node_name
             for p in twin.emulator.core.list_pod_for_all_namespaces().items}
     assert pods["onecloud-minio/minio-1"] == NEW and pods["onecloud-monitoring/monitor-minio-1"] == NEW
@@ -240,6 +257,93 @@ def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
         state = json.loads((twin.workdir / "kubeadm.json").read_text())
         for secret in [*state["tokens"], *state["keys"]]:
             assert secret not in log, "a join token or certificate key reached the command log"
+    finally:
+        twin.close()
+    assert twin.net.leftovers() == []
+
+
+class DroppingRunner(Runner):
+    """Cuts the first SSH session to ``host`` at the moment ``moment()`` turns true (polled every
+    50 ms, bounded by the step timeout): the operator's connection drops in the middle of a step."""
+
+    def __init__(self, *, cwd: Path, host: str, moment, timeout_s: float = 240) -> None:
+        super().__init__(cwd=cwd, timeout_s=timeout_s)
+        self.host, self.moment, self.cut_at, self._armed = host, moment, None, False
+
+    def run(self, *, kind, inputs, text, extra_env, timeout_s=None):
+        self._armed = (self.cut_at is None and kind == "command:remote:Command"
+                       and inputs["connection"]["host"] == self.host)
+        return super().run(kind=kind, inputs=inputs, text=text, extra_env=extra_env, timeout_s=timeout_s)
+
+    def _spawn(self, argv, *, stdin, env, cwd, timeout_s):
+        if not self._armed:
+            return Runner._spawn(argv, stdin=stdin, env=env, cwd=cwd, timeout_s=timeout_s)
+        import os
+        import signal
+        import subprocess
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env, cwd=cwd, start_new_session=True)
+        proc.stdin.write(stdin or "")
+        proc.stdin.close()
+        end = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < end:
+            if self.moment():
+                os.killpg(proc.pid, signal.SIGKILL)
+                self.cut_at = time.monotonic()
+                proc.wait(10)
+                return -9, proc.stdout.read(), "ssh connection dropped (twin fault)"
+            time.sleep(0.05)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        return proc.returncode, proc.stdout.read(), proc.stderr.read()
+
+
+def test_ssh_drop_in_the_middle_of_a_join_converges_by_rerunning_up(tmp_path):
+    """The SSH session running the k3s join on the new host drops right after the new etcd
+    learner was added (the departing host is unreachable throughout); re-running `up` converges."""
+    twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW], seed_workloads=False)
+    try:
+        workdir = project(tmp_path)
+
+        def learner_added() -> bool:
+            return any(m.is_learner or m.name.startswith(NEW) for m in ex.member_list(twin.etcd_connection()))
+
+        runner = DroppingRunner(cwd=workdir, host=twin.net.hosts[NEW].ip, moment=learner_added)
+        replayer = Replayer(runner)
+        put_keys(twin, 50)
+        before = digest(twin.etcd_connection())
+        slots = {"cp1": OLD, "cp2": N2, "cp3": N3}
+
+        def k3s_up(members):
+            recording = run_program(config=twin.stack_config(members=members, distribution="k3s"),
+                                    secrets=twin.secrets(), stack="twin", cwd=workdir)
+            assert recording.error is None, recording.error
+            steps = replayer.up(recording.resources)
+            (workdir / ".cpswap" / "applied-twin.json").write_text(
+                json.dumps({"membership": recording.outputs["membership"]}))
+            return steps
+
+        k3s_up(slots)
+        twin.kill(N3)
+        dead = twin.net.hosts[N3]
+        connections_at_death = dead.connections()
+        swapped = {**slots, "cp3": NEW}
+        with Sampler(twin) as sampler:
+            with pytest.raises(StepFailed, match=r"create cp3-join on 10\.250\.\S+ failed: rc=-9: .*dropped"):
+                k3s_up(swapped)
+            assert runner.cut_at is not None
+            steps = k3s_up(swapped)  # re-running `up` converges
+        ran = [(s.name, s.op) for s in steps if s.op != "noop"]
+        assert ran[0] == ("cp3-join", "create"), ran
+        conn = twin.etcd_connection()
+        members = ex.member_list(conn)
+        assert sorted(m.name.rsplit("-", 1)[0] for m in members) == sorted([OLD, N2, NEW])
+        assert all(not m.is_learner and ex.endpoint_health(conn, m.client_urls[0]).healthy for m in members)
+        assert digest(conn) == before
+        assert sorted(n.metadata.name for n in twin.emulator.core.list_node().items) == sorted([OLD, N2, NEW])
+        assert sampler.samples > 5 and sampler.failures == [], f"quorum lost at {sampler.failures}"
+        assert dead.connections() == connections_at_death, "the departing host was contacted"
     finally:
         twin.close()
     assert twin.net.leftovers() == []
