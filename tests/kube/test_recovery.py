@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cpswap.cli import main as cli_main
 from cpswap.core.errors import DeadlineError, UnsafeOperationError
 from cpswap.core.model import Host
 from cpswap.core.recovery import parse_pvc_recovery
@@ -130,7 +131,7 @@ def test_claim_without_policy_is_refused_before_anything_is_deleted(cluster, tmp
     assert not any(n.spec.unschedulable for n in emu.core.list_node().items)
 
 
-def test_capacity_refuses_a_move_over_max_pods(tmp_path):
+def test_capacity_refuses_a_move_over_max_pods(tmp_path, capsys):
     with Emulator() as emu:
         seed_004(emu.core, emu.apps, max_pods=4)
         emu.core.delete_node(NEW)
@@ -139,19 +140,18 @@ def test_capacity_refuses_a_move_over_max_pods(tmp_path):
         assert verdict.reason.startswith("4 pods must move but the survivors have 0 free pod slots "
                                          "(lzx-ha-env-2 4/4, lzx-ha-env-3 4/4)")
         config = emu.write_kubeconfig(tmp_path / "kubeconfig")
-        result = subprocess.run(["cpswap", "kube", "capacity", "--node", DEAD, "--kubeconfig", str(config)],
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 1 and "0 free pod slots" in result.stderr
+        capsys.readouterr()
+        assert cli_main(["kube", "capacity", "--node", DEAD, "--kubeconfig", str(config)]) == 1
+        assert "0 free pod slots (lzx-ha-env-2 4/4, lzx-ha-env-3 4/4)" in capsys.readouterr().err
 
 
-def test_cli_inventory_json_wait_node_and_control_plane_endpoints(tmp_path):
+def test_cli_inventory_json_wait_node_and_control_plane_endpoints(tmp_path, capsys):
     with Emulator() as emu:
         seed_004(emu.core, emu.apps)
         env_config = emu.write_kubeconfig(tmp_path / "kubeconfig")
-        result = subprocess.run(["cpswap", "kube", "inventory", "--node", DEAD, "--json", "--kubeconfig",
-                                 str(env_config)], capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        rows = json.loads(result.stdout)
+        capsys.readouterr()
+        assert cli_main(["kube", "inventory", "--node", DEAD, "--json", "--kubeconfig", str(env_config)]) == 0
+        rows = json.loads(capsys.readouterr().out)
         assert [(r["namespace"], r["name"], r["owner_kind"], r["size"]) for r in rows] == [
             ("onecloud-minio", "export-minio-1", "StatefulSet", "1Ti"),
             ("onecloud-monitoring", "export-monitor-minio-1", "StatefulSet", "1Ti"),
@@ -170,11 +170,7 @@ def test_cli_inventory_json_wait_node_and_control_plane_endpoints(tmp_path):
     assert unreachable.reachable is False and "API unreachable" in unreachable.error
 
 
-def _cpswap(*argv: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(["cpswap", *argv], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path):
+def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path, capsys, monkeypatch):
     """Seed 004 end to end through the exact lines cpswap.core.renderers.kube renders, run as the
     Pulumi commands run them: kubeconfig text in CPSWAP_KUBECONFIG_DATA, written to a 0600 temp file
     that is gone afterwards. lzx-ha-env is dead; lzx-ha-env-3 was cordoned by the operator."""
@@ -184,10 +180,10 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path):
     scratch.mkdir()
     env = {**os.environ, "CPSWAP_KUBECONFIG_DATA": emu.kubeconfig_text, "TMPDIR": str(scratch)}
     emu.core.patch_node(N3, {"spec": {"unschedulable": True}})  # the operator cordoned lzx-ha-env-3 earlier
-    cordoned = _cpswap("kube", "cordon", "--node", f"{N2},{N3}", env=env)
-    assert cordoned.returncode == 0, cordoned.stderr
-    assert f"{N3}: already cordoned by someone else" in cordoned.stderr
-    assert _cpswap("kube", "uncordon", "--node", N2, env=env).returncode == 0
+    monkeypatch.setenv("CPSWAP_KUBECONFIG_DATA", emu.kubeconfig_text)  # in-process CLI calls: same parser, no spawn
+    assert cli_main(["kube", "cordon", "--node", f"{N2},{N3}"]) == 0
+    assert f"{N3}: already cordoned by someone else" in capsys.readouterr().err
+    assert cli_main(["kube", "uncordon", "--node", N2]) == 0
     assert {n.metadata.name: bool(n.spec.unschedulable) for n in emu.core.list_node().items if n.metadata.name in
             (N2, N3)} == {N2: False, N3: True}
 
@@ -197,19 +193,21 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path):
                                     render_node_verify(host=Host(NEW, "192.168.0.239"), deadline_s=30),
                                     render_pvc_recover(host=Host(NEW, "192.168.0.239"), policies=policies,
                                                        deadline_s=60))
-    outputs = {}
-    for line, extra in ((delete, []), (verify, []), (recover_line, ["--state-dir", str(tmp_path / "state")])):
-        argv = shlex.split(line)
-        assert argv[0] == "cpswap"
-        started = time.monotonic()
-        result = subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=90, env=env, cwd=tmp_path)
-        assert result.returncode == 0, (line, result.stderr)
-        assert "emulator-token" not in result.stdout + result.stderr
-        outputs[argv[2]] = (result, time.monotonic() - started)
-    drained, took = outputs["delete-node"]
-    assert "node is NotReady; force-deleting 4 pod(s) without waiting" in drained.stderr
-    assert took < 30, f"delete-node waited {took:.0f}s on a NotReady node (drain timeout 120)"
-    recovered, _ = outputs["recover-pvcs"]
+    # delete-node and wait-node through the same parser in-process (each spawn costs ~2 s of client
+    # imports); recover-pvcs as the real `cpswap` process with the kubeconfig only in the environment
+    capsys.readouterr()
+    started = time.monotonic()
+    assert cli_main(shlex.split(delete)[1:]) == 0
+    took = time.monotonic() - started
+    assert "node is NotReady; force-deleting 4 pod(s) without waiting" in capsys.readouterr().err
+    assert took < 20, f"delete-node waited {took:.0f}s on a NotReady node (drain timeout 120)"
+    assert cli_main(shlex.split(verify)[1:]) == 0 and f"node {NEW} is Ready" in capsys.readouterr().err
+    argv = shlex.split(recover_line)
+    assert argv[:3] == ["cpswap", "kube", "recover-pvcs"] and "--orphaned" in argv
+    recovered = subprocess.run([*argv, "--state-dir", str(tmp_path / "state")], capture_output=True, text=True,
+                               timeout=90, env=env, cwd=tmp_path)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "emulator-token" not in recovered.stdout + recovered.stderr
     assert recovered.stdout.splitlines() == ["onecloud-minio/export-minio-1: recreated",
                                              "onecloud-monitoring/export-monitor-minio-1: recreated",
                                              "onecloud/default-victoria-metrics: recreated by operator"]
@@ -225,10 +223,10 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path):
     assert '"step": "delete-pvc"' in journal and '"step": "uncordon"' in journal
     assert controllers.errors == []
     assert recover(emu, tmp_path) == []  # re-run: nothing left pinned to a missing node
-    again = subprocess.run(shlex.split(delete), capture_output=True, text=True, timeout=60, env=env)
-    assert again.returncode == 0 and "already gone" in again.stderr  # delete-node is idempotent
-    bad = _cpswap("kube", "recover-pvcs", "--new-node", NEW, "--orphaned", "--policy-json", "{not json", env=env)
-    assert bad.returncode == 2 and "--policy-json" in bad.stderr
+    capsys.readouterr()
+    assert cli_main(shlex.split(delete)[1:]) == 0 and "already gone" in capsys.readouterr().err  # idempotent
+    assert cli_main(["kube", "recover-pvcs", "--new-node", NEW, "--orphaned", "--policy-json", "{not json"]) == 2
+    assert "--policy-json='{not json': must be a JSON object" in capsys.readouterr().err
 
 
 def test_skip_and_manual_policies_leave_claims_alone_and_manual_is_reported(cluster, tmp_path):

@@ -5,7 +5,7 @@ API:
 - ``Emulator()`` context manager: starts kmock in a background thread; ``.url``, ``.kubeconfig_text``,
   ``.write_kubeconfig(path)``, ``.api`` (an ``executors.kube.Api``), ``.core``/``.apps`` clients, and
   ``.pause()``/``.resume()`` to make the API unreachable (requests time out) for fault tests.
-- ``Controllers(emulator)`` context manager: a thread that reconciles every 50 ms until stopped:
+- ``Controllers(emulator)`` context manager: a thread that reconciles every ``tick_s`` (0.1 s) until stopped:
   pod GC (pods on Nodes that no longer exist are deleted), pvc-protection (a terminating PVC loses
   its finalizer once no pod uses it), the StatefulSet controller (recreates a missing pod, and its
   PVC from the claim template if the PVC is absent; like Kubernetes before #93457 it does not wait
@@ -143,7 +143,8 @@ def _suffix() -> str:
 class Controllers:
     """Reconcile loop in a thread; bounded by ``lifetime_s`` and stopped on exit."""
 
-    def __init__(self, emulator: Emulator, *, lifetime_s: float = 240) -> None:
+    def __init__(self, emulator: Emulator, *, lifetime_s: float = 240, tick_s: float = 0.1) -> None:
+        self._tick = tick_s
         cfg = client.Configuration()
         cfg.host = emulator.url
         cfg.retries = 0
@@ -176,7 +177,7 @@ class Controllers:
                         self.errors.append(f"{exc.status} {exc.reason}")
                 except Exception as exc:  # keep reconciling; tests assert on .errors
                     self.errors.append(f"{type(exc).__name__}: {exc}")
-            self._stop.wait(0.05)
+            self._stop.wait(self._tick)
 
     # -- one pass of every controller ------------------------------------------------------
     def reconcile(self) -> None:
