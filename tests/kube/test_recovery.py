@@ -166,6 +166,11 @@ def test_cli_inventory_json_wait_node_and_control_plane_endpoints(tmp_path, caps
             ex.wait_node(emu.api, name=DEAD, deadline_s=1, progress=lines.append)
         ex.wait_node(emu.api, name=NEW, deadline_s=5, progress=lines.append)
         assert lines[-1] == f"node {NEW} is Ready"
+        lines.clear()  # drain of a Ready node: evict (kmock has no eviction endpoint: delete), then wait, bounded
+        ex.drain(emu.api, name=N2, timeout_s=10, progress=lines.append)
+        assert "eviction API unavailable for onecloud-minio/minio-0; deleting instead" in lines
+        assert emu.core.read_node(N2).spec.unschedulable
+        assert [p.metadata.name for p in emu.core.list_pod_for_all_namespaces().items if p.spec.node_name == N2] == []
     unreachable = ex.observe_kube(kubeconfig=emu.kubeconfig_text, node=DEAD, timeout=0.5)
     assert unreachable.reachable is False and "API unreachable" in unreachable.error
 

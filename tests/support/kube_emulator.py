@@ -1,28 +1,38 @@
-"""An emulated Kubernetes API (kmock's KubernetesEmulator over HTTP on 127.0.0.1) plus small
-controller hooks that play the parts no emulator runs. Test-only.
+"""An emulated Kubernetes API (kmock's KubernetesEmulator over HTTP) plus small controller hooks
+that play the parts no emulator runs. Test-only.
 
-API:
-- ``Emulator()`` context manager: starts kmock in a background thread; ``.url``, ``.kubeconfig_text``,
-  ``.write_kubeconfig(path)``, ``.api`` (an ``executors.kube.Api``), ``.core``/``.apps`` clients, and
-  ``.pause()``/``.resume()`` to make the API unreachable (requests time out) for fault tests.
-- ``Controllers(emulator)`` context manager: a thread that reconciles every ``tick_s`` (0.1 s) until stopped:
-  pod GC (pods on Nodes that no longer exist are deleted), pvc-protection (a terminating PVC loses
-  its finalizer once no pod uses it), the StatefulSet controller (recreates a missing pod, and its
-  PVC from the claim template if the PVC is absent; like Kubernetes before #93457 it does not wait
-  for a terminating PVC, which is the race cpswap handles), the Deployment controller (one pod
-  per Deployment), a scheduler (Ready, schedulable nodes with free max-pods; a pod whose PVC is
-  bound goes to the PV's node; required pod anti-affinity by label; a missing PVC leaves the pod
-  Pending with 'persistentvolumeclaim "x" not found'), local-path (binds an unbound claim to a PV
-  pinned to its pod's node) and the onecloud operator (recreates Deployment
-  onecloud/default-victoria-metrics and its PVC, and keeps 3 default-etcd pods).
-- ``seed_004(core, apps, dead_ready=False)``: the seed-004 cluster: nodes lzx-ha-env (NotReady),
-  lzx-ha-env-2, lzx-ha-env-3, lzx-test-add-node; onecloud-minio/minio (4 replicas),
-  onecloud-monitoring/monitor-minio (4), onecloud/default-victoria-metrics (Deployment + PVC),
-  3 default-etcd pods; minio-1, monitor-minio-1, default-victoria-metrics and one default-etcd pod
-  on lzx-ha-env.
+API (reused by the twin, tests/support/twin/):
+- ``Emulator(host="127.0.0.1")`` context manager: kmock in a forked child process on ``host`` and a
+  free port; ``.url``, ``.kubeconfig_text`` (token auth, no secrets), ``.write_kubeconfig(path)``,
+  ``.api`` (a ``cpswap.executors.kube.Api``), ``.core``/``.apps`` clients, ``.stop()`` (the API
+  process goes away: requests fail, for fault tests; idempotent, SIGKILL by PID after 5 s).
+- ``Controllers(emulator, lifetime_s=240, tick_s=0.1)`` context manager: a thread that reconciles
+  every ``tick_s`` until stopped or ``lifetime_s`` passes; ``.paused`` (Event) halts it, ``.errors``
+  collects unexpected API errors. It plays: pod GC (pods on Nodes that no longer exist are deleted),
+  pvc-protection (a terminating PVC loses its finalizer once no *scheduled* pod uses it, as in
+  kube-controller-manager), the StatefulSet controller (recreates a missing pod, and its PVC from the
+  claim template if absent; like Kubernetes before #93457 it does not wait for a terminating PVC,
+  which is the race cpswap handles), the Deployment controller (one pod per Deployment), a scheduler
+  (Ready, schedulable nodes with free max-pods from status.allocatable.pods; a pod whose PVC is bound
+  goes to the PV's node; required pod anti-affinity by ``app`` label; a missing or terminating PVC
+  leaves the pod Pending with 'persistentvolumeclaim "x" not found'), local-path (binds an unbound
+  claim to a new PV pinned, by nodeAffinity kubernetes.io/hostname and annotation, to its pod's node)
+  and the onecloud operator (recreates Deployment onecloud/default-victoria-metrics and its PVC, and
+  keeps 3 default-etcd pods).
+- ``seed_004(core, apps, *, max_pods=110, ips=None, dead_ready=False, with_new_node=True)``: the
+  seed-004 cluster: nodes lzx-ha-env (NotReady unless ``dead_ready``), lzx-ha-env-2, lzx-ha-env-3,
+  lzx-test-add-node; onecloud-minio/minio (4 replicas), onecloud-monitoring/monitor-minio (4),
+  onecloud/default-victoria-metrics (Deployment + PVC), 3 default-etcd pods; minio-1,
+  monitor-minio-1, default-victoria-metrics and one default-etcd pod on lzx-ha-env. The default IPs
+  are the seed's and are only stored, never contacted.
+- ``register_node(core, name, ip, ready=True, max_pods=110)``, ``set_node_ready(core, name, ready)``:
+  what a kubelet does on join / on losing its node.
+- ``ONECLOUD_POLICY``: the seed's ``cpswap:pvcRecovery`` object.
 
-kmock ignores label and field selectors and has no eviction endpoint: everything here lists and
-filters client-side, and the executor falls back from eviction to delete.
+kmock gaps, handled here or in the client layer: it ignores label and field selectors (everything
+lists and filters client-side); it has no eviction endpoint (the executor falls back to delete); it
+runs no controllers (the hooks above); and it matches every request against its whole request
+history, so per-request cost grows without bound (``_TrimmedEmulator`` keeps the last 64).
 """
 from __future__ import annotations
 
