@@ -10,7 +10,13 @@ the survivors (marked with an annotation, so only what cpswap cordoned is uncord
 after an interruption); per claim, in policy order: delete the PVC, force-delete its pod, wait
 for the PVC to be recreated and bound on the new node, re-delete a pod stuck on "PVC not found";
 an operator-owned Deployment is deleted with its PVC and recreated by the operator; uncordon in
-all cases. A journal file records each destructive step before it happens.
+all cases. A journal file records each destructive step before it happens; a re-run reads it to
+find claims an interrupted run already deleted, and leaves alone a recreated claim that is being
+bound on the new node, so re-runs converge instead of chasing their own recreation.
+
+kmock (the test emulator) ignores selectors and has no eviction endpoint; real API servers do
+both, and this code depends on neither. Unscheduled pods do not hold a terminating claim (as in
+kube-controller-manager's pvc-protection); every pod using a terminating claim is force-deleted.
 """
 from __future__ import annotations
 

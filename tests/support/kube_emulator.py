@@ -6,7 +6,7 @@ API (reused by the twin, tests/support/twin/):
   free port; ``.url``, ``.kubeconfig_text`` (token auth, no secrets), ``.write_kubeconfig(path)``,
   ``.api`` (a ``cpswap.executors.kube.Api``), ``.core``/``.apps`` clients, ``.stop()`` (the API
   process goes away: requests fail, for fault tests; idempotent, SIGKILL by PID after 5 s).
-- ``Controllers(emulator, lifetime_s=240, tick_s=0.1)`` context manager: a thread that reconciles
+- ``Controllers(emulator, lifetime_s=240, tick_s=0.2)`` context manager: a thread that reconciles
   every ``tick_s`` until stopped or ``lifetime_s`` passes; ``.paused`` (Event) halts it, ``.errors``
   collects unexpected API errors. It plays: pod GC (pods on Nodes that no longer exist are deleted),
   pvc-protection (a terminating PVC loses its finalizer once no *scheduled* pod uses it, as in
@@ -153,7 +153,7 @@ def _suffix() -> str:
 class Controllers:
     """Reconcile loop in a thread; bounded by ``lifetime_s`` and stopped on exit."""
 
-    def __init__(self, emulator: Emulator, *, lifetime_s: float = 240, tick_s: float = 0.1) -> None:
+    def __init__(self, emulator: Emulator, *, lifetime_s: float = 240, tick_s: float = 0.2) -> None:
         self._tick = tick_s
         cfg = client.Configuration()
         cfg.host = emulator.url
