@@ -70,7 +70,7 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("stop_at", ["cordoned", "stuck on",
+@pytest.mark.parametrize("stop_at", ["cordoned", "stuck on", "export-monitor-minio-1: recreated",
                                      "recover onecloud/default-victoria-metrics: PVC"])
 def test_recovery_interrupted_then_rerun_converges(cluster, tmp_path, stop_at):
     emu, _ = cluster
