@@ -40,6 +40,21 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Where:
+    """Where a step runs: ``local`` on the operator's machine, or ``ssh`` to ``host`` (an IP)."""
+
+    kind: str  # local | ssh
+    host: str  # "operator" or the IP reached over SSH
+    description: str
+
+    def __str__(self) -> str:
+        return self.description
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "host": self.host, "description": self.description}
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     slot: str
@@ -47,7 +62,7 @@ class Step:
     phase: str  # leave | join | after
     resource: str  # the Pulumi resource that carries it
     operation: str  # delete (runs from stored state) | create
-    runs_on: str
+    runs_on: Where
     kind: str  # "command" (kubean/openshift add "k8s-object")
     command: str
     reason: str
@@ -143,9 +158,13 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
         if spec.runs_on.kind == "ssh":
             secrets += ("sshPrivateKey",)
         act = action or spec.action
+        where = Where(kind=spec.runs_on.kind,
+                      host="operator" if spec.runs_on.kind == "local" else
+                      (vip if spec.runs_on.target == "vip" else member.host.ip),
+                      description=spec.runs_on.describe(member, vip))
         steps.append(Step(
             id=f"{change.slot}-{act}", slot=change.slot, action=act, phase=phase, resource=spec.name,
-            operation=operation, runs_on=spec.runs_on.describe(member, vip), kind="command",
+            operation=operation, runs_on=where, kind="command",
             command=command or (spec.delete if operation == "delete" else spec.create) or "",
             reason=reason or spec.reason, state=state, secret_inputs=secrets,
             timeout=spec.delete_timeout if operation == "delete" else spec.create_timeout))

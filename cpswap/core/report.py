@@ -27,7 +27,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                     for c in plan.changes],
         "unhealthy": list(plan.unhealthy),
         "steps": [{"id": s.id, "slot": s.slot, "action": s.action, "phase": s.phase, "resource": s.resource,
-                   "operation": s.operation, "kind": s.kind, "runs_on": s.runs_on, "command": s.command,
+                   "operation": s.operation, "kind": s.kind, "runs_on": s.runs_on.as_dict(), "command": s.command,
                    "reason": s.reason, **s.state.as_dict(), "secret_inputs": list(s.secret_inputs),
                    "timeout": s.timeout} for s in plan.steps],
         "quorum": {"before": plan.before.as_dict(), "during": plan.during.as_dict(), "after": plan.after.as_dict()},
@@ -59,7 +59,7 @@ def plan_table(plan: Plan) -> str:
     if plan.steps:
         lines.append("")
         lines += _table(["#", "step", "resource", "runs on", "voters/healthy/quorum/tol"],
-                        [[str(i), s.id, f"{s.resource} ({s.operation})", s.runs_on,
+                        [[str(i), s.id, f"{s.resource} ({s.operation})", str(s.runs_on),
                           f"{s.state.voters}/{s.state.healthy}/{s.state.quorum}/{s.state.tolerance}"]
                          for i, s in enumerate(plan.steps, 1)])
         lines.append("")

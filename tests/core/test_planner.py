@@ -100,7 +100,7 @@ def test_leave_steps_come_before_join_and_snapshot_first():
     assert actions == ["etcd-snapshot", "etcd-remove", "node-delete", "join", "verify", "pvc-recover"]
     assert [s.operation for s in plan.steps[:3]] == ["delete"] * 3
     assert all("node-4" in s.command or s.action == "etcd-snapshot" for s in plan.steps[:3])
-    assert all(s.runs_on == "operator" for s in plan.steps[:3])
+    assert all(s.runs_on.kind == "local" and s.runs_on.host == "operator" for s in plan.steps[:3])
 
 
 def test_changing_slot_set_is_refused():
