@@ -21,7 +21,7 @@ GOOD_PRIMARY = {"hostname": "10.250.9.11", "controlplane_host": "10.250.9.100", 
 def _run(tmp_path: Path, tool: str, argv: list[str]) -> subprocess.CompletedProcess:
     (tmp_path / "bin").mkdir(exist_ok=True)
     shutil.copy(SHIMS / "_twin.py", tmp_path / "bin" / "_twin.py")
-    (tmp_path / "twin.json").write_text(json.dumps({"layout": "k3s"}))
+    (tmp_path / "twin.json").write_text(json.dumps({"layout": "k3s", "vip": "10.250.9.100", "k3s_token": "T0K"}))
     env = {"CPSWAP_TWIN": str(tmp_path), "CPSWAP_TWIN_HOST": "tw-a", "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, str(SHIMS / tool), *argv], env=env, capture_output=True, text=True,
                           timeout=30, cwd=tmp_path)
@@ -50,3 +50,22 @@ def test_ocboot_shim_refuses_loudly(tmp_path, argv, config, message):
     result = _run(tmp_path, "ocboot.sh", argv)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+K3S_CASES = [
+    ("not server", ["agent"], "only `k3s server`"),
+    ("unknown flag", ["server", "--server", "https://10.250.9.100:6443", "--token", "T0K", "--cluster-init", "x"],
+     "unknown flag"),
+    ("no token", ["server", "--server", "https://10.250.9.100:6443"], "--token is required"),
+    ("wrong server", ["server", "--server", "https://10.250.9.11:6443", "--token", "T0K"],
+     "not the fixed registration address"),
+    ("wrong token", ["server", "--server", "https://10.250.9.100:6443", "--token", "nope"], "--token rejected"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), [c[1:] for c in K3S_CASES], ids=[c[0] for c in K3S_CASES])
+def test_k3s_shim_refuses_loudly(tmp_path, argv, message):
+    result = _run(tmp_path, "k3s", argv)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "T0K" not in result.stderr, "the join token must never be printed"
