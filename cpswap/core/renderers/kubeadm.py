@@ -5,7 +5,9 @@ Two commands:
    certificates and creates a token, printing exactly three ``KEY=value`` lines. Its output is
    secret (the component sets ``logging=NONE`` and ``additional_secret_outputs``).
 2. ``join`` runs on the new host with that output on stdin; the token and certificate key are
-   read into shell variables and never appear in the text, the log or plain state.
+   read into shell variables and never appear in the text, the log or plain state. The read loop
+   also takes a last line without a newline (pulumi-command trims the trailing newline of the
+   stdout it passes on; the twin caught this).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def render_kubeadm_join(*, host: Host, endpoint: Endpoint, kubeadm: KubeadmSetti
         "set -eu; "
         "if test -f /etc/kubernetes/manifests/etcd.yaml; then "
         f"echo {quote(f'{host.name}: already a kubeadm control-plane node; nothing to join')}; exit 0; fi; "
-        "while IFS='=' read -r k v; do case $k in TOKEN) TOKEN=$v;; CA_HASH) CA_HASH=$v;; "
+        "while IFS='=' read -r k v || [ -n \"$k\" ]; do case $k in TOKEN) TOKEN=$v;; CA_HASH) CA_HASH=$v;; "
         "CERT_KEY) CERT_KEY=$v;; esac; done; "
         f"exec kubeadm join {quote(str(endpoint))} --token \"$TOKEN\" "
         "--discovery-token-ca-cert-hash \"$CA_HASH\" --control-plane --certificate-key \"$CERT_KEY\" "

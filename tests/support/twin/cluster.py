@@ -11,6 +11,7 @@ import json
 import secrets as pysecrets
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,15 @@ def in_host(relative: str) -> str:
     """The path a host sees for a directory under its root (its private bind mounts)."""
     top, _, rest = relative.partition("/")
     return f"{MOUNTS[top]}/{rest}" if rest else MOUNTS[top]
+
+
+def _install_shim(source: Path, target: Path) -> None:
+    """Copy a shim with this interpreter in its shebang (the fake hosts share the filesystem)."""
+    text = source.read_text()
+    if text.startswith("#!/usr/bin/env python3"):
+        text = f"#!{sys.executable}" + text[len("#!/usr/bin/env python3"):]
+    target.write_text(text)
+    target.chmod(0o755)
 
 
 def etcdctl_binary() -> str:
@@ -64,9 +74,9 @@ class Twin:
             (workdir / "bin").mkdir()
             for shim in SHIMS.iterdir():
                 if shim.is_file():
-                    shutil.copy2(shim, workdir / "bin" / shim.name)
+                    _install_shim(shim, workdir / "bin" / shim.name)
             (workdir / "ocboot").mkdir()
-            shutil.copy2(SHIMS / "ocboot.sh", workdir / "ocboot" / "ocboot.sh")
+            _install_shim(SHIMS / "ocboot.sh", workdir / "ocboot" / "ocboot.sh")
             ca = make_ca(directory=workdir / "pki")
             client_cert, client_key = make_cert(ca=ca, directory=workdir / "pki", name="operator", sans=["operator"])
             emulator = Emulator(host=net.gateway).__enter__()

@@ -36,6 +36,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -94,6 +95,8 @@ class Runner:
         if kind == "command:local:Command":
             argv = ["/bin/sh", "-c", text]
             env: dict[str, str] | None = {**os.environ, **(inputs.get("environment") or {}), **extra_env}
+            # `cpswap` from the interpreter's own bin first: the operator's venv, not a pyenv shim
+            env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
             return self._spawn(argv, stdin=stdin, env=env, cwd=self.cwd, timeout_s=timeout_s or self.timeout_s)
         conn = inputs["connection"]
         with tempfile.NamedTemporaryFile("w", delete=False, prefix="twin-key-") as handle:
@@ -223,6 +226,8 @@ class Replayer:
         shown = {"none": "", "stdout": out, "stderr": err}.get(logging, out + err)
         self.runner.log.append(f"{step.op} {step.name} @{step.host} rc={rc}\n{shown[-4000:]}")
         if rc != 0:
+            if os.environ.get("CPSWAP_TWIN_DEBUG"):  # local debugging only: may show secret output
+                print(f"--- {step.name} rc={rc}\nstdin={inputs.get('stdin')!r}\n{out[-3000:]}\n{err[-3000:]}", file=sys.stderr)
             raise StepFailed(step, f"rc={rc}: {(shown or f'(output hidden: logging={logging})').strip()[-800:]}")
         return out, err
 

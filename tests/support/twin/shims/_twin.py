@@ -68,7 +68,8 @@ def retry(what: str, fn, *, deadline_s: float = 60):
             return fn()
         except RuntimeError as exc:
             if time.monotonic() > end or not re.search(r"unhealthy cluster|too many learner|in sync with leader|"
-                                                       r"not started|timed out|context deadline", str(exc)):
+                                                       r"not started|timed out|context deadline|leader changed|connection refused|unavailable", str(exc),
+                                                       re.I):
                 raise
             print(f"{what}: {exc}; retrying", file=sys.stderr)
             time.sleep(delay)
@@ -80,7 +81,7 @@ def join_etcd(*, node_name: str, ip: str, member_name: str | None = None) -> Non
     does for a joining control-plane node."""
     endpoints = cluster_endpoints()
     peer = f"https://{ip}:2380"
-    listing = etcdctl("member", "list", "-w", "json", endpoints=endpoints)
+    listing = retry("member list", lambda: etcdctl("member", "list", "-w", "json", endpoints=endpoints))
     if peer in listing.stdout:
         print(f"{node_name} is already an etcd member")
         return
