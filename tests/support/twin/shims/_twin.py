@@ -60,7 +60,7 @@ def cluster_endpoints() -> list[str]:
     return urls
 
 
-def retry(what: str, fn, *, deadline_s: float = 60):
+def retry(what: str, fn, *, deadline_s: float = 120):
     end = time.monotonic() + deadline_s
     delay = 0.2
     while True:
@@ -103,7 +103,7 @@ def join_etcd(*, node_name: str, ip: str, member_name: str | None = None) -> Non
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     with open(TWIN / HOST / "pids", "a") as handle:
         handle.write(f"{proc.pid}\n")
-    retry("member promote", lambda: etcdctl("member", "promote", member_id, endpoints=endpoints), deadline_s=60)
+    retry("member promote", lambda: etcdctl("member", "promote", member_id, endpoints=endpoints), deadline_s=120)
     print(f"{name} joined etcd as a learner and was promoted")
 
 
