@@ -1,43 +1,20 @@
 """etcd membership operations against real TLS etcd clusters started by the tests (issue 3)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from pyetcd import etcdrpc
 
 from cpswap.core.errors import DeadlineError, PermanentError, UnsafeOperationError
 from cpswap.executors import etcd as ex
 from cpswap.executors import etcd_wire
-from tests.support.etcd_cluster import EtcdCluster, etcdutl_binary, etcd_binary, free_port
+from tests.support.etcd_cluster import EtcdCluster, digest, etcdutl_binary, etcd_binary, free_port, put_keys
 from tests.support.pki import make_ca
 
 pytestmark = pytest.mark.etcd
-
-
-def put_keys(conn: ex.Connection, count: int = 200) -> None:
-    client = ex._client(conn, conn.endpoints[0])
-    try:
-        for i in range(count):
-            client.put(f"/registry/test/key-{i:04d}", f"value-{i}")
-    finally:
-        client.close()
-
-
-def digest(conn: ex.Connection) -> tuple[int, str]:
-    """Key count and sha256 over every key and value (a linearizable full range)."""
-    def call(client, _):
-        resp = client.kvstub.Range(etcdrpc.RangeRequest(key=b"\0", range_end=b"\0"), conn.timeout)
-        h = hashlib.sha256()
-        for kv in sorted(resp.kvs, key=lambda kv: kv.key):
-            h.update(kv.key + b"=" + kv.value + b"\n")
-        return len(resp.kvs), h.hexdigest()
-    return ex._on_any(conn, "digest", call)
 
 
 def leader_name(cluster: EtcdCluster, names) -> str:

@@ -137,3 +137,32 @@ class EtcdCluster:
 
     def pids(self) -> list[int]:
         return [m.process.pid for m in self.members.values() if m.process is not None]
+
+
+def put_keys(conn: Connection, count: int = 200, *, prefix: str = "/registry/test") -> None:
+    """Write ``count`` keys through the first endpoint (test data whose survival is checked)."""
+    from cpswap.executors import etcd as ex
+
+    client = ex._client(conn, conn.endpoints[0])
+    try:
+        for i in range(count):
+            client.put(f"{prefix}/key-{i:04d}", f"value-{i}")
+    finally:
+        client.close()
+
+
+def digest(conn: Connection) -> tuple[int, str]:
+    """Key count and sha256 over every key and value (a linearizable full range)."""
+    import hashlib
+
+    from pyetcd import etcdrpc
+
+    from cpswap.executors import etcd as ex
+
+    def call(client, _):
+        resp = client.kvstub.Range(etcdrpc.RangeRequest(key=b"\0", range_end=b"\0"), conn.timeout)
+        h = hashlib.sha256()
+        for kv in sorted(resp.kvs, key=lambda kv: kv.key):
+            h.update(kv.key + b"=" + kv.value + b"\n")
+        return len(resp.kvs), h.hexdigest()
+    return ex._on_any(conn, "digest", call)

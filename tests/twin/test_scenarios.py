@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cpswap.executors import etcd as ex
+from tests.support.etcd_cluster import put_keys as write_keys
 from tests.support.pulumi_mocks import ROOT, run_program
 from tests.support.twin.cluster import Twin, digest
 from tests.support.twin.hosts import available
@@ -57,9 +58,10 @@ def project(tmp_path: Path) -> Path:
     return directory
 
 
-def up(twin: Twin, replayer: Replayer, workdir: Path, slots: dict[str, str]):
-    recording = run_program(config=twin.stack_config(members=slots), secrets=twin.secrets(), stack="twin",
-                            cwd=workdir)
+def up(twin: Twin, replayer: Replayer, workdir: Path, slots: dict[str, str], *, distribution: str = "ocboot"):
+    """One replayed `pulumi up` of the program for ``slots``; saves the exported membership as CI does."""
+    recording = run_program(config=twin.stack_config(members=slots, distribution=distribution),
+                            secrets=twin.secrets(), stack="twin", cwd=workdir)
     assert recording.error is None, recording.error
     steps = replayer.up(recording.resources)
     (workdir / ".cpswap" / "applied-twin.json").write_text(json.dumps({"membership": recording.outputs["membership"]}))
@@ -67,13 +69,7 @@ def up(twin: Twin, replayer: Replayer, workdir: Path, slots: dict[str, str]):
 
 
 def put_keys(twin: Twin, count: int = 200) -> None:
-    conn = twin.etcd_connection()
-    client = ex._client(conn, conn.endpoints[0])
-    try:
-        for i in range(count):
-            client.put(f"/registry/twin/key-{i:04d}", f"value-{i}")
-    finally:
-        client.close()
+    write_keys(twin.etcd_connection(), count, prefix="/registry/twin")
 
 
 def make_leader(twin: Twin, name: str) -> None:
@@ -180,13 +176,7 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
         slots = {"cp1": OLD, "cp2": N2, "cp3": N3}
 
         def k3s_up(members):
-            recording = run_program(config=twin.stack_config(members=members, distribution="k3s"),
-                                    secrets=twin.secrets(), stack="twin", cwd=workdir)
-            assert recording.error is None, recording.error
-            steps = replayer.up(recording.resources)
-            (workdir / ".cpswap" / "applied-twin.json").write_text(
-                json.dumps({"membership": recording.outputs["membership"]}))
-            return steps
+            return up(twin, replayer, workdir, members, distribution="k3s")[1]
 
         k3s_up(slots)  # adoption: each join sees an initialised k3s data dir and does nothing
         assert digest(twin.etcd_connection()) == before
@@ -320,13 +310,7 @@ def test_ssh_drop_in_the_middle_of_a_join_converges_by_rerunning_up(tmp_path):
         slots = {"cp1": OLD, "cp2": N2, "cp3": N3}
 
         def k3s_up(members):
-            recording = run_program(config=twin.stack_config(members=members, distribution="k3s"),
-                                    secrets=twin.secrets(), stack="twin", cwd=workdir)
-            assert recording.error is None, recording.error
-            steps = replayer.up(recording.resources)
-            (workdir / ".cpswap" / "applied-twin.json").write_text(
-                json.dumps({"membership": recording.outputs["membership"]}))
-            return steps
+            return up(twin, replayer, workdir, members, distribution="k3s")[1]
 
         k3s_up(slots)
         twin.kill(N3)

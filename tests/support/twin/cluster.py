@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cpswap.executors.etcd import Connection
-from tests.support.etcd_cluster import etcd_binary
+from tests.support.etcd_cluster import digest, etcd_binary  # noqa: F401  (digest: used by twin tests)
 from tests.support.kube_emulator import Controllers, Emulator, ONECLOUD_POLICY, seed_004
 from tests.support.pki import make_ca, make_cert
 from tests.support.twin.hosts import Network
@@ -201,21 +201,6 @@ class Twin:
                 self.emulator.__exit__(None, None, None)
             finally:
                 self.net.close()
-
-
-def digest(conn: Connection) -> tuple[int, str]:
-    """Key count and sha256 of every key and value (linearizable)."""
-    import hashlib
-    from pyetcd import etcdrpc
-    from cpswap.executors import etcd as ex
-
-    def call(client, _):
-        resp = client.kvstub.Range(etcdrpc.RangeRequest(key=b"\0", range_end=b"\0"), conn.timeout)
-        h = hashlib.sha256()
-        for kv in sorted(resp.kvs, key=lambda kv: kv.key):
-            h.update(kv.key + b"=" + kv.value + b"\n")
-        return len(resp.kvs), h.hexdigest()
-    return ex._on_any(conn, "digest", call)
 
 
 def run_quiet(argv: list[str]) -> subprocess.CompletedProcess:
