@@ -76,20 +76,55 @@ def retry(what: str, fn, *, deadline_s: float = 120):
             delay = min(delay * 2, 2)
 
 
-def join_etcd(*, node_name: str, ip: str, member_name: str | None = None) -> None:
+def _members(endpoints: list[str]) -> list[dict]:
+    listing = retry("member list", lambda: etcdctl("member", "list", "-w", "json", endpoints=endpoints))
+    return json.loads(listing.stdout).get("members", [])
+
+
+def _promote(member_id: str, endpoints: list[str]) -> None:
+    retry("member promote", lambda: etcdctl("member", "promote", member_id, endpoints=endpoints), deadline_s=120)
+
+
+def _spawn_promoter(member_id: str, endpoints: list[str]) -> None:
+    """K3s servers, not the joining process, promote learners once caught up: run the promotion
+    detached from this SSH session, so a dropped session does not leave a started learner."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _twin; "
+            "_twin._promote(sys.argv[2], sys.argv[3].split(','))")
+    log = open(TWIN / HOST / "etcd.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent), member_id, ",".join(endpoints)],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(TWIN / HOST / "pids", "a") as handle:
+        handle.write(f"{proc.pid}\n")
+
+
+def join_etcd(*, node_name: str, ip: str, member_name: str | None = None, promoter: str = "self") -> None:
     """Add this host as a learner, start etcd, promote it: what k3s (and kubeadm in learner mode)
-    does for a joining control-plane node."""
+    does for a joining control-plane node.
+
+    Like k3s, a member that carries this host's peer URL but has no name (added, never started:
+    an earlier join was cut off) is this host: it is resumed, not added again. ``promoter`` is
+    ``self`` (kubeadm promotes in the joining process) or ``servers`` (k3s: the servers promote,
+    so the promotion outlives this session).
+    """
     endpoints = cluster_endpoints()
     peer = f"https://{ip}:2380"
-    listing = retry("member list", lambda: etcdctl("member", "list", "-w", "json", endpoints=endpoints))
-    if peer in listing.stdout:
+    ours = next((m for m in _members(endpoints) if peer in m.get("peerURLs", [])), None)
+    if ours is not None and ours.get("name"):
+        if ours.get("isLearner"):
+            print(f"{node_name}: started learner {ours['name']}; waiting for its promotion")
+            _wait_promoted(format(ours["ID"], "x"), endpoints)
         print(f"{node_name} is already an etcd member")
         return
     name = member_name or f"{node_name}-{secrets.token_hex(4)}"
-    added = retry("member add", lambda: etcdctl("member", "add", name, f"--peer-urls={peer}", "--learner",
-                                                 endpoints=endpoints))
-    initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', added.stdout).group(1)
-    member_id = re.search(r"Member ([0-9a-f]+) added", added.stdout).group(1)
+    if ours is None:
+        added = retry("member add", lambda: etcdctl("member", "add", name, f"--peer-urls={peer}", "--learner",
+                                                     endpoints=endpoints))
+        initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', added.stdout).group(1)
+        member_id = re.search(r"Member ([0-9a-f]+) added", added.stdout).group(1)
+    else:
+        member_id = format(ours["ID"], "x")
+        initial = ",".join(f"{m.get('name') or name}={u}" for m in _members(endpoints) for u in m.get("peerURLs", []))
+        print(f"{node_name}: resuming unstarted member {member_id} with this host's peer URL {peer}")
     log = open(TWIN / HOST / "etcd.log", "ab")
     proc = subprocess.Popen([CONFIG["etcd"], "--name", name, "--data-dir", TLS["data"],
                              "--listen-client-urls", f"https://{ip}:2379,https://127.0.0.1:2379",
@@ -103,8 +138,23 @@ def join_etcd(*, node_name: str, ip: str, member_name: str | None = None) -> Non
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     with open(TWIN / HOST / "pids", "a") as handle:
         handle.write(f"{proc.pid}\n")
-    retry("member promote", lambda: etcdctl("member", "promote", member_id, endpoints=endpoints), deadline_s=120)
+    if promoter == "servers":
+        _spawn_promoter(member_id, endpoints)
+        _wait_promoted(member_id, endpoints)
+    else:
+        _promote(member_id, endpoints)
     print(f"{name} joined etcd as a learner and was promoted")
+
+
+def _wait_promoted(member_id: str, endpoints: list[str], deadline_s: float = 150) -> None:
+    end = time.monotonic() + deadline_s
+    while True:
+        member = next((m for m in _members(endpoints) if format(m["ID"], "x") == member_id), None)
+        if member is not None and not member.get("isLearner"):
+            return
+        if time.monotonic() > end:
+            raise RuntimeError(f"member {member_id} still a learner after {deadline_s:.0f} s")
+        time.sleep(0.2)
 
 
 def register_node(*, node_name: str, ip: str) -> None:
