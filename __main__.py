@@ -10,14 +10,17 @@ from cpswap.core.facts import Observation
 from cpswap.core.model import SECRET_KEYS, parse_stack_config
 from cpswap.core.planner import plan_swap
 from cpswap.core.report import plan_document, plan_table
-from cpswap.program import applied_membership, config_values, observe_if_enabled
+from cpswap.core.slots import ObjectSpec, slot_commands
+from cpswap.program import applied_membership, config_values, declared_operations, observe_if_enabled
 
 config = pulumi.Config("cpswap")
 stack = pulumi.get_stack()
 model = parse_stack_config(config_values(config), stack=stack)
 secrets = {key: config.get_secret(key) for key in SECRET_KEYS}
 required = {"sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "etcdClientKey",
-            {"ocboot": "ocbootDbPassword", "k3s": "k3sToken"}.get(model.distribution, "kubeconfig")}
+            *{"ocboot": ("ocbootDbPassword",), "k3s": ("k3sToken",), "kubean": ("globalKubeconfig",)}.get(
+                model.distribution, ()),
+            *(("keepalivedAuthPass",) if model.vip.keepalived else ())}
 missing = sorted(key for key in required if secrets[key] is None)
 if missing:
     raise ConfigError([Violation(key, "unset", f"secret required for {model.distribution}; set it with "
@@ -31,11 +34,21 @@ pulumi.log.info(table)
 plan.raise_if_refused()
 document = plan_document(plan)
 
-control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan=document, secrets=SecretInputs(
+# kubean's join ClusterOperations: declared for the slot that changes now and kept for those that
+# earlier runs declared; a first `up` (adoption) declares none, so no playbook runs on a healthy cluster
+earlier = declared_operations(stack=stack)
+object_slots = frozenset({c.slot for c in plan.changes} | {
+    m.slot for m in model.members
+    if any(isinstance(s, ObjectSpec) and s.object_name in earlier for s in slot_commands(model=model, member=m))})
+control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan=document, object_slots=object_slots,
+                                                               secrets=SecretInputs(
     ssh_private_key=secrets["sshPrivateKey"], kubeconfig=secrets["kubeconfig"], etcd_ca_cert=secrets["etcdCaCert"],
     etcd_client_cert=secrets["etcdClientCert"], etcd_client_key=secrets["etcdClientKey"],
-    ocboot_db_password=secrets["ocbootDbPassword"], k3s_token=secrets["k3sToken"])))
+    ocboot_db_password=secrets["ocbootDbPassword"], k3s_token=secrets["k3sToken"],
+    global_kubeconfig=secrets["globalKubeconfig"], keepalived_auth_pass=secrets["keepalivedAuthPass"])))
 
 pulumi.export("membership", control_plane.membership)
 pulumi.export("plan", document)
 pulumi.export("planTable", table)
+if model.distribution == "kubean":
+    pulumi.export("kubeanOperations", control_plane.operations)

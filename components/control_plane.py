@@ -17,8 +17,9 @@ import pulumi_kubernetes as k8s
 from pulumi_command import local, remote
 
 from cpswap.core.model import Member, StackModel
+from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.ocboot import config_text, render_ocboot_config
-from cpswap.core.slots import CommandSpec, slot_commands
+from cpswap.core.slots import CommandSpec, ObjectSpec, slot_commands
 
 
 
@@ -33,12 +34,15 @@ class SecretInputs:
     etcd_client_key: pulumi.Output[str]
     ocboot_db_password: Optional[pulumi.Output[str]] = None
     k3s_token: Optional[pulumi.Output[str]] = None
+    global_kubeconfig: Optional[pulumi.Output[str]] = None
+    keepalived_auth_pass: Optional[pulumi.Output[str]] = None
 
     def by_config_key(self, key: str) -> pulumi.Output[str]:
         value = {"sshPrivateKey": self.ssh_private_key, "kubeconfig": self.kubeconfig,
                  "etcdCaCert": self.etcd_ca_cert, "etcdClientCert": self.etcd_client_cert,
                  "etcdClientKey": self.etcd_client_key, "ocbootDbPassword": self.ocboot_db_password,
-                 "k3sToken": self.k3s_token}[key]
+                 "k3sToken": self.k3s_token, "globalKubeconfig": self.global_kubeconfig,
+                 "keepalivedAuthPass": self.keepalived_auth_pass}[key]
         if value is None:
             raise KeyError(f"secret config cpswap:{key} is required here")
         return pulumi.Output.secret(value)
@@ -49,6 +53,10 @@ class ControlPlaneArgs:
     model: StackModel
     plan: dict[str, Any]  # the plan document, known at preview; the policy pack reads it
     secrets: SecretInputs
+    # slots whose Kubernetes objects (kubean's join ClusterOperation) are declared: the slot
+    # changing in this run, plus those declared by earlier runs (exported as kubeanOperations).
+    # A first `up` (adoption) declares none, so it runs no playbook.
+    object_slots: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class SlotArgs:
     member: Member
     secrets: SecretInputs
     k8s_provider: k8s.Provider
+    global_provider: Optional[k8s.Provider] = None
+    declare_objects: bool = False
 
 
 def _timeouts(spec: CommandSpec) -> pulumi.CustomTimeouts:
@@ -72,8 +82,15 @@ class Slot(pulumi.ComponentResource):
         self._args = args
         previous: list[pulumi.Resource] = []
         resources: dict[str, pulumi.Resource] = {}
+        self.operations: list[str] = []
         for spec in slot_commands(model=args.model, member=args.member):
-            resource = self._command(spec, depends_on=previous, resources=resources)
+            if isinstance(spec, ObjectSpec):
+                if not args.declare_objects:
+                    continue
+                resource = self._object(spec, depends_on=previous)
+                self.operations.append(spec.object_name)
+            else:
+                resource = self._command(spec, depends_on=previous, resources=resources)
             resources[spec.action] = resource
             previous = [resource]
         labels = k8s.core.v1.NodePatch(
@@ -94,11 +111,28 @@ class Slot(pulumi.ComponentResource):
                 joining=a.member, endpoint=a.model.endpoint, ocboot=ocboot, db_password=pw)))
         if spec.stdin == "k3s-token":
             return a.secrets.by_config_key("k3sToken").apply(lambda token: token + "\n")
+        if spec.stdin == "keepalived-auth":
+            return a.secrets.by_config_key("keepalivedAuthPass").apply(lambda password: password + "\n")
         if spec.stdin == "kubeadm-join-material":
             prepare = resources["join-prepare"]
             assert isinstance(prepare, remote.Command)
             return pulumi.Output.secret(prepare.stdout)
         return None
+
+    def _object(self, spec: ObjectSpec, *, depends_on: list[pulumi.Resource]) -> pulumi.Resource:
+        a = self._args
+        provider = a.global_provider if spec.provider == "global" else a.k8s_provider
+        if provider is None:
+            raise ValueError(f"{spec.name}: no Kubernetes provider for the {spec.provider} cluster")
+        return k8s.apiextensions.CustomResource(
+            spec.name, api_version=spec.api_version, kind=spec.object_kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=spec.object_name,
+                                                labels={"app.kubernetes.io/managed-by": "cpswap"}),
+            spec=spec.spec_dict(),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=depends_on,
+                                        delete_before_replace=spec.delete_before_replace,
+                                        custom_timeouts=pulumi.CustomTimeouts(create=spec.create_timeout,
+                                                                              delete=spec.delete_timeout)))
 
     def _command(self, spec: CommandSpec, *, depends_on: list[pulumi.Resource],
                  resources: dict[str, pulumi.Resource]) -> pulumi.Resource:
@@ -128,9 +162,23 @@ class ControlPlane(pulumi.ComponentResource):
         super().__init__("cpswap:index:ControlPlane", name, {"plan": args.plan}, opts)
         provider = k8s.Provider(f"{name}-k8s", kubeconfig=args.secrets.kubeconfig,
                                 opts=pulumi.ResourceOptions(parent=self))
-        self.slots = {m.slot: Slot(m.slot, SlotArgs(model=args.model, member=m, secrets=args.secrets,
-                                                    k8s_provider=provider),
-                                   opts=pulumi.ResourceOptions(parent=self))
-                      for m in args.model.members}
-        self.membership = pulumi.Output.from_input({m.slot: m.host.as_dict() for m in args.model.members})
-        self.register_outputs({"membership": self.membership, "plan": args.plan})
+        global_provider = None
+        clean: list[pulumi.Resource] = []
+        model = args.model
+        if model.distribution == "kubean":
+            assert model.kubean is not None
+            global_provider = k8s.Provider(f"{name}-k8s-global", kubeconfig=args.secrets.by_config_key("globalKubeconfig"),
+                                           opts=pulumi.ResourceOptions(parent=self))
+            clean = [k8s.core.v1.ConfigMapPatch(
+                f"{name}-{kb.CLEAN_CONFIGMAP}",
+                metadata=k8s.meta.v1.ObjectMetaPatchArgs(name=kb.CLEAN_CONFIGMAP, namespace=model.kubean.namespace),
+                data={kb.CLEAN_PLAYBOOK: kb.CLEAN_PLAYBOOK_TEXT},
+                opts=pulumi.ResourceOptions(parent=self, provider=global_provider, retain_on_delete=True))]
+        self.slots = {m.slot: Slot(m.slot, SlotArgs(model=model, member=m, secrets=args.secrets,
+                                                    k8s_provider=provider, global_provider=global_provider,
+                                                    declare_objects=m.slot in args.object_slots),
+                                   opts=pulumi.ResourceOptions(parent=self, depends_on=clean))
+                      for m in model.members}
+        self.membership = pulumi.Output.from_input({m.slot: m.host.as_dict() for m in model.members})
+        self.operations = sorted(op for slot in self.slots.values() for op in slot.operations)
+        self.register_outputs({"membership": self.membership, "plan": args.plan, "operations": self.operations})

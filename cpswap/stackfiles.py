@@ -78,7 +78,10 @@ def membership_from_output(doc: Mapping[str, Any], *, where: str) -> dict[str, H
     for slot, spec in raw.items():
         if not isinstance(spec, Mapping) or not spec.get("name") or not spec.get("ip"):
             raise ConfigError([Violation(f"{where}.membership.{slot}", repr(spec)[:80], "needs name and ip")])
-        hosts[str(slot)] = Host(name=str(spec["name"]), ip=str(spec["ip"]))
+        rebuild = spec.get("rebuild", 0)
+        if not isinstance(rebuild, int) or isinstance(rebuild, bool) or rebuild < 0:
+            raise ConfigError([Violation(f"{where}.membership.{slot}.rebuild", repr(rebuild), "must be an integer >= 0")])
+        hosts[str(slot)] = Host(name=str(spec["name"]), ip=str(spec["ip"]), rebuild=rebuild)
     return hosts
 
 

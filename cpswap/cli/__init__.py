@@ -1,4 +1,4 @@
-"""The `cpswap` command line: plan, check, etcd, kube.
+"""The `cpswap` command line: plan, check, etcd, kube, kubean, openshift.
 
 Each subcommand module exposes ``register(subparsers)``; it sets ``func(args) -> int`` on its
 parser. Exit codes: 0 ok, 1 refused or violations found, 2 usage or config error,
@@ -13,7 +13,7 @@ from typing import Sequence
 
 from cpswap.core.errors import ConfigError, CpswapError, DeadlineError, TransientError
 
-SUBCOMMAND_MODULES = ("plan", "check", "etcd", "kube")
+SUBCOMMAND_MODULES = ("plan", "check", "etcd", "kube", "kubean", "openshift")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

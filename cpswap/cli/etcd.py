@@ -1,8 +1,8 @@
 """`cpswap etcd`: members, health, status, snapshot, remove, add, promote, wait-member.
 
 For operators and for the program's command resources. Connection flags: ``--endpoints``,
-``--cacert/--cert/--key``, ``--preset k3s|kubeadm|env`` and ``--discover kube`` (add the
-control-plane Nodes' InternalIPs from the Kubernetes API at the VIP). Not pure (network).
+``--cacert/--cert/--key``, ``--preset k3s|kubeadm|env`` and ``--discover kube|openshift`` (add the
+control-plane Nodes' InternalIPs, or the hosts of Ready etcd pods, from the Kubernetes API at the VIP). Not pure (network).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _connection_flags(parser: argparse.ArgumentParser) -> None:
+def connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoints", default="", help="comma-separated https://host:2379 URLs")
     parser.add_argument("--cacert", help="cluster CA (TLS is always verified against it)")
     parser.add_argument("--cert", help="client certificate")
@@ -28,8 +28,11 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=("k3s", "kubeadm", "env"),
                         help="k3s/kubeadm: the distribution's files on a control-plane node (under $CPSWAP_ETCD_ROOT); "
                              "env: PEM data from CPSWAP_ETCD_*_DATA (secret stack config)")
-    parser.add_argument("--discover", choices=("kube",), help="add control-plane Node IPs from the Kubernetes API")
-    parser.add_argument("--kubeconfig", help="for --discover kube (default: $CPSWAP_KUBECONFIG_DATA)")
+    parser.add_argument("--discover", choices=("kube", "openshift"),
+                        help="kube: add control-plane Node IPs from the Kubernetes API; openshift: the hosts of "
+                             "Running, Ready etcd pods (--etcd-namespace)")
+    parser.add_argument("--etcd-namespace", default="openshift-etcd", help="for --discover openshift")
+    parser.add_argument("--kubeconfig", help="for --discover (default: $CPSWAP_KUBECONFIG_DATA)")
     parser.add_argument("--timeout", type=float, default=5.0, help="per-call timeout in seconds")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -41,32 +44,32 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                   ("health", "linearizable read per endpoint", _health),
                                   ("status", "leader, raft term and index per endpoint", _status)):
         p = cmds.add_parser(name, help=help_text)
-        _connection_flags(p)
+        connection_flags(p)
         p.set_defaults(func=func)
     p = cmds.add_parser("snapshot", help="save and verify a snapshot")
-    _connection_flags(p)
+    connection_flags(p)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_snapshot)
     p = cmds.add_parser("remove", help="remove a member safely (idempotent, quorum-guarded, snapshot first)")
-    _connection_flags(p)
+    connection_flags(p)
     _member_flags(p)
     p.add_argument("--snapshot-dir", type=Path, default=Path(".cpswap/snapshots"))
     p.add_argument("--no-snapshot", action="store_true", help="skip the snapshot before removing (not advised)")
     p.add_argument("--deadline", type=float, default=300)
     p.set_defaults(func=_remove)
     p = cmds.add_parser("add", help="add a member (learner unless --voter)")
-    _connection_flags(p)
+    connection_flags(p)
     p.add_argument("--peer-url", required=True)
     p.add_argument("--voter", action="store_true")
     p.add_argument("--deadline", type=float, default=60)
     p.set_defaults(func=_add)
     p = cmds.add_parser("promote", help="promote a learner once it is in sync")
-    _connection_flags(p)
+    connection_flags(p)
     _member_flags(p)
     p.add_argument("--deadline", type=float, default=120)
     p.set_defaults(func=_promote)
     p = cmds.add_parser("wait-member", help="wait until a member is a healthy, caught-up voter")
-    _connection_flags(p)
+    connection_flags(p)
     _member_flags(p)
     p.add_argument("--max-lag", type=int, default=1000)
     p.add_argument("--deadline", type=float, default=600)
@@ -78,18 +81,23 @@ def _member_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ip", required=True, help="the member's IP (its peer URL host)")
 
 
-def _connect(args: argparse.Namespace):
+def connect_from_args(args: argparse.Namespace):
     endpoints = [e for e in args.endpoints.split(",") if e]
     if args.discover == "kube":
         from cpswap.executors.kube import control_plane_endpoints
 
         endpoints += control_plane_endpoints(kubeconfig=args.kubeconfig, timeout=args.timeout)
+    elif args.discover == "openshift":
+        from cpswap.executors.openshift import etcd_pod_endpoints
+
+        endpoints += etcd_pod_endpoints(kubeconfig=args.kubeconfig, namespace=args.etcd_namespace,
+                                        timeout=args.timeout)
     return ex.preset_connection(preset=args.preset, endpoints=endpoints, cacert=args.cacert, cert=args.cert,
                                 key=args.key, timeout=args.timeout)
 
 
 def _members(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with connect_from_args(args) as conn:
         members = ex.member_list(conn)
     rows = [{"id": f"{m.id:x}", "name": m.name, "started": m.started, "is_learner": m.is_learner,
              "peer_urls": list(m.peer_urls), "client_urls": list(m.client_urls)} for m in members]
@@ -104,7 +112,7 @@ def _members(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with connect_from_args(args) as conn:
         conn = conn.with_endpoints([u for m in _safe_members(conn) for u in m.client_urls[:1]])
         results = [ex.endpoint_health(conn, e) for e in conn.endpoints]
     if args.json:
@@ -124,7 +132,7 @@ def _safe_members(conn):
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with connect_from_args(args) as conn:
         conn = conn.with_endpoints([u for m in _safe_members(conn) for u in m.client_urls[:1]])
         results = [ex.endpoint_status(conn, e) for e in conn.endpoints]
     if args.json:
@@ -139,7 +147,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with connect_from_args(args) as conn:
         info = ex.snapshot(conn, out=args.out, progress=_progress)
     print(json.dumps(asdict(info)) if args.json else
           f"{info.path}: {info.size} bytes, revision {info.revision}, sha256 {info.sha256}, verified")
@@ -147,7 +155,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with connect_from_args(args) as conn:
         outcome = ex.remove_member(conn, name=args.name, ip=args.ip,
                                    snapshot_dir=None if args.no_snapshot else args.snapshot_dir,
                                    deadline_s=args.deadline, progress=_progress)
@@ -156,7 +164,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with connect_from_args(args) as conn:
         member = ex.add_member(conn, peer_urls=(args.peer_url,), learner=not args.voter, deadline_s=args.deadline,
                                progress=_progress)
     print(json.dumps({"id": f"{member.id:x}", "is_learner": member.is_learner}) if args.json else f"{member.id:x}")
@@ -164,7 +172,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with connect_from_args(args) as conn:
         member = ex.find_member(ex.member_list(conn), name=args.name, ip=args.ip)
         if member is None:
             raise PermanentError(f"promote: {args.name} ({args.ip}) is not a member")
@@ -173,7 +181,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with connect_from_args(args) as conn:
         member = ex.wait_member(conn, name=args.name, ip=args.ip, max_lag=args.max_lag, deadline_s=args.deadline,
                                 progress=_progress)
     print(json.dumps({"id": f"{member.id:x}", "name": member.name}) if args.json else f"{member.name} ready")

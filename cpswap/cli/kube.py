@@ -44,6 +44,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--drain", action="store_true")
     p.add_argument("--drain-timeout", type=float, default=120)
     p.set_defaults(func=_delete_node)
+    p = cmds.add_parser("check-kubeadm-endpoint",
+                        help="kubeadm-config's controlPlaneEndpoint must be the VIP (it goes into apiserver SANs)")
+    _common(p)
+    p.add_argument("--endpoint", required=True, help="the VIP as host:port")
+    p.set_defaults(func=_check_kubeadm_endpoint)
     p = cmds.add_parser("wait-node", help="wait until a Node is registered and Ready")
     _common(p)
     p.add_argument("--node", required=True)
@@ -100,6 +105,22 @@ def _delete_node(args: argparse.Namespace) -> int:
     with _api(args) as api:
         print(ex.delete_node(api, name=args.node, drain_first=args.drain, drain_timeout_s=args.drain_timeout,
                              progress=_progress))
+    return 0
+
+
+def _check_kubeadm_endpoint(args: argparse.Namespace) -> int:
+    from cpswap.core.kubespray import endpoint_covers
+
+    host, _, port = args.endpoint.rpartition(":")
+    with _api(args) as api:
+        cm = ex._call("read configmap kube-system/kubeadm-config", api.core.read_namespaced_config_map,
+                      "kubeadm-config", "kube-system", api=api)
+    ok, found = endpoint_covers((cm.data or {}).get("ClusterConfiguration", ""), vip_host=host, vip_port=int(port))
+    if not ok:
+        raise UnsafeOperationError(
+            f"kube-system/kubeadm-config: controlPlaneEndpoint must be the VIP {args.endpoint} so joining nodes "
+            f"use it and their apiserver certificates carry it in their SANs; found {found}")
+    print(f"kubeadm-config: controlPlaneEndpoint is the VIP {args.endpoint} ({found})")
     return 0
 
 

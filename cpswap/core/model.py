@@ -14,12 +14,12 @@ from typing import Any, Mapping
 from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.recovery import ClaimPolicy, parse_pvc_recovery
 
-DISTRIBUTIONS = ("ocboot", "k3s", "kubeadm")
-RESERVED_DISTRIBUTIONS = ("kubean", "openshift")
+DISTRIBUTIONS = ("ocboot", "k3s", "kubeadm", "kubean", "openshift")
 SECRET_KEYS = ("sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "etcdClientKey",
-               "ocbootDbPassword", "k3sToken")
+               "ocbootDbPassword", "k3sToken", "globalKubeconfig", "keepalivedAuthPass")
 KNOWN_KEYS = frozenset({"distribution", "controlPlaneEndpoint", "members", "ssh", "etcd", "observe",
-                        "ocboot", "kubeadm", "k3s", "pvcRecovery", *SECRET_KEYS})
+                        "ocboot", "kubeadm", "k3s", "kubean", "openshift", "vip", "pvcRecovery", *SECRET_KEYS})
+KEEPALIVED_DISTRIBUTIONS = ("k3s", "kubeadm")  # ocboot configures keepalived itself; kubean/openshift bring their own
 _SLOT = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _SHELL_META = set(";&|$`\\\"'<>()*?[]{}!#~ \t\n")
@@ -28,14 +28,24 @@ _HOST_NETWORKS = re.compile(r"^[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+/[0-9a-fA-F.:]+$
 
 @dataclass(frozen=True)
 class Host:
+    """A machine holding a slot. ``rebuild`` counts in-place rebuilds of the same host (same name
+    and IP, e.g. OpenShift's crashlooping etcd member): bumping it replaces the slot's member."""
+
     name: str
     ip: str
+    rebuild: int = 0
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.ip})"
+        return f"{self.name} ({self.ip}{f', rebuild {self.rebuild}' if self.rebuild else ''})"
 
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "ip": self.ip}
+    def as_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "ip": self.ip}
+        if self.rebuild:
+            doc["rebuild"] = self.rebuild
+        return doc
+
+    def triggers(self) -> tuple[str, ...]:
+        return (self.name, self.ip, *((f"rebuild={self.rebuild}",) if self.rebuild else ()))
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class Member:
     slot: str
     host: Host
     host_networks: str | None = None
+    machine: str | None = None  # openshift: the Machine to create for a new host (else the next free name)
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,56 @@ class K3sSettings:
 
 
 @dataclass(frozen=True)
+class KubeanSettings:
+    """kubean (DCE 5.0): the Cluster on the global cluster and the spray-job image used at deploy."""
+
+    cluster: str
+    image: str
+    namespace: str = "kubean-system"
+
+
+@dataclass(frozen=True)
+class OpenshiftSettings:
+    machine_namespace: str = "openshift-machine-api"
+    etcd_namespace: str = "openshift-etcd"
+
+
+@dataclass(frozen=True)
+class VipSettings:
+    """The keepalived VRRP instance that carries the control-plane endpoint (seed 002).
+
+    ``priorities`` maps every slot to its keepalived priority; the highest is the MASTER priority.
+    A host joining the MASTER slot gets a BACKUP priority below every survivor unless
+    ``take_over_primary`` (then the VIP preempts to it once keepalived starts there)."""
+
+    keepalived: bool = False
+    interface: str = "eth0"
+    instance: str = "VI_1"
+    virtual_router_id: int = 51
+    router_id: str = "cpswap"
+    advert_int: int = 1
+    priorities: tuple[tuple[str, int], ...] = ()
+    take_over_primary: bool = False
+
+    def priority(self, slot: str) -> int | None:
+        return dict(self.priorities).get(slot)
+
+    @property
+    def master_slot(self) -> str | None:
+        return max(self.priorities, key=lambda kv: (kv[1], kv[0]))[0] if self.priorities else None
+
+    def joining_priority(self, slot: str) -> tuple[str, int]:
+        """(state, priority) for a host joining ``slot``."""
+        own = self.priority(slot) or 1
+        if slot != self.master_slot:
+            return "BACKUP", own
+        if self.take_over_primary:
+            return "MASTER", own
+        others = [p for s, p in self.priorities if s != slot]
+        return "BACKUP", max(1, min(others, default=own) - 10)
+
+
+@dataclass(frozen=True)
 class StackModel:
     stack: str
     distribution: str
@@ -106,6 +167,9 @@ class StackModel:
     ocboot: OcbootSettings | None = None
     kubeadm: KubeadmSettings | None = None
     k3s: K3sSettings | None = None
+    kubean: KubeanSettings | None = None
+    openshift: OpenshiftSettings | None = None
+    vip: VipSettings = VipSettings()
     pvc_policies: tuple[ClaimPolicy, ...] = ()
 
     def member(self, slot: str) -> Member:
@@ -221,15 +285,20 @@ def _parse_members(c: _Collector, raw: Any, endpoint: Endpoint) -> tuple[Member,
         if not _SLOT.match(str(slot)):
             c.add(field, slot, "slot names are lowercase letters, digits and '-', starting with a letter")
             continue
-        spec = _obj(c, field, spec, {"name", "ip", "hostNetworks"})
+        spec = _obj(c, field, spec, {"name", "ip", "hostNetworks", "rebuild", "machine"})
         name = _check_name(c, f"{field}.name", spec.get("name"))
         ip = _check_ip(c, f"{field}.ip", spec.get("ip"))
         nets = spec.get("hostNetworks")
         if nets is not None and not (isinstance(nets, str) and _HOST_NETWORKS.match(nets)):
             c.add(f"{field}.hostNetworks", nets, "must be <nic>/<bridge>/<ip>, e.g. eth0/br0/192.168.0.239")
             nets = None
+        rebuild = _int(c, f"{field}.rebuild", spec.get("rebuild"), default=0, lo=0, hi=999)
+        machine = spec.get("machine")
+        if machine is not None:
+            machine = _check_name(c, f"{field}.machine", machine)
         if name and ip:
-            members.append(Member(slot=str(slot), host=Host(name=name, ip=ip), host_networks=nets))
+            members.append(Member(slot=str(slot), host=Host(name=name, ip=ip, rebuild=rebuild),
+                                  host_networks=nets, machine=machine))
     count = len(raw)
     if count < 3:
         c.add("members", count, f"an HA control plane needs at least 3 etcd voters; {count} given")
@@ -259,11 +328,85 @@ def _check_unique(c: _Collector, members: list[Member], endpoint: Endpoint) -> N
 def _parse_distribution(c: _Collector, raw: Any) -> str:
     if raw in DISTRIBUTIONS:
         return str(raw)
-    if raw in RESERVED_DISTRIBUTIONS:
-        c.add("distribution", raw, f"{raw} is reserved and not supported yet; use one of {', '.join(DISTRIBUTIONS)}")
-    else:
-        c.add("distribution", raw, f"unknown distribution; use one of {', '.join(DISTRIBUTIONS)}")
+    c.add("distribution", raw, f"unknown distribution; use one of {', '.join(DISTRIBUTIONS)}")
     return str(raw)
+
+
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
+
+
+def _parse_kubean(c: _Collector, raw: Any) -> KubeanSettings | None:
+    spec = _obj(c, "kubean", raw, {"cluster", "image", "namespace"})
+    if raw is None:
+        c.add("kubean", None, "distribution kubean needs the kubean block (cluster, image)")
+        return None
+    cluster, image = spec.get("cluster"), spec.get("image")
+    namespace = spec.get("namespace", KubeanSettings.namespace)
+    if not isinstance(cluster, str) or not _NAME.match(cluster):
+        c.add("kubean.cluster", cluster, "must be the name of the clusters.kubean.io object (DNS-1123)")
+    if not isinstance(image, str) or not _IMAGE.match(image):
+        c.add("kubean.image", image, "must be the spray-job image used at deploy, with its tag or digest, "
+                                     "e.g. ghcr.io/kubean-io/spray-job:v0.12.2")
+    elif image.endswith(":latest"):
+        c.add("kubean.image", image, "must be pinned to the image used at deploy, not :latest")
+    if not isinstance(namespace, str) or not _NAME.match(namespace):
+        c.add("kubean.namespace", namespace, "must be a namespace name (DNS-1123)")
+    return KubeanSettings(cluster=str(cluster), image=str(image), namespace=str(namespace))
+
+
+def _parse_openshift(c: _Collector, raw: Any) -> OpenshiftSettings:
+    spec = _obj(c, "openshift", raw, {"machineNamespace", "etcdNamespace"})
+    values = {}
+    for key, attr in (("machineNamespace", "machine_namespace"), ("etcdNamespace", "etcd_namespace")):
+        value = spec.get(key, getattr(OpenshiftSettings, attr))
+        if not isinstance(value, str) or not _NAME.match(value):
+            c.add(f"openshift.{key}", value, "must be a namespace name (DNS-1123)")
+            value = getattr(OpenshiftSettings, attr)
+        values[attr] = value
+    return OpenshiftSettings(**values)
+
+
+_VRRP_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Member, ...]) -> VipSettings:
+    allowed = {"keepalived", "interface", "instance", "virtualRouterId", "routerId", "advertInt", "priorities",
+               "takeOverPrimary"}
+    spec = _obj(c, "vip", raw, allowed)
+    keepalived = _bool(c, "vip.keepalived", spec.get("keepalived"), default=False)
+    words = {}
+    for key, default in (("interface", VipSettings.interface), ("instance", VipSettings.instance),
+                         ("routerId", VipSettings.router_id)):
+        value = spec.get(key, default)
+        if not isinstance(value, str) or not _VRRP_WORD.match(value):
+            c.add(f"vip.{key}", value, "must be 1-32 of [A-Za-z0-9_.-] (it is written into keepalived.conf)")
+            value = default
+        words[key] = value
+    raw_prio = spec.get("priorities") or {}
+    priorities: list[tuple[str, int]] = []
+    if not isinstance(raw_prio, Mapping):
+        c.add("vip.priorities", raw_prio, "must map every slot to its keepalived priority, e.g. {cp1: 100, cp2: 90}")
+    else:
+        for slot, value in sorted(raw_prio.items()):
+            priorities.append((str(slot), _int(c, f"vip.priorities.{slot}", value, default=1, lo=1, hi=254)))
+        slots = {m.slot for m in members}
+        if priorities and {s for s, _ in priorities} != slots:
+            c.add("vip.priorities", ", ".join(sorted(raw_prio)),
+                  f"must name exactly the slots {', '.join(sorted(slots))}")
+        values = [p for _, p in priorities]
+        if len(values) != len(set(values)):
+            c.add("vip.priorities", values, "priorities must be distinct so exactly one slot holds the MASTER priority")
+    if keepalived and distribution not in KEEPALIVED_DISTRIBUTIONS:
+        c.add("vip.keepalived", True, f"cpswap writes keepalived.conf only for {', '.join(KEEPALIVED_DISTRIBUTIONS)}; "
+                                      f"{distribution} manages its own VIP (set vip.priorities only, for the plan)")
+    if keepalived and not priorities:
+        c.add("vip.priorities", None, "required with vip.keepalived: every slot's keepalived priority")
+    return VipSettings(
+        keepalived=keepalived, interface=words["interface"], instance=words["instance"], router_id=words["routerId"],
+        virtual_router_id=_int(c, "vip.virtualRouterId", spec.get("virtualRouterId"), default=51, lo=1, hi=255),
+        advert_int=_int(c, "vip.advertInt", spec.get("advertInt"), default=1, lo=1, hi=255),
+        priorities=tuple(priorities),
+        take_over_primary=_bool(c, "vip.takeOverPrimary", spec.get("takeOverPrimary"), default=False))
 
 
 def _parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
@@ -357,7 +500,19 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
         ocboot=_parse_ocboot(c, values.get("ocboot")) if distribution == "ocboot" else None,
         kubeadm=_parse_kubeadm(c, values.get("kubeadm")) if distribution == "kubeadm" else None,
         k3s=_parse_k3s(c, values.get("k3s")) if distribution in ("k3s", "ocboot") else None,
+        kubean=_parse_kubean(c, values.get("kubean")) if distribution == "kubean" else None,
+        openshift=_parse_openshift(c, values.get("openshift")) if distribution == "openshift" else None,
+        vip=_parse_vip(c, values.get("vip"), distribution=distribution, members=members),
         pvc_policies=policies)
+    for key, needs in (("kubean", "kubean"), ("openshift", "openshift"), ("ocboot", "ocboot"), ("kubeadm", "kubeadm")):
+        if key in values and distribution != needs and distribution in DISTRIBUTIONS:
+            c.add(key, "…", f"the {key} block applies to distribution {needs}, not {distribution}")
+    for m in members:
+        if m.machine and distribution != "openshift":
+            c.add(f"members.{m.slot}.machine", m.machine, "machine names apply to distribution openshift only")
+        if m.host.rebuild and distribution not in ("openshift", "kubeadm", "kubean"):
+            c.add(f"members.{m.slot}.rebuild", m.host.rebuild,
+                  f"in-place rebuilds of the same host are supported for openshift, kubeadm and kubean, not {distribution}")
     if c.violations:
         raise ConfigError(c.violations)
     return model

@@ -13,7 +13,7 @@ from cpswap.core.facts import Observation
 from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.quorum import QuorumState, can_remove
 from cpswap.core.recovery import ClaimAction, plan_claim_actions, unobserved_actions
-from cpswap.core.slots import CommandSpec, slot_commands
+from cpswap.core.slots import ObjectSpec, SlotResource, slot_commands
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,30 @@ class Step:
     resource: str  # the Pulumi resource that carries it
     operation: str  # delete (runs from stored state) | create
     runs_on: Where
-    kind: str  # "command" (kubean/openshift add "k8s-object")
+    kind: str  # "command" | "k8s-object" (declared with pulumi-kubernetes)
     command: str
     reason: str
     state: QuorumState
     secret_inputs: tuple[str, ...]
     timeout: str
+
+
+@dataclass(frozen=True)
+class VipRole:
+    """Who carries the control-plane VIP (keepalived priorities from ``vip.priorities``)."""
+
+    endpoint: str
+    managed_by: str  # cpswap (keepalived.conf written on the new host) | the distribution | unknown
+    master_slot: str | None
+    master_host: str | None
+    holder_now: str | None  # the healthy host with the highest priority
+    departing_had_master: bool
+    holder_during: str | None
+    new_state: str | None
+    new_priority: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,7 @@ class Plan:
     claims: tuple[ClaimAction, ...]
     warnings: tuple[str, ...]
     refusals: tuple[Violation, ...] = field(default=())
+    vip: VipRole | None = None
 
     @property
     def is_noop(self) -> bool:
@@ -137,51 +156,109 @@ def _claims(model: StackModel, change: Change | None, observation: Observation) 
     return unobserved_actions(policies=model.pvc_policies), ()
 
 
+LEAVE_ACTIONS = ("etcd-remove", "node-delete", "kubean-remove", "etcd-secrets-delete")
+AFTER_ACTIONS = ("verify", "pvc-recover")
+JOINED_AFTER = {"join": True, "join-wait": True, "etcd-redeploy": True}  # the member is in once these finish
+
+
+def _where(spec: SlotResource, member: Member, vip: str) -> Where:
+    if isinstance(spec, ObjectSpec):
+        api = "kubean global cluster API" if spec.provider == "global" else "cluster API (VIP)"
+        return Where(kind="k8s", host=spec.provider, description=f"pulumi-kubernetes → {api}")
+    return Where(kind=spec.runs_on.kind,
+                 host="operator" if spec.runs_on.kind == "local" else
+                 (vip if spec.runs_on.target == "vip" else member.host.ip),
+                 description=spec.runs_on.describe(member, vip))
+
+
+def _secrets(spec: SlotResource) -> tuple[str, ...]:
+    secrets = tuple(key for _, key in spec.secret_env)
+    secrets += {"ocboot-config": ("ocbootDbPassword",), "k3s-token": ("k3sToken",),
+                "keepalived-auth": ("keepalivedAuthPass",)}.get(spec.stdin or "", ())
+    if spec.runs_on.kind == "ssh":
+        secrets += ("sshPrivateKey",)
+    if isinstance(spec, ObjectSpec):
+        secrets += ("globalKubeconfig",) if spec.provider == "global" else ("kubeconfig",)
+    return secrets
+
+
 def _steps(model: StackModel, change: Change, start: QuorumState, departing_healthy: bool) -> tuple[Step, ...]:
     old_member = Member(slot=change.slot, host=change.old)
     new_member = model.member(change.slot)
-    old_specs = {s.name: s for s in slot_commands(model=model, member=old_member)}
+    old_specs = slot_commands(model=model, member=old_member)
     new_specs = slot_commands(model=model, member=new_member)
     vip = model.endpoint.host
     steps: list[Step] = []
-    state = start
     removed = QuorumState(voters=start.voters - 1, healthy=start.healthy - (1 if departing_healthy else 0))
     joined = QuorumState(voters=removed.voters + 1, healthy=removed.healthy + 1)
 
-    def add(spec: CommandSpec, *, operation: str, phase: str, state: QuorumState, member: Member,
+    def add(spec: SlotResource, *, operation: str, phase: str, state: QuorumState, member: Member,
             action: str | None = None, command: str | None = None, reason: str | None = None) -> None:
-        secrets = tuple(key for _, key in spec.secret_env)
-        if spec.stdin == "ocboot-config":
-            secrets += ("ocbootDbPassword",)
-        elif spec.stdin == "k3s-token":
-            secrets += ("k3sToken",)
-        if spec.runs_on.kind == "ssh":
-            secrets += ("sshPrivateKey",)
         act = action or spec.action
-        where = Where(kind=spec.runs_on.kind,
-                      host="operator" if spec.runs_on.kind == "local" else
-                      (vip if spec.runs_on.target == "vip" else member.host.ip),
-                      description=spec.runs_on.describe(member, vip))
         steps.append(Step(
-            id=f"{change.slot}-{act}", slot=change.slot, action=act, phase=phase, resource=spec.name,
-            operation=operation, runs_on=where, kind="command",
+            id=f"{change.slot}-{act}" if operation == "create" or act in LEAVE_ACTIONS or act == "etcd-snapshot"
+            else f"{change.slot}-{act}-delete",
+            slot=change.slot, action=act, phase=phase, resource=spec.name,
+            operation=operation, runs_on=_where(spec, member, vip), kind=spec.kind,
             command=command or (spec.delete if operation == "delete" else spec.create) or "",
-            reason=reason or spec.reason, state=state, secret_inputs=secrets,
+            reason=reason or spec.reason, state=state, secret_inputs=_secrets(spec),
             timeout=spec.delete_timeout if operation == "delete" else spec.create_timeout))
 
-    leave = old_specs[f"{change.slot}-etcd-leave"]
-    add(leave, operation="delete", phase="leave", state=state, member=old_member, action="etcd-snapshot",
-        command=f"(part of {leave.name} delete) snapshot save + verify into {model.etcd.snapshot_dir}",
-        reason="a verified etcd snapshot is taken before any membership change")
-    add(leave, operation="delete", phase="leave", state=removed, member=old_member)
-    add(old_specs[f"{change.slot}-node-leave"], operation="delete", phase="leave", state=removed, member=old_member)
+    for spec in old_specs:
+        if spec.delete is None or spec.name not in {n.name for n in new_specs}:
+            continue
+        if spec.name == f"{change.slot}-etcd-leave":
+            add(spec, operation="delete", phase="leave", state=start, member=old_member, action="etcd-snapshot",
+                command=f"(part of {spec.name} delete) snapshot save + verify into {model.etcd.snapshot_dir}",
+                reason="a verified etcd snapshot is taken before any membership change")
+        if spec.name == f"{change.slot}-machine" and change.old.name == change.new.name and change.old.ip == change.new.ip:
+            continue  # an in-place rebuild keeps the Machine
+        add(spec, operation="delete", phase="leave", state=removed, member=old_member)
+    state = removed
     for spec in new_specs:
-        if spec.action in ("join-prepare", "join"):
-            add(spec, operation="create", phase="join", state=joined if spec.action == "join" else removed,
-                member=new_member)
-        elif spec.action in ("verify", "pvc-recover"):
+        if spec.action in LEAVE_ACTIONS:
+            continue
+        if spec.name == f"{change.slot}-machine" and change.old.name == change.new.name and change.old.ip == change.new.ip:
+            continue
+        if spec.action in AFTER_ACTIONS:
             add(spec, operation="create", phase="after", state=joined, member=new_member)
+            continue
+        state = joined if JOINED_AFTER.get(spec.action) and state is removed and not (
+            spec.action == "join" and any(s.action == "join-wait" for s in new_specs)) else state
+        add(spec, operation="create", phase="join", state=state, member=new_member)
     return tuple(steps)
+
+
+def _vip_role(model: StackModel, applied: AppliedMembership, change: Change | None,
+              unhealthy: tuple[str, ...]) -> tuple[VipRole | None, list[str]]:
+    vip = model.vip
+    if not vip.priorities:
+        return None, []
+    hosts = applied.as_dict() or model.hosts()
+    ranked = sorted(((p, s) for s, p in vip.priorities), reverse=True)
+    master = vip.master_slot
+    healthy = [(p, s) for p, s in ranked if s in hosts and hosts[s].name not in unhealthy]
+    holder_now = hosts[healthy[0][1]].name if healthy else None
+    during = [(p, s) for p, s in healthy if change is None or s != change.slot]
+    holder_during = hosts[during[0][1]].name if during else None
+    departing_master = change is not None and change.slot == master
+    state = priority = None
+    if change is not None:
+        state, priority = vip.joining_priority(change.slot)
+    managed = ("cpswap (keepalived.conf on the new host)" if vip.keepalived else
+               "ocboot (its own keepalived)" if model.distribution == "ocboot" else "the distribution")
+    role = VipRole(endpoint=str(model.endpoint), managed_by=managed, master_slot=master,
+                   master_host=hosts[master].name if master in hosts else None, holder_now=holder_now,
+                   departing_had_master=departing_master, holder_during=holder_during,
+                   new_state=state, new_priority=priority)
+    warnings = []
+    if departing_master and change is not None:
+        warnings.append(
+            f"{change.old.name} had the keepalived MASTER priority ({vip.priority(change.slot)}): the VIP "
+            f"{model.endpoint.host} is on {holder_during} during the swap; {change.new.name} joins as {state} "
+            f"priority {priority}" + ("" if vip.take_over_primary else
+                                      " and the VIP stays where it is (set vip.takeOverPrimary to move it back)"))
+    return role, warnings
 
 
 def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Observation) -> Plan:
@@ -222,6 +299,15 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
         steps = _steps(model, change, before, departing_healthy)
         during = verdict.after
         after = QuorumState(voters=during.voters + 1, healthy=during.healthy + 1)
+    vip_role, vip_warnings = _vip_role(model, applied, change, unhealthy)
+    warnings.extend(vip_warnings)
+    if change is not None and model.distribution == "kubean":
+        warnings.append(f"kubean: if {change.old.name} is first in kube_control_plane/etcd of hosts-conf, the leave "
+                        f"moves it to the end first (Kubespray cannot remove the first node) and then points "
+                        f"cluster-info and kubeadm-config at the new first control-plane node if they named it")
+    if change is not None and model.distribution == "openshift" and change.old.name == change.new.name:
+        warnings.append(f"openshift: {change.new.name} is rebuilt in place (crashlooping etcd, seed 003 2.4.2): "
+                        f"the Machine is kept; the static pod manifest and /var/lib/etcd are moved aside on it")
     claims, claim_refusals = _claims(model, change, observation)
     refusals.extend(claim_refusals)
     if change is not None and not any(c.observed for c in claims) and claims:
@@ -229,4 +315,4 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
                         f"matching the policies below and refuses any data-bearing claim without one")
     return Plan(model=model, applied=applied, observed=observed, changes=tuple(changes), unhealthy=unhealthy,
                 steps=steps, before=before, during=during, after=after, claims=claims,
-                warnings=tuple(warnings), refusals=tuple(refusals))
+                warnings=tuple(warnings), refusals=tuple(refusals), vip=vip_role)

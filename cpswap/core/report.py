@@ -32,6 +32,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                    "timeout": s.timeout} for s in plan.steps],
         "quorum": {"before": plan.before.as_dict(), "during": plan.during.as_dict(), "after": plan.after.as_dict()},
         "claims": [c.as_dict() for c in plan.claims],
+        "vip": plan.vip.as_dict() if plan.vip else None,
         "warnings": list(plan.warnings),
         "refusals": [{"field": v.field, "value": v.value, "rule": v.rule} for v in plan.refusals],
     }
@@ -68,6 +69,14 @@ def plan_table(plan: Plan) -> str:
             lines.append(f"   $ {s.command if len(s.command) < 400 else s.command[:400] + ' ...'}")
             if s.secret_inputs:
                 lines.append(f"   secrets (from stack config, never shown): {', '.join(s.secret_inputs)}")
+    if plan.vip is not None:
+        v = plan.vip
+        lines.append("")
+        lines.append(f"VIP {v.endpoint} (managed by {v.managed_by}): MASTER priority slot {v.master_slot} "
+                     f"({v.master_host}); held now by {v.holder_now or 'unknown'}"
+                     + (f"; during the swap by {v.holder_during}; new host joins {v.new_state} priority {v.new_priority}"
+                        f"{' (departing node had the MASTER priority)' if v.departing_had_master else ''}"
+                        if v.new_state else ""))
     if plan.claims:
         lines.append("")
         lines.append("claims to recover" + ("" if any(c.observed for c in plan.claims) else " (not observed; policies)"))

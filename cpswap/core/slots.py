@@ -14,18 +14,32 @@ changes, so the old member leaves before the new one joins):
   <slot>-node-leave   delete: drain (bounded) + delete the Node            create: record only
   <slot>-join-prepare (kubeadm) on the VIP: upload certs, create a token; output secret
   <slot>-join         join the host (ocboot on the VIP holder; k3s/kubeadm on the new host)
+  <slot>-keepalived   (k3s/kubeadm with vip.keepalived) the VRRP instance on the new host, BACKUP
   <slot>-verify       wait until the member is a healthy caught-up voter and the Node is Ready
   <slot>-pvcs         recover claims pinned to Nodes that no longer exist onto the new host
+
+kubean replaces leave/join with (seed 001): ``<slot>-etcd-leave`` (delete: guard, snapshot, first-node
+reorder, remove-node.yml operation, cluster-info/kubeadm-config fix), ``<slot>-inventory`` (the host
+in hosts-conf), ``<slot>-join`` (the cluster.yml ClusterOperation, an ``ObjectSpec`` declared with
+pulumi-kubernetes on the global cluster) and ``<slot>-join-wait``.
+openshift (seed 003): ``<slot>-etcd-leave`` (through healthy etcd pods), ``<slot>-etcd-secrets``
+(delete the old node's etcd TLS secrets), ``<slot>-machine`` (delete: keep the spec, delete the
+Machine; create: the copy with a new name), ``<slot>-etcd-reset`` (in-place rebuilds only: move the
+crashlooping static pod aside on the node), ``<slot>-redeploy`` (forceRedeploymentReason, unique).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from shlex import quote
 
 from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import (render_etcd_leave, render_etcd_verify, render_k3s_join, render_kubeadm_join,
-                                   render_kubeadm_prepare, render_node_delete, render_node_verify,
-                                   render_ocboot_join, render_pvc_recover)
+                                   render_kubeadm_prepare, render_keepalived_install, render_node_delete,
+                                   render_node_verify, render_ocboot_join, render_pvc_recover)
+from cpswap.core.renderers import kubean as kb
+from cpswap.core.renderers import openshift as ocp
+from cpswap.core.renderers.kube import render_kubeadm_endpoint_check
 
 LOCAL_SECRET_ENV = (
     ("CPSWAP_KUBECONFIG_DATA", "kubeconfig"),
@@ -33,6 +47,7 @@ LOCAL_SECRET_ENV = (
     ("CPSWAP_ETCD_CERT_DATA", "etcdClientCert"),
     ("CPSWAP_ETCD_KEY_DATA", "etcdClientKey"),
 )
+GLOBAL_KUBECONFIG_ENV = (("CPSWAP_GLOBAL_KUBECONFIG_DATA", "globalKubeconfig"),)
 
 
 @dataclass(frozen=True)
@@ -62,20 +77,59 @@ class CommandSpec:
     delete: str | None
     triggers: tuple[str, ...]
     secret_env: tuple[tuple[str, str], ...] = ()  # (env var, secret config key)
-    stdin: str | None = None  # "k3s-token" | "ocboot-config" | "kubeadm-join-material"
+    stdin: str | None = None  # "k3s-token" | "ocboot-config" | "kubeadm-join-material" | "keepalived-auth"
     create_timeout: str = "10m"
     delete_timeout: str = "10m"
     secret_output: bool = False
     reason: str = ""
     delete_before_replace: bool = True  # membership resources always leave before they join
+    kind: str = "command"
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """A Kubernetes object declared with pulumi-kubernetes (``provider``: ``global`` is kubean's
+    global cluster, ``cluster`` the managed one). Its name carries the slot's host, so a swap
+    replaces it (delete-before-replace: the old object goes first)."""
+
+    name: str
+    action: str
+    provider: str
+    api_version: str
+    object_kind: str
+    object_name: str
+    spec: tuple[tuple[str, object], ...]  # frozen form of the object's spec (see ``spec_dict``)
+    reason: str
+    create_timeout: str = "5m"
+    delete_timeout: str = "5m"
+    delete_before_replace: bool = True
+    kind: str = "k8s-object"
+    runs_on: RunsOn = RunsOn("local", "operator")
+    secret_env: tuple[tuple[str, str], ...] = ()
+    stdin: str | None = None
+    triggers: tuple[str, ...] = ()
+
+    def spec_dict(self) -> dict[str, object]:
+        return json.loads(json.dumps(dict(self.spec)))
+
+    @property
+    def create(self) -> str:
+        return f"apply {self.api_version} {self.object_kind}/{self.object_name}: {json.dumps(dict(self.spec), sort_keys=True)}"
+
+    @property
+    def delete(self) -> str | None:
+        return None
+
+
+SlotResource = CommandSpec | ObjectSpec
 
 
 def _record(member: Member, what: str) -> str:
     return f"echo {quote(f'{member.slot}: {member.host} {what}')}"
 
 
-def _join(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
-    triggers = (member.host.name, member.host.ip)
+def _join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
+    triggers = member.host.triggers()
     if model.distribution == "ocboot":
         assert model.ocboot is not None
         return (CommandSpec(
@@ -108,10 +162,106 @@ def _join(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
     )
 
 
-def slot_commands(*, model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
-    """The command resources of one slot, in dependency order."""
-    triggers = (member.host.name, member.host.ip)
+def _kubean(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
+    assert model.kubean is not None
+    kubean, host, triggers = model.kubean, member.host, member.host.triggers()
     local = RunsOn("local", "operator")
+    operation = kb.operation_name(slot=member.slot, action="join", host=host)
+    return (
+        CommandSpec(
+            name=f"{member.slot}-etcd-leave", action="kubean-remove", runs_on=local,
+            create=_record(member, "is a kubean control-plane node; its removal runs when this slot changes"),
+            update=_record(member, "membership unchanged"),
+            delete=kb.render_kubean_leave(host=host, slot=member.slot, kubean=kubean, etcd=model.etcd),
+            triggers=triggers, secret_env=LOCAL_SECRET_ENV + GLOBAL_KUBECONFIG_ENV, delete_timeout="70m",
+            reason="guard quorum and snapshot etcd, move a first control-plane node to the end of the inventory, "
+                   "run remove-node.yml (ClusterOperation) and fix cluster-info/kubeadm-config; never contacts "
+                   "the departing host"),
+        CommandSpec(
+            name=f"{member.slot}-inventory", action="kubean-inventory", runs_on=local,
+            create=kb.render_kubean_inventory(host=host, kubean=kubean),
+            update=_record(member, "in the inventory already"), delete=None, triggers=triggers,
+            secret_env=GLOBAL_KUBECONFIG_ENV, create_timeout="5m",
+            reason="the joining host must be in hosts-conf (etcd, kube_control_plane, kube_node) for cluster.yml"),
+        ObjectSpec(
+            name=f"{member.slot}-join", action="join", provider="global", api_version=kb.API_VERSION,
+            object_kind="ClusterOperation", object_name=operation,
+            spec=tuple(kb.join_operation_spec(kubean=kubean).items()), triggers=triggers,
+            reason="kubean runs cluster.yml --limit=etcd,kube_control_plane, then upgrade-cluster.yml and "
+                   "cluster-info.yml (seed 001), with the image used at deploy"),
+        CommandSpec(
+            name=f"{member.slot}-join-wait", action="join-wait", runs_on=local,
+            create=kb.render_kubean_wait(name=operation, host=host, kubean=kubean),
+            update=_record(member, "join operation finished earlier"), delete=None, triggers=triggers,
+            secret_env=GLOBAL_KUBECONFIG_ENV, create_timeout="95m",
+            reason="wait for the ClusterOperation; Failed stops the run with the job's name (a re-run resubmits it)"),
+    )
+
+
+def _openshift(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
+    assert model.openshift is not None
+    osh, host, triggers = model.openshift, member.host, member.host.triggers()
+    local = RunsOn("local", "operator")
+    specs: list[SlotResource] = [
+        CommandSpec(
+            name=f"{member.slot}-etcd-leave", action="etcd-remove", runs_on=local,
+            create=_record(member, "is an etcd member; its removal runs when this slot changes"),
+            update=_record(member, "etcd membership unchanged"),
+            delete=ocp.render_openshift_etcd_leave(host=host, etcd=model.etcd, openshift=osh), triggers=triggers,
+            secret_env=LOCAL_SECRET_ENV, delete_timeout="10m",
+            reason="remove the member through a healthy etcd pod on another node, after a verified snapshot"),
+        CommandSpec(
+            name=f"{member.slot}-etcd-secrets", action="etcd-secrets-delete", runs_on=local,
+            create=_record(member, "has etcd peer/serving/metrics secrets; they are deleted when this slot changes"),
+            update=_record(member, "etcd secrets unchanged"),
+            delete=ocp.render_delete_etcd_secrets(host=host, openshift=osh), triggers=triggers,
+            secret_env=LOCAL_SECRET_ENV[:1], delete_timeout="5m",
+            reason="the etcd operator must issue new certificates for the member (seed 003)"),
+        CommandSpec(
+            name=f"{member.slot}-machine", action="machine", runs_on=local,
+            create=ocp.render_create_machine(member=member, openshift=osh),
+            update=_record(member, "Machine unchanged"),
+            delete=ocp.render_delete_machine(member=member, openshift=osh),
+            triggers=(host.name, host.ip), secret_env=LOCAL_SECRET_ENV[:1],
+            create_timeout="60m", delete_timeout="15m",
+            reason="recreate the Machine from the old one's spec with a new name, without status and providerID "
+                   "(an in-place rebuild keeps the Machine)"),
+    ]
+    if host.rebuild:
+        specs.append(CommandSpec(
+            name=f"{member.slot}-etcd-reset", action="etcd-reset", runs_on=RunsOn("ssh", "self"),
+            create=ocp.render_etcd_reset(host=host), update=_record(member, "etcd reset earlier"), delete=None,
+            triggers=triggers, create_timeout="5m",
+            reason="the crashlooping etcd static pod's manifest and data directory are moved aside on the node"))
+    specs.append(CommandSpec(
+        name=f"{member.slot}-redeploy", action="etcd-redeploy", runs_on=local,
+        create=ocp.render_redeploy(member=member, openshift=osh), update=_record(member, "redeployed earlier"),
+        delete=None, triggers=triggers, secret_env=LOCAL_SECRET_ENV, create_timeout="10m",
+        reason="forceRedeploymentReason (unique) unless the etcd operator already added the member"))
+    return tuple(specs)
+
+
+def _keepalived(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
+    if not model.vip.keepalived:
+        return ()
+    state, priority = model.vip.joining_priority(member.slot)
+    return (CommandSpec(
+        name=f"{member.slot}-keepalived", action="keepalived", runs_on=RunsOn("ssh", "self"),
+        create=render_keepalived_install(host=member.host, slot=member.slot, vip=model.vip, endpoint=model.endpoint),
+        update=_record(member, "keepalived configured earlier"), delete=None, triggers=member.host.triggers(),
+        stdin="keepalived-auth", create_timeout="5m",
+        reason=f"same VRRP instance {model.vip.instance} (vrid {model.vip.virtual_router_id}) as the survivors, "
+               f"{state} priority {priority}"),)
+
+
+def slot_commands(*, model: StackModel, member: Member) -> tuple[SlotResource, ...]:
+    """The resources of one slot, in dependency order."""
+    triggers = member.host.triggers()
+    local = RunsOn("local", "operator")
+    if model.distribution == "kubean":
+        return (*_kubean(model, member), *_after(model, member, local))
+    if model.distribution == "openshift":
+        return (*_openshift(model, member), *_after(model, member, local))
     leave = (
         CommandSpec(
             name=f"{member.slot}-etcd-leave", action="etcd-remove", runs_on=local,
@@ -129,10 +279,27 @@ def slot_commands(*, model: StackModel, member: Member) -> tuple[CommandSpec, ..
             secret_env=LOCAL_SECRET_ENV[:1], delete_timeout="10m",
             reason="delete the Node before the PVCs so local-path skips helper pods on the missing node"),
     )
-    after = (
+    return (*leave, *_join(model, member), *_keepalived(model, member), *_after(model, member, local))
+
+
+def _verify_command(model: StackModel, member: Member) -> str:
+    if model.distribution == "openshift":
+        assert model.openshift is not None
+        etcd = ocp.render_openshift_etcd_verify(host=member.host, etcd=model.etcd, openshift=model.openshift)
+    else:
+        etcd = render_etcd_verify(host=member.host, etcd=model.etcd)
+    checks = [etcd, render_node_verify(host=member.host)]
+    if model.distribution == "kubeadm":
+        checks.append(render_kubeadm_endpoint_check(endpoint=model.endpoint))
+    return " && ".join(checks)
+
+
+def _after(model: StackModel, member: Member, local: RunsOn) -> tuple[CommandSpec, ...]:
+    triggers = member.host.triggers()
+    return (
         CommandSpec(
             name=f"{member.slot}-verify", action="verify", runs_on=local,
-            create=f"{render_etcd_verify(host=member.host, etcd=model.etcd)} && {render_node_verify(host=member.host)}",
+            create=_verify_command(model, member),
             update=_record(member, "verified earlier"), delete=None, triggers=triggers,
             secret_env=LOCAL_SECRET_ENV, create_timeout="20m",
             reason="the new member must be a started, healthy, caught-up voter and its Node Ready before PVCs move"),
@@ -143,4 +310,3 @@ def slot_commands(*, model: StackModel, member: Member) -> tuple[CommandSpec, ..
             secret_env=LOCAL_SECRET_ENV[:1], create_timeout="30m",
             reason="recreate stateful pods whose local-path claims were pinned to the departed node"),
     )
-    return (*leave, *_join(model, member), *after)

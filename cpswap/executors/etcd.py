@@ -343,15 +343,17 @@ def discover(conn: Connection, *, exclude_ip: str) -> Connection:
     return base.with_endpoints(urls)
 
 
-def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
-                  progress: Progress = print) -> str:
-    """Remove the member of host ``name``/``ip`` through the other members. Idempotent."""
+def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
+                  progress: Progress = print) -> EtcdMember | None:
+    """The checks before removing host ``name``/``ip``'s member (through the other members): it is
+    not the last voter, quorum survives its removal, and a verified snapshot is taken. Returns the
+    member, or None when it is already gone. Raises UnsafeOperationError with the numbers."""
     conn = discover(conn, exclude_ip=ip)
     members = _retrying("member list", lambda: member_list(conn), deadline_s=min(deadline_s, 60), progress=progress)
     target = find_member(members, name=name, ip=ip)  # type: ignore[arg-type]
     if target is None:
         progress(f"{name} ({ip}) is not an etcd member: already removed, nothing to do")
-        return "absent"
+        return None
     voters = [m for m in members if not m.is_learner]  # type: ignore[union-attr]
     label = f"{target.name or '(unstarted)'} {target.id:x}"
     if not target.is_learner:
@@ -369,6 +371,17 @@ def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
     if snapshot_dir is not None:
         snapshot(conn, out=snapshot_dir / f"before-remove-{target.name or target.id}-{int(time.time())}.db",
                  progress=progress)
+    return target
+
+
+def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
+                  progress: Progress = print) -> str:
+    """Remove the member of host ``name``/``ip`` through the other members. Idempotent."""
+    target = guard_removal(conn, name=name, ip=ip, snapshot_dir=snapshot_dir, deadline_s=deadline_s, progress=progress)
+    if target is None:
+        return "absent"
+    conn = discover(conn, exclude_ip=ip)
+    label = f"{target.name or '(unstarted)'} {target.id:x}"
 
     def call() -> object:
         def remove(client: pyetcd.Etcd3Client, endpoint: str) -> str:

@@ -5,7 +5,7 @@ import json
 from shlex import quote
 from typing import Sequence
 
-from cpswap.core.model import Host
+from cpswap.core.model import Endpoint, Host
 from cpswap.core.recovery import ClaimPolicy
 
 
@@ -31,3 +31,9 @@ def render_pvc_recover(*, host: Host, policies: Sequence[ClaimPolicy], deadline_
     """Recover claims pinned to Nodes that no longer exist onto ``host`` (orphans are found at run time)."""
     return (f"cpswap kube recover-pvcs --new-node {quote(host.name)} --orphaned "
             f"--policy-json {quote(policy_json(policies))} --deadline {deadline_s}")
+
+
+def render_kubeadm_endpoint_check(*, endpoint: Endpoint) -> str:
+    """kubeadm-config's controlPlaneEndpoint must be the VIP (kubeadm puts its host into every new
+    apiserver certificate's SANs), or the certSANs must list the VIP."""
+    return f"cpswap kube check-kubeadm-endpoint --endpoint {quote(str(endpoint))}"

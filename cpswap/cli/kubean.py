@@ -1,0 +1,86 @@
+"""`cpswap kubean`: leave, inventory-add, wait (seed 001 through kubean ClusterOperations).
+
+Global cluster kubeconfig from ``$CPSWAP_GLOBAL_KUBECONFIG_DATA``; the managed cluster's from
+``$CPSWAP_KUBECONFIG_DATA``; etcd from the connection flags of `cpswap etcd`. Not pure.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cpswap.core.model import KubeanSettings
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", required=True, help="the clusters.kubean.io object")
+    parser.add_argument("--namespace", default="kubean-system")
+    parser.add_argument("--image", required=True, help="the spray-job image used at deploy")
+
+
+def _kubean(args: argparse.Namespace) -> KubeanSettings:
+    return KubeanSettings(cluster=args.cluster, image=args.image, namespace=args.namespace)
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from cpswap.cli.etcd import connection_flags
+
+    kubean = sub.add_parser("kubean", help="kubean (DCE 5.0) ClusterOperations and inventory")
+    cmds = kubean.add_subparsers(dest="kubean_command", required=True)
+    p = cmds.add_parser("leave", help="guard + snapshot etcd, reorder a first node, remove-node.yml, fix pointers")
+    _settings(p)
+    connection_flags(p)
+    p.add_argument("--node", required=True)
+    p.add_argument("--ip", required=True)
+    p.add_argument("--operation", required=True, help="the remove ClusterOperation's name")
+    p.add_argument("--snapshot-dir", type=Path, default=Path(".cpswap/snapshots"))
+    p.add_argument("--deadline", type=float, default=3600)
+    p.set_defaults(func=_leave)
+    p = cmds.add_parser("inventory-add", help="put a joining host into hosts-conf's control-plane groups")
+    _settings(p)
+    p.add_argument("--node", required=True)
+    p.add_argument("--ip", required=True)
+    p.set_defaults(func=_inventory_add)
+    p = cmds.add_parser("wait", help="wait for a ClusterOperation; Failed stops with the job name")
+    _settings(p)
+    p.add_argument("--operation", required=True)
+    p.add_argument("--node", help="without the operation (never declared: adoption), this Node must be Ready")
+    p.add_argument("--deadline", type=float, default=5400)
+    p.set_defaults(func=_wait)
+
+
+def _leave(args: argparse.Namespace) -> int:
+    from cpswap.cli.etcd import connect_from_args
+    from cpswap.executors import etcd as etcd_ex
+    from cpswap.executors import kubean as ex
+
+    args.discover = args.discover or "kube"
+
+    def guard() -> object:
+        with connect_from_args(args) as conn:
+            return etcd_ex.guard_removal(conn, name=args.node, ip=args.ip, snapshot_dir=args.snapshot_dir,
+                                         deadline_s=min(args.deadline, 300), progress=_progress)
+
+    ex.leave(kubean=_kubean(args), node=args.node, ip=args.ip, operation=args.operation, guard=guard,
+             deadline_s=args.deadline, progress=_progress)
+    print(f"{args.node}: left through kubean")
+    return 0
+
+
+def _inventory_add(args: argparse.Namespace) -> int:
+    from cpswap.executors import kubean as ex
+
+    ex.inventory_add(kubean=_kubean(args), node=args.node, ip=args.ip, progress=_progress)
+    return 0
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from cpswap.executors import kubean as ex
+
+    job = ex.wait(name=args.operation, node=args.node, deadline_s=args.deadline, progress=_progress)
+    print(f"{args.operation}: Succeeded (job {job})")
+    return 0

@@ -1,0 +1,43 @@
+"""Renderer for the keepalived VRRP instance that carries the control-plane VIP (seed 002). Pure.
+
+The joining host gets the same VRRP instance, virtual_router_id and router_id as the survivors
+(stack-level ``vip`` settings), ``state BACKUP`` at a priority from ``VipSettings.joining_priority``
+(below every survivor when it joins the MASTER slot, unless ``takeOverPrimary``). The auth
+password is secret: it arrives on stdin and is substituted on the host, never rendered here.
+"""
+from __future__ import annotations
+
+from shlex import quote
+
+from cpswap.core.model import Endpoint, Host, VipSettings
+
+CONF = "/etc/keepalived/keepalived.conf"
+AUTH_PLACEHOLDER = "@@CPSWAP_AUTH_PASS@@"
+
+
+def render_keepalived_conf(*, slot: str, vip: VipSettings, endpoint: Endpoint) -> str:
+    state, priority = vip.joining_priority(slot)
+    return (
+        f"# managed by cpswap for slot {slot}; the VRRP instance is shared by every control-plane node\n"
+        f"global_defs {{\n  router_id {vip.router_id}\n}}\n"
+        f"vrrp_instance {vip.instance} {{\n"
+        f"  state {state}\n  interface {vip.interface}\n  virtual_router_id {vip.virtual_router_id}\n"
+        f"  priority {priority}\n  advert_int {vip.advert_int}\n"
+        f"  authentication {{\n    auth_type PASS\n    auth_pass {AUTH_PLACEHOLDER}\n  }}\n"
+        f"  virtual_ipaddress {{\n    {endpoint.host}\n  }}\n}}\n"
+    )
+
+
+def render_keepalived_install(*, host: Host, slot: str, vip: VipSettings, endpoint: Endpoint) -> str:
+    """Write keepalived.conf (0600, auth password from stdin) and (re)start keepalived on the new host."""
+    conf = render_keepalived_conf(slot=slot, vip=vip, endpoint=endpoint)
+    return (
+        "set -eu; umask 077; IFS= read -r AUTH || [ -n \"$AUTH\" ]; "
+        "case $AUTH in *[!A-Za-z0-9_.-]*|'') echo 'keepalivedAuthPass must be 1-8 of [A-Za-z0-9_.-]' >&2; exit 2;; esac; "
+        f"mkdir -p /etc/keepalived; printf '%s' {quote(conf)} | sed \"s/{AUTH_PLACEHOLDER}/$AUTH/\" > {CONF}.cpswap; "
+        f"mv {CONF}.cpswap {CONF}; "
+        "if command -v systemctl >/dev/null 2>&1; then systemctl enable keepalived >/dev/null 2>&1 || true; "
+        "systemctl restart keepalived; else keepalived --config-test -f " + CONF + " && "
+        "{ pkill -HUP -x keepalived || keepalived -f " + CONF + "; }; fi; "
+        f"echo {quote(f'{host.name}: keepalived {vip.instance} vrid {vip.virtual_router_id} configured')}"
+    )

@@ -1,0 +1,80 @@
+"""Renderers for OpenShift, following seed 003 for both of its cases. Pure.
+
+- Machine not running (the slot's host changes): remove the member through a healthy etcd pod's
+  endpoint, delete the ``etcd-peer/serving/serving-metrics-<node>`` secrets, delete the Machine
+  (its spec is kept in a ConfigMap first) and create a copy with a new name and without status
+  and providerID, then force an etcd redeployment if the etcd operator has not scaled in the new
+  node by itself, and verify.
+- etcd pod crashlooping (same host, ``rebuild`` bumped): the same, except that instead of a new
+  Machine the crashlooping static pod's manifest and data directory are moved aside on the node.
+"""
+from __future__ import annotations
+
+from shlex import quote
+
+from cpswap.core.model import EtcdSettings, Host, Member, OpenshiftSettings
+
+MANIFEST = "/etc/kubernetes/manifests/etcd-pod.yaml"
+BACKUP = "/var/lib/etcd-backup"
+
+
+def _ns(openshift: OpenshiftSettings) -> str:
+    return f"--etcd-namespace {quote(openshift.etcd_namespace)} --machine-namespace {quote(openshift.machine_namespace)}"
+
+
+def render_openshift_etcd_leave(*, host: Host, etcd: EtcdSettings, openshift: OpenshiftSettings,
+                                deadline_s: int = 300) -> str:
+    """Remove the member through the endpoints of Running etcd pods on other nodes (seed: "choose a
+    pod that is not on the affected node"), after a verified snapshot."""
+    return (f"cpswap etcd remove --preset {quote(etcd.preset)} --discover openshift "
+            f"--etcd-namespace {quote(openshift.etcd_namespace)} "
+            f"--name {quote(host.name)} --ip {quote(host.ip)} "
+            f"--snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
+
+
+def render_openshift_etcd_verify(*, host: Host, etcd: EtcdSettings, openshift: OpenshiftSettings,
+                                 max_lag: int = 1000, deadline_s: int = 1800) -> str:
+    return (f"cpswap etcd wait-member --preset {quote(etcd.preset)} --discover openshift "
+            f"--etcd-namespace {quote(openshift.etcd_namespace)} "
+            f"--name {quote(host.name)} --ip {quote(host.ip)} --max-lag {max_lag} --deadline {deadline_s}")
+
+
+def render_delete_etcd_secrets(*, host: Host, openshift: OpenshiftSettings) -> str:
+    return f"cpswap openshift delete-etcd-secrets {_ns(openshift)} --node {quote(host.name)}"
+
+
+def render_delete_machine(*, member: Member, openshift: OpenshiftSettings, deadline_s: int = 900) -> str:
+    return (f"cpswap openshift delete-machine {_ns(openshift)} --slot {quote(member.slot)} "
+            f"--node {quote(member.host.name)} --deadline {deadline_s}")
+
+
+def render_create_machine(*, member: Member, openshift: OpenshiftSettings, deadline_s: int = 3600) -> str:
+    machine = f" --machine {quote(member.machine)}" if member.machine else ""
+    return (f"cpswap openshift create-machine {_ns(openshift)} --slot {quote(member.slot)} "
+            f"--node {quote(member.host.name)} --ip {quote(member.host.ip)}{machine} --deadline {deadline_s}")
+
+
+def redeploy_reason(*, member: Member) -> str:
+    return f"cpswap-{member.slot}-{member.host.name}-r{member.host.rebuild}"
+
+
+def render_redeploy(*, member: Member, openshift: OpenshiftSettings, settle_s: int = 0) -> str:
+    return (f"cpswap openshift redeploy {_ns(openshift)} --node {quote(member.host.name)} "
+            f"--reason {quote(redeploy_reason(member=member))} --settle {settle_s}")
+
+
+def render_etcd_reset(*, host: Host) -> str:
+    """Seed 003 2.4.2 step 1 on the node itself: move the crashlooping etcd static pod's manifest and
+    its data directory aside. Refuses nothing, destroys nothing: a running etcd is left alone
+    (a first `up` on a healthy cluster, or a member that recovered), and moved data is kept."""
+    name = quote(host.name)
+    return (
+        "set -eu; "
+        f"if pgrep -x etcd >/dev/null 2>&1; then echo {name}': etcd is running here; nothing to reset'; exit 0; fi; "
+        f"mkdir -p {BACKUP}; stamp=$(date +%Y%m%dT%H%M%S); "
+        f"if test -f {MANIFEST}; then mv {MANIFEST} {BACKUP}/etcd-pod.yaml.$stamp; "
+        f"echo {name}': moved the etcd static pod manifest to '{BACKUP}; fi; "
+        f"if test -d /var/lib/etcd && test -n \"$(ls -A /var/lib/etcd 2>/dev/null)\"; then "
+        f"mv /var/lib/etcd {BACKUP}/etcd-data.$stamp && mkdir -m 700 /var/lib/etcd; "
+        f"echo {name}': moved /var/lib/etcd aside to '{BACKUP}/etcd-data.$stamp; fi"
+    )

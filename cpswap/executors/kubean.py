@@ -1,0 +1,251 @@
+"""kubean executor: ClusterOperations, the hosts-conf inventory and the seed-001 ConfigMap fixes.
+
+Not pure (HTTP to two API servers: kubean's global cluster, from CPSWAP_GLOBAL_KUBECONFIG_DATA,
+and the managed cluster, from CPSWAP_KUBECONFIG_DATA). Every wait has a deadline and prints
+progress. A ClusterOperation is immutable once it runs (kubean digests it), so a Failed one is
+never edited: the run stops naming its job; the next run sees the failure it reported (annotation
+``cpswap.io/failure-reported``) and resubmits the same spec under the same name.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from cpswap.core import kubespray as inv
+from cpswap.core.errors import PermanentError, TransientError
+from cpswap.core.model import KubeanSettings
+from cpswap.core.renderers import kubean as kb
+from cpswap.executors import kube as kx
+from cpswap.executors.waiting import wait_until
+
+Progress = Callable[[str], None]
+GROUP, VERSION = "kubean.io", "v1alpha1"
+REPORTED = "cpswap.io/failure-reported"
+
+
+@dataclass(frozen=True)
+class Global:
+    objects: client.CustomObjectsApi
+    core: client.CoreV1Api
+    timeout: float
+
+
+@contextlib.contextmanager
+def connect_global(*, timeout: float = 10.0) -> Iterator[Global]:
+    text = os.environ.get("CPSWAP_GLOBAL_KUBECONFIG_DATA")
+    if not text:
+        raise PermanentError("no kubeconfig for kubean's global cluster: set CPSWAP_GLOBAL_KUBECONFIG_DATA "
+                             "(secret stack config cpswap:globalKubeconfig)")
+    with kx.connect(kubeconfig_text=text, timeout=timeout) as api:
+        yield Global(objects=client.CustomObjectsApi(api.core.api_client), core=api.core, timeout=timeout)
+
+
+def _call(what: str, fn: Callable[..., Any], *args: Any, g: Global, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, _request_timeout=g.timeout, **kwargs)
+    except ApiException as exc:
+        if exc.status in (429, 500, 502, 503, 504):
+            raise TransientError(f"{what}: API {exc.status} {exc.reason}") from None
+        raise
+    except Exception as exc:
+        raise TransientError(f"{what}: global cluster API unreachable: {type(exc).__name__}: {str(exc)[:160]}") from None
+
+
+def hosts_conf_ref(g: Global, kubean: KubeanSettings) -> tuple[str, str]:
+    try:
+        cluster = _call(f"read clusters.kubean.io/{kubean.cluster}", g.objects.get_cluster_custom_object,
+                        GROUP, VERSION, "clusters", kubean.cluster, g=g)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise PermanentError(f"kubean Cluster {kubean.cluster} not found on the global cluster "
+                                 f"(cpswap:kubean.cluster)") from None
+        raise
+    ref = (cluster.get("spec") or {}).get("hostsConfRef") or {}
+    if not ref.get("name"):
+        raise PermanentError(f"kubean Cluster {kubean.cluster} has no spec.hostsConfRef")
+    return ref.get("namespace") or kubean.namespace, ref["name"]
+
+
+def read_inventory(g: Global, kubean: KubeanSettings) -> tuple[tuple[str, str], dict[str, Any]]:
+    namespace, name = hosts_conf_ref(g, kubean)
+    cm = _call(f"read configmap {namespace}/{name}", g.core.read_namespaced_config_map, name, namespace, g=g)
+    text = (cm.data or {}).get("hosts.yml")
+    if not text:
+        raise PermanentError(f"hosts-conf {namespace}/{name} has no hosts.yml")
+    try:
+        return (namespace, name), inv.parse_inventory(text)
+    except ValueError as exc:
+        raise PermanentError(f"hosts-conf {namespace}/{name}: {exc}") from None
+
+
+def write_inventory(g: Global, ref: tuple[str, str], doc: dict[str, Any], *, why: str, progress: Progress) -> None:
+    namespace, name = ref
+    _call(f"patch configmap {namespace}/{name}", g.core.patch_namespaced_config_map, name, namespace,
+          {"data": {"hosts.yml": inv.dump_inventory(doc)}}, g=g)
+    progress(f"hosts-conf {namespace}/{name}: {why}; kube_control_plane is now "
+             f"{', '.join(inv.group_hosts(doc, 'kube_control_plane'))}")
+
+
+def _read_operation(g: Global, name: str) -> dict[str, Any] | None:
+    try:
+        return _call(f"read ClusterOperation {name}", g.objects.get_cluster_custom_object, GROUP, VERSION,
+                     "clusteroperations", name, g=g)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _create_operation(g: Global, body: dict[str, Any], progress: Progress) -> None:
+    clean = {"apiVersion": body.get("apiVersion", kb.API_VERSION), "kind": "ClusterOperation",
+             "metadata": {"name": body["metadata"]["name"], "labels": {"app.kubernetes.io/managed-by": "cpswap"}},
+             "spec": body["spec"]}
+    _call(f"create ClusterOperation {clean['metadata']['name']}", g.objects.create_cluster_custom_object,
+          GROUP, VERSION, "clusteroperations", clean, g=g)
+    progress(f"ClusterOperation {clean['metadata']['name']}: created ({clean['spec']['action']} "
+             f"{clean['spec'].get('extraArgs', '')})".rstrip())
+
+
+def _job(op: dict[str, Any]) -> str:
+    ref = (op.get("status") or {}).get("jobRef") or {}
+    return f"{ref.get('namespace', '?')}/{ref.get('name', '?')}" if ref else "(no job yet)"
+
+
+def run_operation(g: Global, *, name: str, body: dict[str, Any] | None, deadline_s: float,
+                  progress: Progress) -> str:
+    """Make the operation ``name`` succeed: create it from ``body`` if absent, wait for its status,
+    resubmit it once when its failure was reported by an earlier run. Returns the job name."""
+    op = _read_operation(g, name)
+    if op is None:
+        if body is None:
+            raise PermanentError(f"ClusterOperation {name} does not exist (it is declared by the program)")
+        _create_operation(g, body, progress)
+    elif (op.get("status") or {}).get("status") == "Failed":
+        job = _job(op)
+        if (op["metadata"].get("annotations") or {}).get(REPORTED) != job:
+            _report_failure(g, name, job)
+            raise PermanentError(f"ClusterOperation {name} failed: job {job}; read it with `kubectl -n "
+                                 f"{job.split('/')[0]} logs job/{job.split('/')[-1]}`, fix the cause and re-run")
+        progress(f"ClusterOperation {name}: failed earlier (job {job}, reported); resubmitting the same spec")
+        _call(f"delete ClusterOperation {name}", g.objects.delete_cluster_custom_object, GROUP, VERSION,
+              "clusteroperations", name, g=g)
+        wait_until(f"ClusterOperation {name} deleted", lambda: (_read_operation(g, name) is None, "deleting"),
+                   deadline_s=60, progress=progress)
+        _create_operation(g, body or op, progress)
+    final: dict[str, Any] = {}
+
+    def probe() -> tuple[bool, str]:
+        current = _read_operation(g, name)
+        if current is None:
+            raise PermanentError(f"ClusterOperation {name} disappeared while running")
+        status = (current.get("status") or {}).get("status") or "Pending"
+        if status == "Failed":
+            job = _job(current)
+            _report_failure(g, name, job)
+            raise PermanentError(f"ClusterOperation {name} failed: job {job}; read it with `kubectl -n "
+                                 f"{job.split('/')[0]} logs job/{job.split('/')[-1]}`, fix the cause and re-run")
+        final.update(current)
+        return status == "Succeeded", f"{status} (job {_job(current)})"
+
+    wait_until(f"ClusterOperation {name}", probe, deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
+    progress(f"ClusterOperation {name}: Succeeded (job {_job(final)})")
+    return _job(final)
+
+
+def _report_failure(g: Global, name: str, job: str) -> None:
+    with contextlib.suppress(ApiException, TransientError):
+        _call(f"annotate ClusterOperation {name}", g.objects.patch_cluster_custom_object, GROUP, VERSION,
+              "clusteroperations", name, {"metadata": {"annotations": {REPORTED: job}}}, g=g)
+
+
+def _node_dead(node: str, progress: Progress) -> bool:
+    with kx.connect(timeout=10) as api:
+        current = kx.read_node(api, node)
+    dead = current is None or not kx.node_ready(current)
+    progress(f"Node {node}: {'absent' if current is None else 'Ready' if not dead else 'NotReady'}"
+             + ("; removing without drain or reset (reset_nodes=false, allow_ungraceful_removal=true)" if dead else ""))
+    return dead
+
+
+def _fix_control_plane_pointers(*, old_ip: str, new_first: str, new_ip: str, progress: Progress) -> None:
+    """seed 001 step 4 of the first-node case: cluster-info ``server`` and kubeadm-config
+    ``controlPlaneEndpoint`` move to the new first control-plane node when they named the old one."""
+    with kx.connect(timeout=10) as api:
+        for namespace, name, key, fix in (("kube-public", "cluster-info", "kubeconfig", inv.repoint_server),
+                                          ("kube-system", "kubeadm-config", "ClusterConfiguration",
+                                           inv.repoint_endpoint)):
+            try:
+                cm = kx._call(f"read configmap {namespace}/{name}", api.core.read_namespaced_config_map, name,
+                              namespace, api=api)
+            except ApiException as exc:
+                if exc.status == 404:
+                    progress(f"{namespace}/{name}: absent; nothing to fix")
+                    continue
+                raise
+            text = (cm.data or {}).get(key, "")
+            fixed, changed = fix(text, old_ip=old_ip, new_host=new_ip)
+            if not changed:
+                progress(f"{namespace}/{name}: does not name {old_ip}; unchanged")
+                continue
+            kx._call(f"patch configmap {namespace}/{name}", api.core.patch_namespaced_config_map, name, namespace,
+                     {"data": {key: fixed}}, api=api)
+            progress(f"{namespace}/{name}: {key} now points at {new_first} ({new_ip}) instead of {old_ip}")
+
+
+def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: Callable[[], object],
+          deadline_s: float, progress: Progress) -> None:
+    """The departing node leaves through kubean (seed 001 steps 2-4). Idempotent; never contacts it."""
+    guard()  # quorum check and verified snapshot, through the surviving etcd members
+    with connect_global() as g:
+        ref, doc = read_inventory(g, kubean)
+        first = inv.first_control_plane(doc)
+        done = _read_operation(g, operation)
+        present = node in (doc["all"].get("hosts") or {}) or any(node in inv.group_hosts(doc, grp) for grp in inv.GROUPS)
+        if not present and (done is None or (done.get("status") or {}).get("status") == "Succeeded"):
+            progress(f"{node} is not in hosts-conf: it has left already")
+            return
+        was_first = node in (first, *(inv.group_hosts(doc, "etcd")[:1]))
+        if was_first:
+            doc = inv.move_to_end(doc, node)
+            write_inventory(g, ref, doc, why=f"{node} was the first control-plane/etcd node; moved to the end "
+                                              f"(Kubespray cannot remove the first node)", progress=progress)
+        body = kb.remove_operation(name=operation, node=node, kubean=kubean, dead=_node_dead(node, progress))
+        run_operation(g, name=operation, body=body, deadline_s=deadline_s, progress=progress)
+        ref, doc = read_inventory(g, kubean)
+        new_first = inv.first_control_plane(inv.without_host(doc, node))
+        if new_first is None:
+            raise PermanentError(f"hosts-conf would have no kube_control_plane host left after removing {node}")
+        new_ip = inv.host_ip(doc, new_first)
+        if new_ip is None:
+            raise PermanentError(f"hosts-conf: {new_first} has no ansible_host/ip")
+        _fix_control_plane_pointers(old_ip=ip, new_first=new_first, new_ip=new_ip, progress=progress)
+        write_inventory(g, ref, inv.without_host(doc, node), why=f"{node} removed", progress=progress)
+
+
+def inventory_add(*, kubean: KubeanSettings, node: str, ip: str, progress: Progress) -> None:
+    with connect_global() as g:
+        ref, doc = read_inventory(g, kubean)
+        updated = inv.with_host(doc, node, ip)
+        if updated == doc:
+            progress(f"{node} ({ip}) is in hosts-conf already")
+            return
+        write_inventory(g, ref, updated, why=f"{node} ({ip}) added to kube_control_plane, kube_node and etcd",
+                        progress=progress)
+
+
+def wait(*, name: str, node: str | None, deadline_s: float, progress: Progress) -> str:
+    with connect_global() as g:
+        if _read_operation(g, name) is None and node is not None:
+            with kx.connect(timeout=10) as api:
+                current = kx.read_node(api, node)
+            if current is not None and kx.node_ready(current):
+                progress(f"no ClusterOperation {name} (none declared: {node} joined before cpswap managed it); "
+                         f"Node {node} is Ready")
+                return "(none)"
+        return run_operation(g, name=name, body=None, deadline_s=deadline_s, progress=progress)
+

@@ -1,0 +1,222 @@
+"""OpenShift executor (seed 003): healthy etcd pods, the member's TLS secrets, Machines and the
+etcd operator's forced redeployment. Not pure (HTTP to the API server via the official client).
+
+- ``etcd_pod_endpoints``: client URLs of Running, Ready etcd pods on nodes other than the
+  departing one (the seed's "choose a pod that is not on the affected node").
+- ``delete_etcd_secrets``: ``etcd-peer-<node>``, ``etcd-serving-<node>``,
+  ``etcd-serving-metrics-<node>``; absent counts as deleted.
+- ``delete_machine``: the Machine whose ``status.nodeRef`` is the node; its spec is kept first in
+  the ConfigMap ``cpswap-machine-<slot>`` (the delete runs from stored state, the create later
+  needs the spec), then it is deleted and its disappearance awaited.
+- ``create_machine``: the copy, with a new name (given, or the old base name with the next free
+  index, as the seed advises) and without status and providerID; waits for Running and a nodeRef.
+  A node already backed by a Machine is adopted.
+- ``redeploy``: the ``forceRedeploymentReason`` patch, with a unique value, unless the node's etcd
+  pod is already Running and Ready (the operator scaled it in by itself, or a first ``up``).
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from cpswap.core.errors import PermanentError
+from cpswap.executors import kube as kx
+from cpswap.executors.waiting import wait_until
+
+Progress = Callable[[str], None]
+MACHINE = ("machine.openshift.io", "v1beta1", "machines")
+ETCD_OPERATOR = ("operator.openshift.io", "v1", "etcds")
+SECRET_PREFIXES = ("etcd-peer-", "etcd-serving-", "etcd-serving-metrics-")
+DROP_ANNOTATIONS = ("machine.openshift.io/instance-state",)
+
+
+def _objects(api: kx.Api) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api.core.api_client)
+
+
+def _pod_ready(pod: client.V1Pod) -> bool:
+    status = pod.status
+    if not status or status.phase != "Running":
+        return False
+    containers_ready = all(c.ready for c in status.container_statuses or [])
+    condition = next((c.status == "True" for c in status.conditions or [] if c.type == "Ready"), True)
+    return containers_ready and condition
+
+
+def _etcd_pods(api: kx.Api, namespace: str) -> list[client.V1Pod]:
+    pods = kx._call(f"list pods in {namespace}", api.core.list_namespaced_pod, namespace, api=api).items
+    return [p for p in pods if p.metadata.name.startswith("etcd-") and not p.metadata.name.startswith(
+        ("etcd-guard-", "etcd-quorum-guard", "etcd-operator", "etcd-installer", "etcd-revision-pruner"))
+            and (p.metadata.labels or {}).get("app", "etcd") == "etcd"]
+
+
+def etcd_pod_endpoints(*, kubeconfig: str | None, namespace: str, timeout: float, port: int = 2379) -> list[str]:
+    with kx.connect(kubeconfig=kubeconfig, timeout=timeout) as api:
+        pods = _etcd_pods(api, namespace)
+    return sorted({f"https://{p.status.host_ip}:{port}" for p in pods if _pod_ready(p) and p.status.host_ip})
+
+
+def delete_etcd_secrets(*, namespace: str, node: str, progress: Progress) -> list[str]:
+    deleted = []
+    with kx.connect(timeout=10) as api:
+        for prefix in SECRET_PREFIXES:
+            name = f"{prefix}{node}"
+            try:
+                kx._call(f"delete secret {namespace}/{name}", api.core.delete_namespaced_secret, name, namespace,
+                         api=api)
+                deleted.append(name)
+                progress(f"secret {namespace}/{name}: deleted")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                progress(f"secret {namespace}/{name}: absent")
+    return deleted
+
+
+def _machines(api: kx.Api, namespace: str) -> list[dict[str, Any]]:
+    return list(kx._call(f"list machines in {namespace}", _objects(api).list_namespaced_custom_object,
+                         *MACHINE[:2], namespace, MACHINE[2], api=api).get("items") or [])
+
+
+def _node_of(machine: dict[str, Any]) -> str | None:
+    return ((machine.get("status") or {}).get("nodeRef") or {}).get("name")
+
+
+def _template_name(slot: str) -> str:
+    return f"cpswap-machine-{slot}"
+
+
+def clean_copy(machine: dict[str, Any], *, name: str) -> dict[str, Any]:
+    """The seed's edits: no status, no providerID, a new name (and no server-set metadata)."""
+    meta = machine.get("metadata") or {}
+    spec = {k: v for k, v in (machine.get("spec") or {}).items() if k != "providerID"}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in DROP_ANNOTATIONS}
+    return {"apiVersion": machine.get("apiVersion", "machine.openshift.io/v1beta1"), "kind": "Machine",
+            "metadata": {"name": name, "namespace": meta.get("namespace"), "labels": dict(meta.get("labels") or {}),
+                         **({"annotations": annotations} if annotations else {})},
+            "spec": spec}
+
+
+def next_name(old: str, taken: set[str]) -> str:
+    """``clustername-8qw5l-master-0`` -> the next free ``clustername-8qw5l-master-<n>``."""
+    match = re.match(r"^(.*?)(\d+)$", old)
+    base, start = (match.group(1), int(match.group(2)) + 1) if match else (f"{old}-", 1)
+    numbers = [int(m.group(1)) for t in taken if (m := re.match(rf"^{re.escape(base)}(\d+)$", t))]
+    n = max([start - 1, *numbers]) + 1
+    while f"{base}{n}" in taken:
+        n += 1
+    return f"{base}{n}"
+
+
+def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, progress: Progress) -> str:
+    with kx.connect(timeout=10) as api:
+        objects = _objects(api)
+        machine = next((m for m in _machines(api, namespace) if _node_of(m) == node), None)
+        if machine is None:
+            progress(f"no Machine in {namespace} has nodeRef {node}: already deleted")
+            return "absent"
+        name = machine["metadata"]["name"]
+        data = {"machine.json": json.dumps(machine, sort_keys=True), "node": node}
+        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=_template_name(slot), namespace=namespace,
+                                                               labels={"app.kubernetes.io/managed-by": "cpswap"}),
+                                  data=data)
+        try:
+            kx._call("create machine template", api.core.create_namespaced_config_map, namespace, body, api=api)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            kx._call("replace machine template", api.core.replace_namespaced_config_map, _template_name(slot),
+                     namespace, body, api=api)
+        progress(f"Machine {name} (node {node}): spec kept in configmap {namespace}/{_template_name(slot)}")
+        try:
+            kx._call(f"delete machine {name}", objects.delete_namespaced_custom_object, *MACHINE[:2], namespace,
+                     MACHINE[2], name, api=api)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        wait_until(f"Machine {name} deleted",
+                   lambda: (all(m["metadata"]["name"] != name for m in _machines(api, namespace)), "deleting"),
+                   deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
+        progress(f"Machine {name}: deleted")
+        return name
+
+
+def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: str | None, deadline_s: float,
+                   progress: Progress) -> str:
+    with kx.connect(timeout=10) as api:
+        objects = _objects(api)
+        machines = _machines(api, namespace)
+        backing = next((m for m in machines if _node_of(m) == node), None)
+        if backing is not None:
+            progress(f"node {node} is backed by Machine {backing['metadata']['name']}: nothing to create")
+            return backing["metadata"]["name"]
+        try:
+            cm = kx._call("read machine template", api.core.read_namespaced_config_map, _template_name(slot),
+                          namespace, api=api)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            raise PermanentError(
+                f"no Machine backs node {node} and there is no template {namespace}/{_template_name(slot)}: the "
+                f"slot's leave keeps the old Machine's spec there; create the Machine by the method used at "
+                f"install, or restore the template") from None
+        old = json.loads(cm.data["machine.json"])
+        taken = {m["metadata"]["name"] for m in machines} | {old["metadata"]["name"]}
+        name = machine or next_name(old["metadata"]["name"], taken)
+        existing = next((m for m in machines if m["metadata"]["name"] == name), None)
+        if existing is None:
+            if name == old["metadata"]["name"]:
+                raise PermanentError(f"members.{slot}.machine={name} is the deleted Machine's name; "
+                                     f"a recreated Machine needs a new name")
+            body = clean_copy(old, name=name)
+            body["metadata"]["namespace"] = namespace
+            kx._call(f"create machine {name}", objects.create_namespaced_custom_object, *MACHINE[:2], namespace,
+                     MACHINE[2], body, api=api)
+            progress(f"Machine {name}: created from {old['metadata']['name']}'s spec (no status, no providerID)")
+        final: dict[str, Any] = {}
+
+        def probe() -> tuple[bool, str]:
+            current = kx._call(f"read machine {name}", objects.get_namespaced_custom_object, *MACHINE[:2], namespace,
+                               MACHINE[2], name, api=api)
+            status = current.get("status") or {}
+            phase = status.get("phase") or "Pending"
+            if phase == "Failed":
+                raise PermanentError(f"Machine {name} failed: {status.get('errorMessage') or status.get('errorReason')}")
+            final.update(current)
+            return phase == "Running" and bool(_node_of(current)), f"{phase}, node {_node_of(current) or '-'}"
+
+        wait_until(f"Machine {name}", probe, deadline_s=deadline_s, progress=progress, max_delay_s=10.0)
+        got = _node_of(final)
+        if got != node:
+            raise PermanentError(f"Machine {name} provisioned node {got}, but members.{slot}.name is {node}: "
+                                 f"set members.{slot} to {got} and its IP, then re-run")
+        progress(f"Machine {name}: Running, node {got}")
+        return name
+
+
+def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, progress: Progress) -> str:
+    with kx.connect(timeout=10) as api:
+        def pod_ready() -> bool:
+            pods = [p for p in _etcd_pods(api, etcd_namespace) if p.spec and p.spec.node_name == node]
+            return any(_pod_ready(p) for p in pods)
+
+        if pod_ready():
+            progress(f"etcd pod on {node} is Running and Ready: the etcd operator has it; no redeployment needed")
+            return "not-needed"
+        end = time.monotonic() + settle_s  # the operator scales in a new node by itself; give it a moment
+        while time.monotonic() < end:
+            time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+            if pod_ready():
+                progress(f"etcd pod on {node} became Ready without a redeployment")
+                return "not-needed"
+        value = f"{reason}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
+        kx._call("patch etcd/cluster", _objects(api).patch_cluster_custom_object, *ETCD_OPERATOR[:2],
+                 ETCD_OPERATOR[2], "cluster", {"spec": {"forceRedeploymentReason": value}}, api=api)
+        progress(f"etcd/cluster: forceRedeploymentReason={value} (the operator rolls out a new revision)")
+        return value
