@@ -18,7 +18,7 @@ from cpswap.core.model import KNOWN_KEYS, SECRET_KEYS, Host, StackModel
 from cpswap.core.planner import AppliedMembership
 from cpswap.stackfiles import load_applied
 
-_OBJECT_KEYS = ("members", "ssh", "etcd", "ocboot", "kubeadm", "k3s", "pvcRecovery")
+_OBJECT_KEYS = ("members", "ssh", "etcd", "ocboot", "kubeadm", "k3s", "kubean", "openshift", "vip", "pvcRecovery")
 
 
 def config_values(config: pulumi.Config) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from cpswap.core.quorum import quorum
 
 PLAN_RESOURCE_TYPE = "cpswap:index:ControlPlane"
 COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
+OPERATION_TYPE = "kubernetes:kubean.io/v1alpha1:ClusterOperation"
+_PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def pvc_policy(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation
     return found
 
 
-MEMBERSHIP_CHANGES = ("etcd-remove", "join")
+MEMBERSHIP_CHANGES = ("etcd-remove", "kubean-remove", "join", "machine", "etcd-redeploy")
 
 
 def snapshot_first(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
@@ -198,6 +200,28 @@ def secrets_are_secret(resources: Sequence[ResourceView], config: RuleConfig) ->
     return found
 
 
+def kubean_operations(resources: Sequence[ResourceView], config: RuleConfig) -> list[RuleViolation]:
+    """kubean ClusterOperations run the image used at deploy (pinned, one for all operations) and
+    are replaced delete-before-replace like every membership resource."""
+    found = []
+    ops = [r for r in resources if r.type == OPERATION_TYPE]
+    images = {str((r.inputs.get("spec") or {}).get("image") or "") for r in ops}
+    for r in ops:
+        image = str((r.inputs.get("spec") or {}).get("image") or "")
+        if not _PINNED_IMAGE.match(image) or image.endswith(":latest"):
+            found.append(RuleViolation("cpswap-kubean-operations", r.name,
+                                       f"spec.image {image or '(unset)'} is not pinned; use the spray-job image "
+                                       f"(tag or digest) used at deploy"))
+        if r.delete_before_replace is not True:
+            found.append(RuleViolation("cpswap-kubean-operations", r.name,
+                                       "ClusterOperation without deleteBeforeReplace"))
+    if len(images) > 1:
+        found.append(RuleViolation("cpswap-kubean-operations", ", ".join(sorted(r.name for r in ops)),
+                                   f"operations use {len(images)} different images ({', '.join(sorted(images))}); "
+                                   f"all must use the one used at deploy"))
+    return found
+
+
 def dbr_and_timeouts(resources: Sequence[ResourceView], config: RuleConfig) -> list[RuleViolation]:
     found = []
     for r in resources:
@@ -231,6 +255,8 @@ RULES: tuple[Rule, ...] = (
          secrets_are_secret, "resources"),
     Rule("cpswap-membership-dbr-timeouts", "membership command resources use delete-before-replace and have "
          "timeouts", dbr_and_timeouts, "resources"),
+    Rule("cpswap-kubean-operations", "kubean ClusterOperations use the pinned deploy image and delete-before-replace",
+         kubean_operations, "resources"),
 )
 
 
@@ -261,6 +287,14 @@ def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
     """Offline views of the command resources the components create from ``CommandSpec``s."""
     views = []
     for spec in specs:
+        if getattr(spec, "kind", "command") == "k8s-object":
+            views.append(ResourceView(
+                type=f"kubernetes:{spec.api_version}:{spec.object_kind}", name=spec.name,
+                inputs={"apiVersion": spec.api_version, "kind": spec.object_kind,
+                        "metadata": {"name": spec.object_name}, "spec": spec.spec_dict()},
+                delete_before_replace=spec.delete_before_replace,
+                timeouts={"create": _seconds(spec.create_timeout), "delete": _seconds(spec.delete_timeout)}))
+            continue
         inputs: dict[str, Any] = {"create": spec.create, "update": spec.update, "delete": spec.delete,
                                   "triggers": list(spec.triggers)}
         if spec.stdin:

@@ -30,7 +30,7 @@ crashlooping static pod aside on the node), ``<slot>-redeploy`` (forceRedeployme
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from shlex import quote
 
 from cpswap.core.model import Member, StackModel
@@ -220,7 +220,7 @@ def _openshift(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
         CommandSpec(
             name=f"{member.slot}-machine", action="machine", runs_on=local,
             create=ocp.render_create_machine(member=member, openshift=osh),
-            update=_record(member, "Machine unchanged"),
+            update=_record(replace(member, host=replace(host, rebuild=0)), "Machine unchanged"),
             delete=ocp.render_delete_machine(member=member, openshift=osh),
             triggers=(host.name, host.ip), secret_env=LOCAL_SECRET_ENV[:1],
             create_timeout="60m", delete_timeout="15m",
