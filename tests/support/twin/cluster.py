@@ -94,6 +94,12 @@ class Twin:
                 from tests.support.kube_emulator import register_node
                 for name in members:
                     register_node(emulator.core, name, net.hosts[name].ip)
+            if layout == "kubeadm":  # what `kubeadm init --control-plane-endpoint VIP:6443` leaves behind
+                from kubernetes import client as k8s_client
+                emulator.core.create_namespaced_config_map("kube-system", k8s_client.V1ConfigMap(
+                    metadata=k8s_client.V1ObjectMeta(name="kubeadm-config"),
+                    data={"ClusterConfiguration": f"apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"
+                                                  f"controlPlaneEndpoint: {net.vip}:6443\n"}))
             twin.controllers.__enter__()
             return twin
         except BaseException:
