@@ -166,3 +166,9 @@ def test_etcd_reset_leaves_a_running_etcd_alone_and_keeps_moved_data():
     text = ocp.render_etcd_reset(host=Host("ip-10-0-131-183", "10.0.131.183", rebuild=1))
     assert text.index("pgrep -x etcd") < text.index("mv /etc/kubernetes/manifests/etcd-pod.yaml")
     assert "rm " not in text and "/var/lib/etcd-backup" in text
+
+
+def test_etcd_reset_moves_the_data_dir_contents_not_the_mount_point():
+    text = ocp.render_etcd_reset(host=Host("ip-10-0-131-183", "10.0.131.183", rebuild=1))
+    assert "mv /var/lib/etcd " not in text
+    assert "find /var/lib/etcd -mindepth 1 -maxdepth 1 -exec mv -t /var/lib/etcd-backup/etcd-data.$stamp {} +" in text

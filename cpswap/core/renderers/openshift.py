@@ -65,7 +65,8 @@ def render_redeploy(*, member: Member, openshift: OpenshiftSettings, settle_s: i
 
 def render_etcd_reset(*, host: Host) -> str:
     """Seed 003 2.4.2 step 1 on the node itself: move the crashlooping etcd static pod's manifest and
-    its data directory aside. Refuses nothing, destroys nothing: a running etcd is left alone
+    its data directory's contents aside (/var/lib/etcd is often a mount point, which
+    cannot be moved itself). Refuses nothing, destroys nothing: a running etcd is left alone
     (a first `up` on a healthy cluster, or a member that recovered), and moved data is kept."""
     name = quote(host.name)
     return (
@@ -75,6 +76,7 @@ def render_etcd_reset(*, host: Host) -> str:
         f"if test -f {MANIFEST}; then mv {MANIFEST} {BACKUP}/etcd-pod.yaml.$stamp; "
         f"echo {name}': moved the etcd static pod manifest to '{BACKUP}; fi; "
         f"if test -d /var/lib/etcd && test -n \"$(ls -A /var/lib/etcd 2>/dev/null)\"; then "
-        f"mv /var/lib/etcd {BACKUP}/etcd-data.$stamp && mkdir -m 700 /var/lib/etcd; "
-        f"echo {name}': moved /var/lib/etcd aside to '{BACKUP}/etcd-data.$stamp; fi"
+        f"mkdir -p {BACKUP}/etcd-data.$stamp && "
+        f"find /var/lib/etcd -mindepth 1 -maxdepth 1 -exec mv -t {BACKUP}/etcd-data.$stamp {{}} +; "
+        f"echo {name}': moved the contents of /var/lib/etcd aside to '{BACKUP}/etcd-data.$stamp; fi"
     )

@@ -120,7 +120,7 @@ def join_etcd(*, node_name: str, ip: str, member_name: str | None = None, promot
         added = retry("member add", lambda: etcdctl("member", "add", name, f"--peer-urls={peer}", "--learner",
                                                      endpoints=endpoints))
         initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', added.stdout).group(1)
-        member_id = re.search(r"Member ([0-9a-f]+) added", added.stdout).group(1)
+        member_id = re.search(r"Member\s+([0-9a-f]+) added", added.stdout).group(1)
     else:
         member_id = format(ours["ID"], "x")
         initial = ",".join(f"{m.get('name') or name}={u}" for m in _members(endpoints) for u in m.get("peerURLs", []))
