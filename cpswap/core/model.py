@@ -508,6 +508,11 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
         if key in values and distribution != needs and distribution in DISTRIBUTIONS:
             c.add(key, "…", f"the {key} block applies to distribution {needs}, not {distribution}")
     for m in members:
+        job = len(f"kubean-cpswap-{m.slot}-remove-{m.host.name}-r{m.host.rebuild}-job")
+        if distribution == "kubean" and job > 63:
+            c.add(f"members.{m.slot}.name", m.host.name,
+                  f"kubean names the Job kubean-cpswap-{m.slot}-remove-<name>[-rN]-job, which must fit 63 "
+                  f"characters ({job} here); use a shorter slot or host name")
         if m.machine and distribution != "openshift":
             c.add(f"members.{m.slot}.machine", m.machine, "machine names apply to distribution openshift only")
         if m.host.rebuild and distribution not in ("openshift", "kubeadm", "kubean"):

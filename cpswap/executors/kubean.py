@@ -26,6 +26,7 @@ from cpswap.executors.waiting import wait_until
 Progress = Callable[[str], None]
 GROUP, VERSION = "kubean.io", "v1alpha1"
 REPORTED = "cpswap.io/failure-reported"
+SPEC_FIELDS = ("cluster", "image", "actionType", "action", "extraArgs", "preHook", "postHook", "backoffLimit")
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,11 @@ def run_operation(g: Global, *, name: str, body: dict[str, Any] | None, deadline
               "clusteroperations", name, g=g)
         wait_until(f"ClusterOperation {name} deleted", lambda: (_read_operation(g, name) is None, "deleting"),
                    deadline_s=60, progress=progress)
-        _create_operation(g, body or op, progress)
+        # resubmit only the fields cpswap sets: kubean fills hostsConfRef, varsConfRef and
+        # entrypointSHRef itself (a snapshot of the inventory at first sight)
+        own = body or {"metadata": {"name": name}, "spec": {k: v for k, v in (op.get("spec") or {}).items()
+                                                            if k in SPEC_FIELDS}}
+        _create_operation(g, own, progress)
     final: dict[str, Any] = {}
 
     def probe() -> tuple[bool, str]:
@@ -199,8 +204,11 @@ def _fix_control_plane_pointers(*, old_ip: str, new_first: str, new_ip: str, pro
 
 def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: Callable[[], object],
           deadline_s: float, progress: Progress) -> None:
-    """The departing node leaves through kubean (seed 001 steps 2-4). Idempotent; never contacts it."""
-    guard()  # quorum check and verified snapshot, through the surviving etcd members
+    """The departing node leaves through kubean (seed 001 steps 2-4). Idempotent; never contacts it.
+
+    When an earlier run's remove operation already took the etcd member and the Node (and then
+    failed in a post-hook), the operation is not run again: Kubespray fails on a missing member."""
+    member = guard()  # quorum check and verified snapshot, through the surviving etcd members; None: gone
     with connect_global() as g:
         ref, doc = read_inventory(g, kubean)
         first = inv.first_control_plane(doc)
@@ -214,8 +222,14 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
             doc = inv.move_to_end(doc, node)
             write_inventory(g, ref, doc, why=f"{node} was the first control-plane/etcd node; moved to the end "
                                               f"(Kubespray cannot remove the first node)", progress=progress)
-        body = kb.remove_operation(name=operation, node=node, kubean=kubean, dead=_node_dead(node, progress))
-        run_operation(g, name=operation, body=body, deadline_s=deadline_s, progress=progress)
+        with kx.connect(timeout=10) as api:
+            node_gone = kx.read_node(api, node) is None
+        if member is None and node_gone:
+            progress(f"{node}: etcd member and Node already removed (by an earlier run's {operation}); "
+                     f"not running remove-node.yml again")
+        else:
+            body = kb.remove_operation(name=operation, node=node, kubean=kubean, dead=_node_dead(node, progress))
+            run_operation(g, name=operation, body=body, deadline_s=deadline_s, progress=progress)
         ref, doc = read_inventory(g, kubean)
         new_first = inv.first_control_plane(inv.without_host(doc, node))
         if new_first is None:
