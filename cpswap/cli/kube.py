@@ -113,9 +113,9 @@ def _check_kubeadm_endpoint(args: argparse.Namespace) -> int:
 
     host, _, port = args.endpoint.rpartition(":")
     with _api(args) as api:
-        cm = ex._call("read configmap kube-system/kubeadm-config", api.core.read_namespaced_config_map,
-                      "kubeadm-config", "kube-system", api=api)
-    ok, found = endpoint_covers((cm.data or {}).get("ClusterConfiguration", ""), vip_host=host, vip_port=int(port))
+        cm = ex.read_config_map(api, "kube-system", "kubeadm-config")
+    text = (cm.data or {}).get("ClusterConfiguration", "") if cm is not None else ""
+    ok, found = endpoint_covers(text, vip_host=host, vip_port=int(port))
     if not ok:
         raise UnsafeOperationError(
             f"kube-system/kubeadm-config: controlPlaneEndpoint must be the VIP {args.endpoint} so joining nodes "

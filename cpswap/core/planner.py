@@ -158,7 +158,7 @@ def _claims(model: StackModel, change: Change | None, observation: Observation) 
 
 LEAVE_ACTIONS = ("etcd-remove", "node-delete", "kubean-remove", "etcd-secrets-delete")
 AFTER_ACTIONS = ("verify", "pvc-recover")
-JOINED_AFTER = {"join": True, "join-wait": True, "etcd-redeploy": True}  # the member is in once these finish
+JOINED_BY = ("join-wait", "etcd-redeploy", "join")  # per distribution, the first present brings the member in
 
 
 def _where(spec: SlotResource, member: Member, vip: str) -> Where:
@@ -204,27 +204,29 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
             reason=reason or spec.reason, state=state, secret_inputs=_secrets(spec),
             timeout=spec.delete_timeout if operation == "delete" else spec.create_timeout))
 
+    keeps_machine = change.old.name == change.new.name and change.old.ip == change.new.ip  # in-place rebuild
+    skipped = {f"{change.slot}-machine"} if keeps_machine else set()
+    new_names = {spec.name for spec in new_specs}
     for spec in old_specs:
-        if spec.delete is None or spec.name not in {n.name for n in new_specs}:
+        if spec.delete is None or spec.name not in new_names:
             continue
         if spec.name == f"{change.slot}-etcd-leave":
             add(spec, operation="delete", phase="leave", state=start, member=old_member, action="etcd-snapshot",
                 command=f"(part of {spec.name} delete) snapshot save + verify into {model.etcd.snapshot_dir}",
                 reason="a verified etcd snapshot is taken before any membership change")
-        if spec.name == f"{change.slot}-machine" and change.old.name == change.new.name and change.old.ip == change.new.ip:
-            continue  # an in-place rebuild keeps the Machine
-        add(spec, operation="delete", phase="leave", state=removed, member=old_member)
+        if spec.name not in skipped:
+            add(spec, operation="delete", phase="leave", state=removed, member=old_member)
+    actions = {spec.action for spec in new_specs}
+    member_in = next(a for a in JOINED_BY if a in actions)  # the step after which the new member is in
     state = removed
     for spec in new_specs:
-        if spec.action in LEAVE_ACTIONS:
-            continue
-        if spec.name == f"{change.slot}-machine" and change.old.name == change.new.name and change.old.ip == change.new.ip:
+        if spec.action in LEAVE_ACTIONS or spec.name in skipped:
             continue
         if spec.action in AFTER_ACTIONS:
             add(spec, operation="create", phase="after", state=joined, member=new_member)
             continue
-        state = joined if JOINED_AFTER.get(spec.action) and state is removed and not (
-            spec.action == "join" and any(s.action == "join-wait" for s in new_specs)) else state
+        if spec.action == member_in:
+            state = joined
         add(spec, operation="create", phase="join", state=state, member=new_member)
     return tuple(steps)
 

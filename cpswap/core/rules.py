@@ -287,7 +287,7 @@ def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
     """Offline views of the command resources the components create from ``CommandSpec``s."""
     views = []
     for spec in specs:
-        if getattr(spec, "kind", "command") == "k8s-object":
+        if spec.kind == "k8s-object":
             views.append(ResourceView(
                 type=f"kubernetes:{spec.api_version}:{spec.object_kind}", name=spec.name,
                 inputs={"apiVersion": spec.api_version, "kind": spec.object_kind,

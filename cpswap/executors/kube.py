@@ -115,6 +115,16 @@ def read_node(api: Api, name: str) -> client.V1Node | None:
         raise
 
 
+def read_config_map(api: Api, namespace: str, name: str) -> client.V1ConfigMap | None:
+    try:
+        return _call(f"read configmap {namespace}/{name}", api.core.read_namespaced_config_map, name, namespace,
+                     api=api)
+    except ApiException as exc:
+        if _absent(exc):
+            return None
+        raise
+
+
 def node_ready(node: client.V1Node) -> bool:
     for cond in (node.status.conditions or []) if node.status else []:
         if cond.type == "Ready":

@@ -31,9 +31,12 @@ SPEC_FIELDS = ("cluster", "image", "actionType", "action", "extraArgs", "preHook
 
 @dataclass(frozen=True)
 class Global:
+    api: kx.Api  # kubean's global cluster
     objects: client.CustomObjectsApi
-    core: client.CoreV1Api
-    timeout: float
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return self.api.core
 
 
 @contextlib.contextmanager
@@ -43,18 +46,11 @@ def connect_global(*, timeout: float = 10.0) -> Iterator[Global]:
         raise PermanentError("no kubeconfig for kubean's global cluster: set CPSWAP_GLOBAL_KUBECONFIG_DATA "
                              "(secret stack config cpswap:globalKubeconfig)")
     with kx.connect(kubeconfig_text=text, timeout=timeout) as api:
-        yield Global(objects=client.CustomObjectsApi(api.core.api_client), core=api.core, timeout=timeout)
+        yield Global(api=api, objects=client.CustomObjectsApi(api.core.api_client))
 
 
 def _call(what: str, fn: Callable[..., Any], *args: Any, g: Global, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, _request_timeout=g.timeout, **kwargs)
-    except ApiException as exc:
-        if exc.status in (429, 500, 502, 503, 504):
-            raise TransientError(f"{what}: API {exc.status} {exc.reason}") from None
-        raise
-    except Exception as exc:
-        raise TransientError(f"{what}: global cluster API unreachable: {type(exc).__name__}: {str(exc)[:160]}") from None
+    return kx._call(f"global cluster: {what}", fn, *args, api=g.api, **kwargs)
 
 
 def hosts_conf_ref(g: Global, kubean: KubeanSettings) -> tuple[str, str]:
@@ -74,7 +70,9 @@ def hosts_conf_ref(g: Global, kubean: KubeanSettings) -> tuple[str, str]:
 
 def read_inventory(g: Global, kubean: KubeanSettings) -> tuple[tuple[str, str], dict[str, Any]]:
     namespace, name = hosts_conf_ref(g, kubean)
-    cm = _call(f"read configmap {namespace}/{name}", g.core.read_namespaced_config_map, name, namespace, g=g)
+    cm = kx.read_config_map(g.api, namespace, name)
+    if cm is None:
+        raise PermanentError(f"hosts-conf {namespace}/{name} (spec.hostsConfRef of Cluster {kubean.cluster}) not found")
     text = (cm.data or {}).get("hosts.yml")
     if not text:
         raise PermanentError(f"hosts-conf {namespace}/{name} has no hosts.yml")
@@ -130,8 +128,7 @@ def run_operation(g: Global, *, name: str, body: dict[str, Any] | None, deadline
         job = _job(op)
         if (op["metadata"].get("annotations") or {}).get(REPORTED) != job:
             _report_failure(g, name, job)
-            raise PermanentError(f"ClusterOperation {name} failed: job {job}; read it with `kubectl -n "
-                                 f"{job.split('/')[0]} logs job/{job.split('/')[-1]}`, fix the cause and re-run")
+            raise _failed(name, job)
         progress(f"ClusterOperation {name}: failed earlier (job {job}, reported); resubmitting the same spec")
         _call(f"delete ClusterOperation {name}", g.objects.delete_cluster_custom_object, GROUP, VERSION,
               "clusteroperations", name, g=g)
@@ -152,8 +149,7 @@ def run_operation(g: Global, *, name: str, body: dict[str, Any] | None, deadline
         if status == "Failed":
             job = _job(current)
             _report_failure(g, name, job)
-            raise PermanentError(f"ClusterOperation {name} failed: job {job}; read it with `kubectl -n "
-                                 f"{job.split('/')[0]} logs job/{job.split('/')[-1]}`, fix the cause and re-run")
+            raise _failed(name, job)
         final.update(current)
         return status == "Succeeded", f"{status} (job {_job(current)})"
 
@@ -162,15 +158,19 @@ def run_operation(g: Global, *, name: str, body: dict[str, Any] | None, deadline
     return _job(final)
 
 
+def _failed(name: str, job: str) -> PermanentError:
+    namespace, _, job_name = job.partition("/")
+    return PermanentError(f"ClusterOperation {name} failed: job {job}; read it with `kubectl -n {namespace} logs "
+                          f"job/{job_name}`, fix the cause and re-run")
+
+
 def _report_failure(g: Global, name: str, job: str) -> None:
     with contextlib.suppress(ApiException, TransientError):
         _call(f"annotate ClusterOperation {name}", g.objects.patch_cluster_custom_object, GROUP, VERSION,
               "clusteroperations", name, {"metadata": {"annotations": {REPORTED: job}}}, g=g)
 
 
-def _node_dead(node: str, progress: Progress) -> bool:
-    with kx.connect(timeout=10) as api:
-        current = kx.read_node(api, node)
+def _node_dead(node: str, current: client.V1Node | None, progress: Progress) -> bool:
     dead = current is None or not kx.node_ready(current)
     progress(f"Node {node}: {'absent' if current is None else 'Ready' if not dead else 'NotReady'}"
              + ("; removing without drain or reset (reset_nodes=false, allow_ungraceful_removal=true)" if dead else ""))
@@ -184,14 +184,10 @@ def _fix_control_plane_pointers(*, old_ip: str, new_first: str, new_ip: str, pro
         for namespace, name, key, fix in (("kube-public", "cluster-info", "kubeconfig", inv.repoint_server),
                                           ("kube-system", "kubeadm-config", "ClusterConfiguration",
                                            inv.repoint_endpoint)):
-            try:
-                cm = kx._call(f"read configmap {namespace}/{name}", api.core.read_namespaced_config_map, name,
-                              namespace, api=api)
-            except ApiException as exc:
-                if exc.status == 404:
-                    progress(f"{namespace}/{name}: absent; nothing to fix")
-                    continue
-                raise
+            cm = kx.read_config_map(api, namespace, name)
+            if cm is None:
+                progress(f"{namespace}/{name}: absent; nothing to fix")
+                continue
             text = (cm.data or {}).get(key, "")
             fixed, changed = fix(text, old_ip=old_ip, new_host=new_ip)
             if not changed:
@@ -223,12 +219,13 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
             write_inventory(g, ref, doc, why=f"{node} was the first control-plane/etcd node; moved to the end "
                                               f"(Kubespray cannot remove the first node)", progress=progress)
         with kx.connect(timeout=10) as api:
-            node_gone = kx.read_node(api, node) is None
-        if member is None and node_gone:
+            current = kx.read_node(api, node)
+        if member is None and current is None:
             progress(f"{node}: etcd member and Node already removed (by an earlier run's {operation}); "
                      f"not running remove-node.yml again")
         else:
-            body = kb.remove_operation(name=operation, node=node, kubean=kubean, dead=_node_dead(node, progress))
+            body = kb.remove_operation(name=operation, node=node, kubean=kubean,
+                                       dead=_node_dead(node, current, progress))
             run_operation(g, name=operation, body=body, deadline_s=deadline_s, progress=progress)
         ref, doc = read_inventory(g, kubean)
         new_first = inv.first_control_plane(inv.without_host(doc, node))

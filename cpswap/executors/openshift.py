@@ -156,16 +156,12 @@ def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: st
         if backing is not None:
             progress(f"node {node} is backed by Machine {backing['metadata']['name']}: nothing to create")
             return backing["metadata"]["name"]
-        try:
-            cm = kx._call("read machine template", api.core.read_namespaced_config_map, _template_name(slot),
-                          namespace, api=api)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        cm = kx.read_config_map(api, namespace, _template_name(slot))
+        if cm is None:
             raise PermanentError(
                 f"no Machine backs node {node} and there is no template {namespace}/{_template_name(slot)}: the "
                 f"slot's leave keeps the old Machine's spec there; create the Machine by the method used at "
-                f"install, or restore the template") from None
+                f"install, or restore the template")
         old = json.loads(cm.data["machine.json"])
         taken = {m["metadata"]["name"] for m in machines} | {old["metadata"]["name"]}
         name = machine or next_name(old["metadata"]["name"], taken)

@@ -14,7 +14,6 @@ from cpswap.core.errors import PermanentError
 from cpswap.core.model import KubeanSettings
 from cpswap.executors import kubean as kx
 from cpswap.executors import openshift as ox
-from tests.kube.test_recovery import cluster  # noqa: F401  (fixture)
 from tests.support.kube_emulator import Emulator, register_node, set_node_ready
 from tests.core.test_kubespray import CLUSTER_INFO, SEED_001
 
