@@ -224,8 +224,12 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
             progress(f"{node}: etcd member and Node already removed (by an earlier run's {operation}); "
                      f"not running remove-node.yml again")
         else:
+            survivors = tuple(h for h in inv.group_hosts(doc, "kube_control_plane") if h != node)
+            if not survivors:
+                raise PermanentError(f"hosts-conf {ref[0]}/{ref[1]}: no kube_control_plane host besides {node}; "
+                                     "refusing to remove the last control-plane node")
             body = kb.remove_operation(name=operation, node=node, kubean=kubean,
-                                       dead=_node_dead(node, current, progress))
+                                       dead=_node_dead(node, current, progress), clean_on=survivors)
             run_operation(g, name=operation, body=body, deadline_s=deadline_s, progress=progress)
         ref, doc = read_inventory(g, kubean)
         new_first = inv.first_control_plane(inv.without_host(doc, node))

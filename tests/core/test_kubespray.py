@@ -99,14 +99,22 @@ KUBEAN = KubeanSettings(cluster="centos", image="ghcr.io/kubean-io/spray-job:v0.
                                         (True, "-e node=centos-master1 -e reset_nodes=false "
                                                 "-e allow_ungraceful_removal=true")])
 def test_remove_operation_is_the_seed_spec(dead, extra):
-    op = kb.remove_operation(name="cpswap-cp1-remove-centos-master1", node=M1, kubean=KUBEAN, dead=dead)
+    op = kb.remove_operation(name="cpswap-cp1-remove-centos-master1", node=M1, kubean=KUBEAN, dead=dead,
+                             clean_on=("centos-master2", "centos-master3"))
     spec = op["spec"]
     assert (spec["cluster"], spec["image"], spec["action"], spec["extraArgs"]) == (
         "centos", "ghcr.io/kubean-io/spray-job:v0.12.2", "remove-node.yml", extra)
     assert spec["postHook"][0] == {"actionType": "playbook", "actionSource": "configmap",
                                    "actionSourceRef": {"name": "pb-clean-kube-apiserver", "namespace": "kubean-system"},
-                                   "action": "clean-kube-apiserver.yml"}
+                                   "action": "clean-kube-apiserver.yml",
+                                   "extraArgs": "-e node=centos-master2,centos-master3"}
     assert spec["postHook"][1]["action"] == "cluster-info.yml"
+
+
+@pytest.mark.parametrize("clean_on", [(), (M1,), ("centos-master2", M1)])
+def test_remove_operation_refuses_a_clean_up_that_targets_the_departing_node_or_none(clean_on):
+    with pytest.raises(ValueError, match="clean_on must name the surviving control-plane hosts"):
+        kb.remove_operation(name="x", node=M1, kubean=KUBEAN, dead=True, clean_on=clean_on)
 
 
 @pytest.mark.parametrize("host,name", [(Host(M1, "10.6.0.11"), "cpswap-cp1-join-centos-master1"),
@@ -160,12 +168,6 @@ OSH = OpenshiftSettings()
 ])
 def test_openshift_command_text(render, expected):
     assert render() == expected
-
-
-def test_etcd_reset_leaves_a_running_etcd_alone_and_keeps_moved_data():
-    text = ocp.render_etcd_reset(host=Host("ip-10-0-131-183", "10.0.131.183", rebuild=1))
-    assert text.index("pgrep -x etcd") < text.index("mv /etc/kubernetes/manifests/etcd-pod.yaml")
-    assert "rm " not in text and "/var/lib/etcd-backup" in text
 
 
 def test_etcd_reset_moves_the_data_dir_contents_not_the_mount_point():

@@ -92,6 +92,8 @@ def test_first_node_leave_reorders_removes_and_repoints_then_rejoin_appends(kube
         op = client.CustomObjectsApi(emu.api_client).get_cluster_custom_object(
             "kubean.io", "v1alpha1", "clusteroperations", "cpswap-cp1-remove-centos-master1")
         assert op["spec"]["extraArgs"] == "-e node=centos-master1 -e reset_nodes=false -e allow_ungraceful_removal=true"
+        # the clean-up hook restarts the survivors' apiservers only: the dead host is not a target
+        assert op["spec"]["postHook"][0]["extraArgs"] == f"-e node={M2},{M3}"
         assert guarded == [True]
         assert any("moved to the end" in line for line in lines), lines
         doc = _inventory(emu)

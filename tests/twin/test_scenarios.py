@@ -64,8 +64,13 @@ def up(twin: Twin, replayer: Replayer, workdir: Path, slots: dict[str, str], *, 
                             secrets=twin.secrets(), stack="twin", cwd=workdir)
     assert recording.error is None, recording.error
     steps = replayer.up(recording.resources)
-    (workdir / ".cpswap" / "applied-twin.json").write_text(json.dumps({"membership": recording.outputs["membership"]}))
+    save_outputs(workdir, recording)
     return recording, steps
+
+
+def save_outputs(workdir: Path, recording) -> None:
+    """What CI does after `up`: `pulumi stack output --json > .cpswap/applied-<stack>.json`."""
+    (workdir / ".cpswap" / "applied-twin.json").write_text(json.dumps(recording.outputs))
 
 
 def put_keys(twin: Twin, count: int = 200) -> None:
@@ -219,8 +224,7 @@ def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
             assert recording.error is None, recording.error
             assert any("keeps IP" in line for line in recording.logs) or members == slots
             steps = replayer.up(recording.resources)
-            (workdir / ".cpswap" / "applied-twin.json").write_text(
-                json.dumps({"membership": recording.outputs["membership"]}))
+            save_outputs(workdir, recording)
             return steps
 
         kubeadm_up(slots)  # adoption: manifests exist, so no join runs

@@ -4,7 +4,7 @@ kubean runs Kubespray playbooks as ``ClusterOperation`` objects on the global cl
 - leave (delete, from stored state): ``cpswap kubean leave``, which guards quorum and snapshots
   etcd, moves a first control-plane node to the end of the inventory groups (Kubespray cannot
   remove the first one), creates and waits for ``remove-node.yml -e node=...`` with the seed's
-  kube-apiserver clean-up post-hook, fixes ``cluster-info`` and ``kubeadm-config`` when they
+  kube-apiserver clean-up post-hook (aimed at the surviving control-plane hosts), fixes ``cluster-info`` and ``kubeadm-config`` when they
   pointed at the departed node, and drops it from the inventory. It is created by the executor,
   not declared: it runs at delete time and needs the departed host, which only stored state has.
 - join (create): the slot's host is added to the inventory, then the ``cluster.yml
@@ -43,15 +43,26 @@ def operation_name(*, slot: str, action: str, host: Host) -> str:
     return f"cpswap-{slot}-{action}-{host.name}{suffix}"[:253]
 
 
-def remove_operation(*, name: str, node: str, kubean: KubeanSettings, dead: bool) -> dict[str, Any]:
-    """seed 001 step 3; a dead node also needs reset_nodes=false and allow_ungraceful_removal=true."""
+def remove_operation(*, name: str, node: str, kubean: KubeanSettings, dead: bool,
+                     clean_on: tuple[str, ...]) -> dict[str, Any]:
+    """seed 001 step 3; a dead node also needs reset_nodes=false and allow_ungraceful_removal=true.
+
+    The seed's clean-kube-apiserver hook restarts kube-apiserver so that it drops the removed etcd
+    member; its ``hosts: "{{ node | default('kube_node') }}"`` gets ``node`` only from the hook's own
+    extraArgs (kubean runs each hook with its own), so without them it runs on every kube_node host
+    and fails on an unreachable one (a dead departing node stays in the inventory until the leave
+    drops it). The hook therefore names ``clean_on``: the surviving control-plane hosts, the ones
+    that run kube-apiserver."""
+    if not clean_on or node in clean_on:
+        raise ValueError(f"remove_operation for {node}: clean_on must name the surviving control-plane hosts, "
+                         f"got {list(clean_on)}")
     extra = f"-e node={node}" + (f" {UNGRACEFUL}" if dead else "")
     return {"apiVersion": API_VERSION, "kind": "ClusterOperation", "metadata": {"name": name},
             "spec": {"cluster": kubean.cluster, "image": kubean.image, "actionType": "playbook",
                      "action": "remove-node.yml", "extraArgs": extra,
                      "postHook": [{"actionType": "playbook", "actionSource": "configmap",
                                    "actionSourceRef": {"name": CLEAN_CONFIGMAP, "namespace": kubean.namespace},
-                                   "action": CLEAN_PLAYBOOK},
+                                   "action": CLEAN_PLAYBOOK, "extraArgs": f"-e node={','.join(clean_on)}"},
                                   {"actionType": "playbook", "action": "cluster-info.yml"}]}}
 
 

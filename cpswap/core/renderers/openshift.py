@@ -63,15 +63,23 @@ def render_redeploy(*, member: Member, openshift: OpenshiftSettings, settle_s: i
             f"--reason {quote(redeploy_reason(member=member))} --settle {settle_s}")
 
 
-def render_etcd_reset(*, host: Host) -> str:
+def render_etcd_reset(*, host: Host, recheck_s: int = 5) -> str:
     """Seed 003 2.4.2 step 1 on the node itself: move the crashlooping etcd static pod's manifest and
-    its data directory's contents aside (/var/lib/etcd is often a mount point, which
-    cannot be moved itself). Refuses nothing, destroys nothing: a running etcd is left alone
-    (a first `up` on a healthy cluster, or a member that recovered), and moved data is kept."""
+    its data directory's contents aside (/var/lib/etcd is often a mount point, which cannot be
+    moved itself). Destroys nothing: moved data is kept. A node whose etcd serves peers (a
+    listener on :2380 in the node's network namespace, seen twice ``recheck_s`` apart, so a
+    crashlooping etcd's brief restarts and a just-removed member shutting down do not count) is
+    left alone: that is a first `up` on a healthy cluster, or a member that recovered. The check
+    is per network namespace, not per process table (etcd runs with host networking)."""
     name = quote(host.name)
     return (
         "set -eu; "
-        f"if pgrep -x etcd >/dev/null 2>&1; then echo {name}': etcd is running here; nothing to reset'; exit 0; fi; "
+        "command -v ss >/dev/null || { echo 'ss (iproute2) is needed to tell a serving etcd from a crashlooping "
+        "one; nothing moved' >&2; exit 1; }; "
+        "serving() { ss -Hltn 'sport = :2380' 2>/dev/null | grep -q .; }; "
+        f"if serving && sleep {int(recheck_s)} && serving; then "
+        f"echo {name}': etcd is serving peers here (:2380, checked twice {int(recheck_s)}s apart); nothing to reset'; "
+        "exit 0; fi; "
         f"mkdir -p {BACKUP}; stamp=$(date +%Y%m%dT%H%M%S); "
         f"if test -f {MANIFEST}; then mv {MANIFEST} {BACKUP}/etcd-pod.yaml.$stamp; "
         f"echo {name}': moved the etcd static pod manifest to '{BACKUP}; fi; "

@@ -177,12 +177,16 @@ class Twin:
         self.net.kill(name)
         set_node_ready(self.emulator.core, name, False)  # the node controller marks it NotReady
 
-    def stack_config(self, *, members: dict[str, str], distribution: str = "ocboot") -> dict[str, Any]:
-        """The program's config for this twin: ``members`` maps slots to host names."""
+    def stack_config(self, *, members: dict[str, str], distribution: str = "ocboot",
+                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The program's config for this twin: ``members`` maps slots to host names (a value may also
+        be a member dict, e.g. with ``rebuild``); ``extra`` adds top-level keys (``kubean``,
+        ``openshift``, ``vip`` ...)."""
         ocboot_dir = "../" + str((self.workdir / "ocboot").relative_to("/"))
         config: dict[str, Any] = {
             "distribution": distribution, "controlPlaneEndpoint": f"{self.net.vip}:6443",
-            "members": {slot: {"name": host, "ip": self.net.hosts[host].ip} for slot, host in members.items()},
+            "members": {slot: host if isinstance(host, dict) else {"name": host, "ip": self.net.hosts[host].ip}
+                        for slot, host in members.items()},
             "ssh": {"user": "root", "port": 22}, "etcd": {"preset": "env", "snapshotDir": ".cpswap/snapshots"},
             "pvcRecovery": ONECLOUD_POLICY,
         }
@@ -190,13 +194,15 @@ class Twin:
             config["ocboot"] = {"version": "v3.11.9", "dbHost": self.net.gateway, "workdir": ocboot_dir}
         if distribution == "kubeadm":
             config["kubeadm"] = {"apiserverBindPort": 6443}
-        return config
+        return {**config, **(extra or {})}
 
     def secrets(self) -> dict[str, str]:
         return {"sshPrivateKey": self.net.client_key.read_text(), "kubeconfig": self.emulator.kubeconfig_text,
                 "etcdCaCert": Path(self.ca.cert).read_text(), "etcdClientCert": self.client_cert.read_text(),
                 "etcdClientKey": self.client_key.read_text(), "ocbootDbPassword": "twin-db-password",
-                "k3sToken": OCBOOT_TOKEN}
+                "k3sToken": OCBOOT_TOKEN,
+                # the twin has one API server: it plays kubean's global cluster as well as the managed one
+                "globalKubeconfig": self.emulator.kubeconfig_text}
 
     def close(self) -> None:
         try:

@@ -21,9 +21,19 @@ Pulumi's documented order (notes/pulumi_facts.md §1–2, pkg/resource/deploy/st
 short connect timeout, host key not checked), ``command:local:Command`` locally through
 ``/bin/sh -c`` with the stored environment merged into ``os.environ``; both get ``stdin``, and a
 delete sees ``PULUMI_COMMAND_STDOUT``/``PULUMI_COMMAND_STDERR`` of the old create.
-``kubernetes:core/v1:NodePatch`` labels are applied to the emulated API with the official client
-through the kubeconfig of its provider (retainOnDelete: a delete leaves the Node alone). Other
-types (providers, components) are recorded as applied without side effects, said in ``Step.note``.
+Kubernetes objects go to the emulated API with the official client, through the kubeconfig of
+their provider's stored inputs, as pulumi-kubernetes would send them:
+- ``kubernetes:core/v1:NodePatch``: the labels are patched onto the Node;
+- ``kubernetes:core/v1:ConfigMapPatch``: server-side apply upserts (pulumi-kubernetes#2194): the
+  ConfigMap is created when absent, else its ``data`` keys are patched;
+- ``kubernetes:<group>/<version>:<Kind>`` (``apiextensions.CustomResource``): create POSTs the
+  object and fails when it exists already (no upsert without ``patchForce``); an update
+  merge-patches ``metadata.labels`` and ``spec``; a delete sends DELETE and waits (bounded) until
+  the API answers 404, as the provider's delete await does. Plural = lower-case kind + ``s``; no
+  ``metadata.namespace`` means cluster-scoped.
+``retainOnDelete`` resources are dropped from state without touching the cluster. Any other
+``kubernetes:`` type is refused (an unmodelled type must not pass silently); providers and
+components are recorded as applied without side effects, said in ``Step.note``.
 
 What it does not model: previews and diffs of outputs, parallelism (the engine may run
 independent resources concurrently; this runs them one at a time), refresh, custom timeouts
@@ -47,6 +57,12 @@ from tests.support.pulumi_mocks import Recorded
 
 COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
 NODE_PATCH = "kubernetes:core/v1:NodePatch"
+CONFIG_MAP_PATCH = "kubernetes:core/v1:ConfigMapPatch"
+DELETE_WAIT_S = 120  # a CustomResource delete waits for the object to go (finalizers, kubean's GC)
+
+
+def is_kube_object(kind: str) -> bool:
+    return kind.startswith("kubernetes:")
 
 
 @dataclass
@@ -59,6 +75,7 @@ class Stored:
     delete_before_replace: bool
     replace_on_changes: tuple[str, ...]
     provider: str = ""
+    retain_on_delete: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,26 +211,86 @@ class Replayer:
     def _host(self, kind: str, inputs: dict[str, Any]) -> str:
         return inputs["connection"]["host"] if kind == "command:remote:Command" else "local"
 
-    def _patch_node(self, inputs: dict[str, Any], provider: str) -> None:
+    def _kube(self, provider: str) -> Any:
         import yaml
-        from kubernetes import client, config
+        from kubernetes import config
 
         stored = self.state.get(provider.rsplit("::", 1)[0])
         if stored is None or not stored.inputs.get("kubeconfig"):
-            raise ValueError(f"NodePatch needs its provider's kubeconfig in state; provider {provider!r} has none")
-        api = client.CoreV1Api(config.new_client_from_config_dict(yaml.safe_load(stored.inputs["kubeconfig"])))
+            raise ValueError(f"a Kubernetes object needs its provider's kubeconfig in state; provider {provider!r} "
+                             "has none")
+        return config.new_client_from_config_dict(yaml.safe_load(stored.inputs["kubeconfig"]))
+
+    def _apply_object(self, kind: str, inputs: dict[str, Any], provider: str, op: str) -> None:
+        """Create, update or delete one Kubernetes object (see the module docstring)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
         metadata = inputs.get("metadata") or {}
+        api_client = self._kube(provider)
         try:
-            api.patch_node(metadata["name"], {"metadata": {"labels": metadata.get("labels") or {}}})
+            core = client.CoreV1Api(api_client)
+            if kind == NODE_PATCH:
+                core.patch_node(metadata["name"], {"metadata": {"labels": metadata.get("labels") or {}}})
+                return
+            if kind == CONFIG_MAP_PATCH:
+                name, namespace = metadata["name"], metadata.get("namespace") or "default"
+                try:
+                    core.patch_namespaced_config_map(name, namespace, {"data": inputs.get("data") or {}})
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+                        metadata=client.V1ObjectMeta(name=name, namespace=namespace), data=inputs.get("data") or {}))
+                return
+            group_version, _, object_kind = kind[len("kubernetes:"):].rpartition(":")
+            if "." not in group_version.split("/")[0]:
+                raise ValueError(f"{kind}: only CustomResources (a dotted API group) and the NodePatch and "
+                                 "ConfigMapPatch types are modelled by the twin's replayer")
+            group, version = group_version.split("/")
+            plural, name, namespace = object_kind.lower() + "s", metadata["name"], metadata.get("namespace")
+            objects = client.CustomObjectsApi(api_client)
+            scope = (group, version, namespace, plural) if namespace else (group, version, plural)
+            if op == "create":
+                body = {"apiVersion": inputs.get("apiVersion", group_version), "kind": inputs.get("kind", object_kind),
+                        **{k: v for k, v in inputs.items() if k not in ("apiVersion", "kind")}}
+                (objects.create_namespaced_custom_object if namespace else objects.create_cluster_custom_object)(
+                    *scope, body)
+            elif op == "update":
+                patch = {"metadata": {"labels": metadata.get("labels") or {}}, "spec": inputs.get("spec") or {}}
+                (objects.patch_namespaced_custom_object if namespace else objects.patch_cluster_custom_object)(
+                    *scope, name, patch)
+            else:
+                get = objects.get_namespaced_custom_object if namespace else objects.get_cluster_custom_object
+                try:
+                    (objects.delete_namespaced_custom_object if namespace else objects.delete_cluster_custom_object)(
+                        *scope, name)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                end = time.monotonic() + DELETE_WAIT_S
+                while True:
+                    try:
+                        get(*scope, name)
+                    except ApiException as exc:
+                        if exc.status == 404:
+                            return
+                        raise
+                    if time.monotonic() > end:
+                        raise TimeoutError(f"{kind} {name} still present {DELETE_WAIT_S}s after its delete")
+                    time.sleep(0.2)
         finally:
-            api.api_client.close()
+            api_client.close()
 
     def _exec(self, step: Step, kind: str, inputs: dict[str, Any], text: str | None, env: dict[str, str],
               provider: str = "") -> tuple[str, str]:
         self.before_step(step)
         self.steps.append(step)
-        if kind == NODE_PATCH:
-            self._patch_node(inputs, provider)
+        if is_kube_object(kind):
+            try:
+                self._apply_object(kind, inputs, provider, "delete" if "delete" in step.op else step.op)
+            except Exception as exc:  # the engine reports a provider error as the step's failure
+                raise StepFailed(step, f"{type(exc).__name__}: {str(exc)[-800:]}") from exc
             return "", ""
         if not text or kind not in COMMAND_TYPES:
             return "", ""
@@ -234,11 +311,11 @@ class Replayer:
     def _delete(self, urn: str, stored: Stored, op: str) -> None:
         """Delete from stored state: the old text, connection and environment, and the old outputs."""
         step = Step(urn, stored.name, op, self._host(stored.type, stored.inputs),
-                    "retainOnDelete: left in place" if stored.type == NODE_PATCH else "")
+                    "retainOnDelete: left in place" if stored.retain_on_delete else "")
         env = {"PULUMI_COMMAND_STDOUT": stored.outputs.get("stdout", ""),
                "PULUMI_COMMAND_STDERR": stored.outputs.get("stderr", "")}
-        kind = "retained" if stored.type == NODE_PATCH else stored.type
-        self._exec(step, kind, stored.inputs, stored.inputs.get("delete"), env)
+        kind = "retained" if stored.retain_on_delete else stored.type
+        self._exec(step, kind, stored.inputs, stored.inputs.get("delete"), env, stored.provider)
 
     def _resolve(self, value: Any) -> Any:
         """Replace the mocks' ``@@stdout:<name>@@`` sentinels by the real stdout of that resource
@@ -254,7 +331,7 @@ class Replayer:
         return value
 
     def _create(self, r: Recorded, op: str = "create") -> None:
-        note = "" if r.type in COMMAND_TYPES + (NODE_PATCH,) else f"{r.type}: applied without side effects"
+        note = "" if r.type in COMMAND_TYPES or is_kube_object(r.type) else f"{r.type}: applied without side effects"
         step = Step(r.urn, r.name, op, self._host(r.type, r.inputs), note)
         text = r.inputs.get("create") if op == "create" else (r.inputs.get("update") or r.inputs.get("create"))
         out, err = self._exec(step, r.type, r.inputs, text, {}, r.provider)
@@ -262,7 +339,8 @@ class Replayer:
         self.state[r.urn] = Stored(type=r.type, name=r.name, inputs=r.inputs, outputs={"stdout": out.removesuffix("\n"),
                                                                              "stderr": err.removesuffix("\n")},
                                    dependencies=r.dependencies, delete_before_replace=r.delete_before_replace,
-                                   replace_on_changes=r.replace_on_changes, provider=r.provider)
+                                   replace_on_changes=r.replace_on_changes, provider=r.provider,
+                                   retain_on_delete=r.retain_on_delete)
 
     def up(self, resources: list[Recorded]) -> list[Step]:
         """One `pulumi up`. Returns the steps that ran; raises StepFailed and keeps partial state."""

@@ -1,0 +1,54 @@
+"""Node-side scripts run for real, in a private mount and network namespace (``unshare``), with
+tmpfs mount points where a node has its etcd disk and manifests: what a node would do with the
+rendered text, without a node."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from cpswap.core.model import Host
+from cpswap.core.renderers import openshift as ocp
+
+pytestmark = pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ss") is None,
+                                reason="needs unshare and ss (util-linux, iproute2)")
+
+SETUP = ("mount -t tmpfs none /etc/kubernetes && mount -t tmpfs none /var/lib/etcd && "
+         "mount -t tmpfs none /var/lib/etcd-backup && mkdir -p /etc/kubernetes/manifests /var/lib/etcd/member/snap && "
+         "echo manifest > /etc/kubernetes/manifests/etcd-pod.yaml && echo wal > /var/lib/etcd/member/snap/db && ")
+REPORT = ("; rc=$?; echo \"rc=$rc\"; echo \"manifest=$(ls /etc/kubernetes/manifests)\"; "
+          "echo \"data=$(ls -A /var/lib/etcd)\"; echo \"backup=$(cd /var/lib/etcd-backup && find . -type f | sort | tr '\\n' ' ')\"")
+
+
+def _run(script: str, *, listener: bool, timeout: float = 30) -> dict[str, str]:
+    for directory in ("/etc/kubernetes", "/var/lib/etcd", "/var/lib/etcd-backup"):
+        subprocess.run(["mkdir", "-p", directory], check=True)
+    listen = ("python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+              "s.bind((\"127.0.0.1\", 2380)); s.listen(); time.sleep(20)' & listener=$!; sleep 0.5; ") if listener else ""
+    body = SETUP + listen + "( " + script + " )" + REPORT + ("; kill $listener" if listener else "")
+    done = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
+                           "ip link set lo up; " + body], capture_output=True, text=True, timeout=timeout)
+    lines = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line and line.split("=", 1)[0]
+                 in ("rc", "manifest", "data", "backup"))
+    lines["out"], lines["err"] = done.stdout, done.stderr
+    return lines
+
+
+def test_etcd_reset_moves_the_manifest_and_the_data_dir_contents_of_a_crashlooping_member():
+    result = _run(ocp.render_etcd_reset(host=Host("ip-10-0-131-183", "10.0.131.183", rebuild=1), recheck_s=1),
+                  listener=False)
+    assert result["rc"] == "0", result
+    assert result["manifest"] == "" and result["data"] == ""  # the mount point itself stays, emptied
+    moved = result["backup"].split()
+    assert any(f.startswith("./etcd-pod.yaml.") for f in moved), moved
+    assert any(f.startswith("./etcd-data.") and f.endswith("/member/snap/db") for f in moved), moved
+    assert "moved the contents of /var/lib/etcd aside" in result["out"]
+
+
+def test_etcd_reset_leaves_an_etcd_that_serves_peers_alone():
+    result = _run(ocp.render_etcd_reset(host=Host("ip-10-0-131-183", "10.0.131.183", rebuild=1), recheck_s=1),
+                  listener=True)
+    assert result["rc"] == "0", result
+    assert result["manifest"] == "etcd-pod.yaml" and result["data"] == "member" and result["backup"] == "", result
+    assert "etcd is serving peers here" in result["out"]
