@@ -144,12 +144,54 @@ def test_remote_environment_is_refused_rather_than_silently_dropped(tmp_path):
         Replayer(Runner(cwd=tmp_path)).up([remote])
 
 
-def test_kubernetes_objects_are_replaced_when_their_name_changes(tmp_path):
-    def config_map(name: str, labels: dict) -> Recorded:
-        return Recorded(**{**cmd("cm", create="true").__dict__, "type": "kubernetes:core/v1:ConfigMap",
-                           "inputs": {"metadata": {"name": name, "labels": labels}}, "replace_on_changes": ()})
-    r = Replayer(Runner(cwd=tmp_path))
-    assert [s.op for s in r.up([config_map("a", {"x": "1"})])] == ["create"]
-    assert "applied without side effects" in r.steps[0].note
-    assert [s.op for s in r.up([config_map("a", {"x": "2"})])] == ["update"]
-    assert [s.op for s in r.up([config_map("b", {"x": "2"})])] == ["replace-delete", "create"]
+def test_kubernetes_objects_are_applied_and_replaced_when_their_name_changes(tmp_path):
+    """A CustomResource through its provider's kubeconfig: create, update (merge of spec), a
+    replacement when metadata.name changes (delete first: delete-before-replace), a ConfigMapPatch
+    upsert, retainOnDelete leaving the object, and an unmodelled type refused."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from tests.support.kube_emulator import Emulator
+
+    with Emulator() as emu:
+        objects = client.CustomObjectsApi(emu.api_client)
+        provider = Recorded(**{**cmd("k8s", create="true").__dict__, "type": "pulumi:providers:kubernetes",
+                               "inputs": {"kubeconfig": emu.kubeconfig_text}, "replace_on_changes": ()})
+        provider_ref = f"{provider.urn}::id"
+
+        def operation(name: str, action: str) -> Recorded:
+            return Recorded(**{**cmd("op", create="true", deps=("k8s",)).__dict__,
+                               "type": "kubernetes:kubean.io/v1alpha1:ClusterOperation", "provider": provider_ref,
+                               "inputs": {"apiVersion": "kubean.io/v1alpha1", "kind": "ClusterOperation",
+                                          "metadata": {"name": name}, "spec": {"action": action}},
+                               "replace_on_changes": ()})
+
+        def read(name: str) -> dict | None:
+            try:
+                return objects.get_cluster_custom_object("kubean.io", "v1alpha1", "clusteroperations", name)
+            except ApiException as exc:
+                assert exc.status == 404
+                return None
+        patch = Recorded(**{**cmd("clean", create="true", deps=("k8s",)).__dict__,
+                            "type": "kubernetes:core/v1:ConfigMapPatch", "provider": provider_ref,
+                            "retain_on_delete": True, "replace_on_changes": (),
+                            "inputs": {"metadata": {"name": "pb", "namespace": "kubean-system"},
+                                       "data": {"a.yml": "- hosts: all"}}})
+        r = Replayer(Runner(cwd=tmp_path))
+        assert [s.op for s in r.up([provider, operation("a", "cluster.yml"), patch])] == ["create"] * 3
+        assert read("a")["spec"] == {"action": "cluster.yml"}
+        assert emu.core.read_namespaced_config_map("pb", "kubean-system").data == {"a.yml": "- hosts: all"}
+        assert [s.op for s in r.up([provider, operation("a", "scale.yml"), patch])] == ["noop", "update", "noop"]
+        assert read("a")["spec"] == {"action": "scale.yml"}
+        assert [s.op for s in r.up([provider, operation("b", "scale.yml")])] == [
+            "noop", "replace-delete", "create", "delete"]
+        assert read("a") is None and read("b") is not None
+        assert r.steps[-1].note == "retainOnDelete: left in place"
+        assert emu.core.read_namespaced_config_map("pb", "kubean-system").data == {"a.yml": "- hosts: all"}
+        # a create never overwrites an object that exists (no upsert without patchForce)
+        with pytest.raises(StepFailed, match=r"create op .*Conflict|create op .*409|create op .*exists"):
+            Replayer(Runner(cwd=tmp_path)).up([provider, operation("b", "x")])
+        plain = Recorded(**{**cmd("cm", create="true", deps=("k8s",)).__dict__, "type": "kubernetes:core/v1:ConfigMap",
+                            "provider": provider_ref, "inputs": {"metadata": {"name": "c"}}, "replace_on_changes": ()})
+        with pytest.raises(StepFailed, match="only CustomResources"):
+            Replayer(Runner(cwd=tmp_path)).up([provider, plain])

@@ -20,7 +20,7 @@ from cpswap.executors.etcd import Connection
 from tests.support.etcd_cluster import digest, etcd_binary  # noqa: F401  (digest: used by twin tests)
 from tests.support.kube_emulator import Controllers, Emulator, ONECLOUD_POLICY, seed_004
 from tests.support.pki import make_ca, make_cert
-from tests.support.twin.hosts import Network
+from tests.support.twin.hosts import PRIVATE_DIRS, Network
 
 SHIMS = Path(__file__).parent / "shims"
 OCBOOT_TOKEN = "mytoken@yunionio"
@@ -30,7 +30,7 @@ LAYOUTS = {  # (TLS dir under the host root, file names: ca, client cert, client
     "kubeadm": ("etc-kubernetes/pki/etcd", ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key",
                                             "server.crt", "server.key"), "var-lib-etcd"),
 }
-MOUNTS = {"var-lib-rancher": "/var/lib/rancher", "etc-kubernetes": "/etc/kubernetes", "var-lib-etcd": "/var/lib/etcd"}
+MOUNTS = PRIVATE_DIRS
 
 
 def in_host(relative: str) -> str:
@@ -122,6 +122,13 @@ class Twin:
         """A reinstalled machine that keeps a dead host's IP (seed 001), with a new name."""
         self.net.add_host(name, ip=ip)
         self._lay_out_tls(name, ip)
+        self._write_config()
+
+    def rebuild_host(self, name: str) -> None:
+        """Seed 001's first-node case: a killed host reinstalled with the same name and IP (empty
+        disks; the twin lays out its certificates, standing in for the installer's distribution)."""
+        host = self.net.rebuild(name)
+        self._lay_out_tls(name, host.ip)
         self._write_config()
 
     def _write_config(self) -> None:

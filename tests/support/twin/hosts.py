@@ -1,10 +1,11 @@
 """Fake hosts for the twin: network namespaces on a bridge, each with its own address, hostname
-(UTS namespace), private /var/lib/rancher, /etc/kubernetes and /var/lib/etcd (mount namespace bind mounts) and a
-real sshd taking key logins. Test-only; needs root and iproute2.
+(UTS namespace), private /var/lib/rancher, /etc/kubernetes, /var/lib/etcd and /var/lib/etcd-backup (mount
+namespace bind mounts) and a real sshd taking key logins. Test-only; needs root and iproute2.
 
 ``Network.create(workdir)`` picks a free 10.250.X.0/24 and bridge; ``add_host(name)`` starts one;
 ``run(host, cmd)`` runs a command over real SSH; ``kill(host)`` SIGKILLs the host's processes by
-PID and cuts its link; ``move_vip`` plays keepalived; ``close()`` stops every PID and removes the
+PID and cuts its link; ``rebuild(host)`` brings a killed host back as a reinstalled machine (same
+name and address, empty disks, new host key; the old namespace is kept until ``close()``); ``move_vip`` plays keepalived; ``close()`` stops every PID and removes the
 namespaces, veths and the bridge, always.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+PRIVATE_DIRS = {"var-lib-rancher": "/var/lib/rancher", "etc-kubernetes": "/etc/kubernetes",
+                "var-lib-etcd": "/var/lib/etcd", "var-lib-etcd-backup": "/var/lib/etcd-backup"}
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
 
@@ -68,6 +71,8 @@ class Network:
     bridge: str
     hosts: dict[str, Host] = field(default_factory=dict)
     vip_holder: str | None = None
+    retired: list[Host] = field(default_factory=list)  # hosts replaced by a rebuild; cleaned up by close()
+    started: int = 0  # hosts ever started: the next one's namespace and default address index
 
     @classmethod
     def create(cls, workdir: Path) -> "Network":
@@ -86,7 +91,7 @@ class Network:
         key = workdir / "client_key"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
         (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text())
-        for mount_point in ("/var/lib/rancher", "/etc/kubernetes", "/var/lib/etcd"):
+        for mount_point in PRIVATE_DIRS.values():
             Path(mount_point).mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         return net
@@ -105,12 +110,16 @@ class Network:
 
     def add_host(self, name: str, *, env: dict[str, str] | None = None, ip: str | None = None) -> Host:
         """Start a host; ``ip`` reuses a dead host's address (a rebuild that keeps its IP)."""
-        i = len(self.hosts) + 1
+        self.started += 1
+        i = self.started
         if ip is not None and any(h.alive and h.ip == ip for h in self.hosts.values()):
             raise ValueError(f"{ip} is still held by a live host")
+        if name in self.hosts and self.hosts[name].alive:
+            raise ValueError(f"host {name} exists and is alive")
+        root = self.workdir / name if name not in self.hosts else self.workdir / f"{name}.{i}"
         host = Host(name=name, ip=ip or f"10.250.{self.index}.{i}", netns=f"cps{self.index}h{i}",
-                    veth=f"cps{self.index}v{i}", root=self.workdir / name)
-        for sub in ("var-lib-rancher", "etc-kubernetes", "var-lib-etcd", "ssh"):
+                    veth=f"cps{self.index}v{i}", root=root)
+        for sub in (*PRIVATE_DIRS, "ssh"):
             (host.root / sub).mkdir(parents=True, exist_ok=True)
         sh("ip", "netns", "add", host.netns)
         sh("ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
@@ -128,19 +137,28 @@ class Network:
                           f"AuthorizedKeysFile {self.workdir}/authorized_keys\nPermitRootLogin prohibit-password\n"
                           f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
                           f"LogLevel VERBOSE\nSetEnv {setenv}\nMaxStartups 100\n")
-        script = (f"hostname {name} && mount --bind {host.root}/var-lib-rancher /var/lib/rancher && "
-                  f"mount --bind {host.root}/etc-kubernetes /etc/kubernetes && "
-                  f"mount --bind {host.root}/var-lib-etcd /var/lib/etcd && "
-                  f"exec /usr/sbin/sshd -D -f {config} -E {host.sshd_log}")
+        mounts = "".join(f"mount --bind {host.root}/{sub} {target} && " for sub, target in PRIVATE_DIRS.items())
+        script = f"hostname {name} && {mounts}exec /usr/sbin/sshd -D -f {config} -E {host.sshd_log}"
         host.sshd = subprocess.Popen(["ip", "netns", "exec", host.netns, "unshare", "--uts", "--mount",
                                       "--propagation", "private", "sh", "-c", script],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        if name in self.hosts:
+            self.retired.append(self.hosts[name])
         self.hosts[name] = host
         sh("ip", "neigh", "flush", "to", host.ip, check=False)  # a reused address has a new MAC
         self._wait_ssh(host)
         if self.vip_holder is None:
             self.move_vip(name)
         return host
+
+    def rebuild(self, name: str) -> Host:
+        """A killed host reinstalled: same name and address, empty disks, a new host key."""
+        old = self.hosts[name]
+        if old.alive:
+            raise ValueError(f"host {name} is alive: kill it before rebuilding it")
+        old.pids.clear()  # killed already: never signalled again (PIDs get reused)
+        (old.root / "pids").unlink(missing_ok=True)
+        return self.add_host(name, ip=old.ip)
 
     def _wait_ssh(self, host: Host, deadline_s: float = 15) -> None:
         end = time.monotonic() + deadline_s
@@ -197,7 +215,7 @@ class Network:
                 self.move_vip(survivor.name)
 
     def close(self) -> None:
-        for host in self.hosts.values():
+        for host in [*self.retired, *self.hosts.values()]:
             for pid in host.all_pids():
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -213,7 +231,8 @@ class Network:
     def leftovers(self) -> list[str]:
         links = sh("ip", "-o", "link", "show", check=False).stdout
         spaces = sh("ip", "netns", "list", check=False).stdout
-        found = [h.netns for h in self.hosts.values() if h.netns in spaces]
-        found += [h.veth for h in self.hosts.values() if f" {h.veth}@" in links or f" {h.veth}:" in links]
+        every = [*self.retired, *self.hosts.values()]
+        found = [h.netns for h in every if h.netns in spaces]
+        found += [h.veth for h in every if f" {h.veth}@" in links or f" {h.veth}:" in links]
         found += [self.bridge] if f" {self.bridge}:" in links else []
         return found

@@ -90,9 +90,9 @@ checks), ``metadata.generation``, the kubelet restarting a crashlooping etcd.
 
 Twin limits for runbook 2.4.2's node shell: /var/lib/etcd is a mount point on a fake host (as on a
 node whose etcd has its own disk), so ``mv /var/lib/etcd/ /tmp`` fails with "Device or resource
-busy"; move its contents. /var/lib/etcd-backup and /tmp are NOT private to a fake host (only
-/var/lib/rancher, /etc/kubernetes and /var/lib/etcd are): what is moved there lands on the test
-machine, shared by every fake host.
+busy"; move its contents. /var/lib/etcd-backup is private to each fake host (a bind mount, like
+/var/lib/rancher, /etc/kubernetes and /var/lib/etcd); /tmp is NOT: what is moved there lands on the
+test machine, shared by every fake host.
 """
 from __future__ import annotations
 
