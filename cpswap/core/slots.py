@@ -193,7 +193,7 @@ def _kubean(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
             name=f"{member.slot}-join-wait", action="join-wait", runs_on=local,
             create=kb.render_kubean_wait(name=operation, host=host, kubean=kubean),
             update=_record(member, "join operation finished earlier"), delete=None, triggers=triggers,
-            secret_env=GLOBAL_KUBECONFIG_ENV, create_timeout="95m",
+            secret_env=LOCAL_SECRET_ENV[:1] + GLOBAL_KUBECONFIG_ENV, create_timeout="95m",
             reason="wait for the ClusterOperation; Failed stops the run with the job's name (a re-run resubmits it)"),
     )
 

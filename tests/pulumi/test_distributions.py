@@ -100,6 +100,11 @@ def test_kubean_swap_declares_the_join_operation_on_the_global_cluster_for_that_
     assert {n for n in changed if not n.startswith("cp1")} == {"control-plane"}
     wait = swapped.by_name()["cp1-join-wait"]
     assert wait.dependencies and any(d.endswith("cp1-join") for d in wait.dependencies)
+    # the wait reads the operation on the global cluster and, without one, the Node on the managed one
+    # (found by the twin: the adoption path had no managed kubeconfig)
+    both = {"CPSWAP_KUBECONFIG_DATA", "CPSWAP_GLOBAL_KUBECONFIG_DATA"}
+    assert both <= set(wait.inputs.get("environment") or {})
+    assert both <= set(swapped.by_name()["cp1-etcd-leave"].inputs.get("environment") or {})
     leave = swapped.by_name()["cp1-etcd-leave"]
     assert leave.type == "command:local:Command" and "cpswap kubean leave" in leave.inputs["delete"]
     assert "--operation cpswap-cp1-remove-centos-master1-r1" in leave.inputs["delete"]
