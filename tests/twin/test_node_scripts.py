@@ -52,3 +52,36 @@ def test_etcd_reset_leaves_an_etcd_that_serves_peers_alone():
     assert result["rc"] == "0", result
     assert result["manifest"] == "etcd-pod.yaml" and result["data"] == "member" and result["backup"] == "", result
     assert "etcd is serving peers here" in result["out"]
+
+
+@pytest.mark.skipif(shutil.which("keepalived") is None, reason="needs keepalived (Debian package keepalived)")
+def test_keepalived_install_writes_a_config_real_keepalived_accepts_and_runs_it():
+    """The keepalived step's script on a node without systemd: the config is written 0600 with the
+    password from stdin, real keepalived accepts it, starts as BACKUP and, hearing no MASTER on its
+    own isolated link, takes the VIP after the master-down interval. Everything runs in a private
+    PID namespace: its processes end with the test's shell."""
+    from cpswap.core.model import Endpoint, VipSettings
+    from cpswap.core.renderers.keepalived import render_keepalived_install
+
+    vip = VipSettings(keepalived=True, interface="eth0", instance="VI_1", virtual_router_id=51,
+                      router_id="NGINX_MASTER", advert_int=1, priorities=(("cp1", 100), ("cp2", 90), ("cp3", 80)))
+    script = render_keepalived_install(host=Host("k8s-backup3", "10.99.0.13"), slot="cp3", vip=vip,
+                                       endpoint=Endpoint(host="10.99.0.100", port=6443))
+    body = ("ip link set lo up; ip link add eth0 type veth peer name eth1; ip link set eth1 up; ip link set eth0 up; ip addr add 10.99.0.13/24 dev eth0; "
+            "mount -t tmpfs none /etc/keepalived; mount -t tmpfs none /run; "
+            f"printf 'vrrpTst1' | ( {script} ); echo rc=$?; "
+            "stat -c mode=%a /etc/keepalived/keepalived.conf; "
+            "i=0; while [ $i -lt 100 ] && ! ip -4 addr show dev eth0 | grep -q 10.99.0.100; do sleep 0.1; i=$((i+1)); done; "
+            "ip -4 addr show dev eth0 | grep -q 10.99.0.100 && echo vip=held || echo vip=absent; "
+            "echo conf; cat /etc/keepalived/keepalived.conf")
+    subprocess.run(["mkdir", "-p", "/etc/keepalived"], check=True)
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--net", "--propagation",
+                           "private", "sh", "-c", body], capture_output=True, text=True, timeout=60)
+    out = done.stdout
+    assert "rc=0" in out and "k8s-backup3: keepalived VI_1 vrid 51 configured" in out, (out, done.stderr)
+    assert "mode=600" in out, out
+    conf = out.split("conf\n", 1)[1]
+    assert "auth_pass vrrpTst1" in conf and "@@" not in conf
+    assert "state BACKUP" in conf and "priority 80" in conf and "virtual_router_id 51" in conf
+    assert "vip=held" in out, (out, done.stderr)
+    assert "vrrpTst1" not in done.stderr

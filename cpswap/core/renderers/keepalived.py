@@ -29,14 +29,16 @@ def render_keepalived_conf(*, slot: str, vip: VipSettings, endpoint: Endpoint) -
 
 
 def render_keepalived_install(*, host: Host, slot: str, vip: VipSettings, endpoint: Endpoint) -> str:
-    """Write keepalived.conf (0600, auth password from stdin) and (re)start keepalived on the new host."""
+    """Write keepalived.conf (0600, auth password from stdin) and (re)start keepalived on the new host:
+    through systemd when it is the init system (sd_booted's test), else checked with
+    ``--config-test`` and reloaded (SIGHUP) or started."""
     conf = render_keepalived_conf(slot=slot, vip=vip, endpoint=endpoint)
     return (
         "set -eu; umask 077; IFS= read -r AUTH || [ -n \"$AUTH\" ]; "
         "case $AUTH in *[!A-Za-z0-9_.-]*|'') echo 'keepalivedAuthPass must be 1-8 of [A-Za-z0-9_.-]' >&2; exit 2;; esac; "
         f"mkdir -p /etc/keepalived; printf '%s' {quote(conf)} | sed \"s/{AUTH_PLACEHOLDER}/$AUTH/\" > {CONF}.cpswap; "
         f"mv {CONF}.cpswap {CONF}; "
-        "if command -v systemctl >/dev/null 2>&1; then systemctl enable keepalived >/dev/null 2>&1 || true; "
+        "if [ -d /run/systemd/system ]; then systemctl enable keepalived >/dev/null 2>&1 || true; "
         "systemctl restart keepalived; else keepalived --config-test -f " + CONF + " && "
         "{ pkill -HUP -x keepalived || keepalived -f " + CONF + "; }; fi; "
         f"echo {quote(f'{host.name}: keepalived {vip.instance} vrid {vip.virtual_router_id} configured')}"
