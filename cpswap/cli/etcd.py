@@ -81,7 +81,9 @@ def _member_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ip", required=True, help="the member's IP (its peer URL host)")
 
 
-def connect_from_args(args: argparse.Namespace):
+def connect_from_args(args: argparse.Namespace, *, departing: tuple[str, str] | None = None):
+    """The etcd connection of the flags; ``departing`` (name, ip) is never used as an endpoint
+    found by discovery (the seed: "choose a pod that is not on the affected node")."""
     endpoints = [e for e in args.endpoints.split(",") if e]
     if args.discover == "kube":
         from cpswap.executors.kube import control_plane_endpoints
@@ -91,7 +93,8 @@ def connect_from_args(args: argparse.Namespace):
         from cpswap.executors.openshift import etcd_pod_endpoints
 
         endpoints += etcd_pod_endpoints(kubeconfig=args.kubeconfig, namespace=args.etcd_namespace,
-                                        timeout=args.timeout)
+                                        timeout=args.timeout, exclude_node=departing[0] if departing else None,
+                                        exclude_ip=departing[1] if departing else None)
     return ex.preset_connection(preset=args.preset, endpoints=endpoints, cacert=args.cacert, cert=args.cert,
                                 key=args.key, timeout=args.timeout)
 
@@ -155,7 +158,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    with connect_from_args(args) as conn:
+    with connect_from_args(args, departing=(args.name, args.ip)) as conn:
         outcome = ex.remove_member(conn, name=args.name, ip=args.ip,
                                    snapshot_dir=None if args.no_snapshot else args.snapshot_dir,
                                    deadline_s=args.deadline, progress=_progress)

@@ -1,8 +1,8 @@
 """OpenShift executor (seed 003): healthy etcd pods, the member's TLS secrets, Machines and the
 etcd operator's forced redeployment. Not pure (HTTP to the API server via the official client).
 
-- ``etcd_pod_endpoints``: client URLs of Running, Ready etcd pods on nodes other than the
-  departing one (the seed's "choose a pod that is not on the affected node").
+- ``etcd_pod_endpoints``: client URLs of Running, Ready etcd pods; a removal excludes the
+  departing node's pod (the seed's "choose a pod that is not on the affected node").
 - ``delete_etcd_secrets``: ``etcd-peer-<node>``, ``etcd-serving-<node>``,
   ``etcd-serving-metrics-<node>``; absent counts as deleted.
 - ``delete_machine``: the Machine whose ``status.nodeRef`` is the node; its spec is kept first in
@@ -56,10 +56,17 @@ def _etcd_pods(api: kx.Api, namespace: str) -> list[client.V1Pod]:
             and (p.metadata.labels or {}).get("app", "etcd") == "etcd"]
 
 
-def etcd_pod_endpoints(*, kubeconfig: str | None, namespace: str, timeout: float, port: int = 2379) -> list[str]:
+def etcd_pod_endpoints(*, kubeconfig: str | None, namespace: str, timeout: float, port: int = 2379,
+                       exclude_node: str | None = None, exclude_ip: str | None = None) -> list[str]:
+    """Client URLs of Running, Ready etcd pods, without the pod of ``exclude_node``/``exclude_ip``
+    (a dead node's mirror pod can still read Ready until the node controller notices)."""
     with kx.connect(kubeconfig=kubeconfig, timeout=timeout) as api:
         pods = _etcd_pods(api, namespace)
-    return sorted({f"https://{p.status.host_ip}:{port}" for p in pods if _pod_ready(p) and p.status.host_ip})
+
+    def usable(pod: client.V1Pod) -> bool:
+        on_departing = exclude_node is not None and pod.spec is not None and pod.spec.node_name == exclude_node
+        return _pod_ready(pod) and bool(pod.status.host_ip) and pod.status.host_ip != exclude_ip and not on_departing
+    return sorted({f"https://{p.status.host_ip}:{port}" for p in pods if usable(p)})
 
 
 def delete_etcd_secrets(*, namespace: str, node: str, progress: Progress) -> list[str]:

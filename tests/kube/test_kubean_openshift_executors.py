@@ -225,6 +225,11 @@ def test_redeploy_patches_a_unique_reason_unless_the_etcd_pod_is_ready(openshift
     assert ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="x", settle_s=0,
                        progress=print) == "not-needed"
     assert ox.etcd_pod_endpoints(kubeconfig=None, namespace="openshift-etcd", timeout=5) == ["https://10.0.133.53:2379"]
+    # the departing node's pod is never an endpoint for its own removal, by name or by address
+    assert ox.etcd_pod_endpoints(kubeconfig=None, namespace="openshift-etcd", timeout=5,
+                                 exclude_node="ip-10-0-133-53") == []
+    assert ox.etcd_pod_endpoints(kubeconfig=None, namespace="openshift-etcd", timeout=5,
+                                 exclude_ip="10.0.133.53") == []
 
 
 def test_leave_after_a_partly_successful_remove_skips_the_operation(kubean_env):
