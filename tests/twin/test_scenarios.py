@@ -302,8 +302,8 @@ def test_ssh_drop_in_the_middle_of_a_join_converges_by_rerunning_up(tmp_path):
     try:
         workdir = project(tmp_path)
 
-        def learner_added() -> bool:
-            return any(m.is_learner or m.name.startswith(NEW) for m in ex.member_list(twin.etcd_connection()))
+        def learner_added() -> bool:  # the shim's fault hook holds the join in the gap (no race with etcd's start)
+            return (twin.net.hosts[NEW].root / "learner-added").exists()
 
         runner = DroppingRunner(cwd=workdir, host=twin.net.hosts[NEW].ip, moment=learner_added)
         replayer = Replayer(runner)
@@ -319,6 +319,7 @@ def test_ssh_drop_in_the_middle_of_a_join_converges_by_rerunning_up(tmp_path):
         dead = twin.net.hosts[N3]
         connections_at_death = dead.connections()
         swapped = {**slots, "cp3": NEW}
+        (twin.net.hosts[NEW].root / "hold-after-learner-add").write_text("1")
         with Sampler(twin) as sampler:
             with pytest.raises(StepFailed, match=r"create cp3-join on 10\.250\.\S+ failed: rc=-9"):
                 k3s_up(swapped)

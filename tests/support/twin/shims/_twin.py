@@ -97,6 +97,18 @@ def _spawn_promoter(member_id: str, endpoints: list[str]) -> None:
         handle.write(f"{proc.pid}\n")
 
 
+def _hold_after_learner_add(hold_s: float = 30) -> None:
+    """Fault hook (one-shot): with ``<twin>/<host>/hold-after-learner-add`` present, say so in
+    ``learner-added`` and wait (bounded) before starting etcd, so a test can cut the session in
+    exactly that gap."""
+    hold = TWIN / HOST / "hold-after-learner-add"
+    if not hold.exists():
+        return
+    hold.unlink()
+    (TWIN / HOST / "learner-added").write_text("1")
+    time.sleep(hold_s)
+
+
 def join_etcd(*, node_name: str, ip: str, member_name: str | None = None, promoter: str = "self") -> None:
     """Add this host as a learner, start etcd, promote it: what k3s (and kubeadm in learner mode)
     does for a joining control-plane node.
@@ -121,6 +133,7 @@ def join_etcd(*, node_name: str, ip: str, member_name: str | None = None, promot
                                                      endpoints=endpoints))
         initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', added.stdout).group(1)
         member_id = re.search(r"Member\s+([0-9a-f]+) added", added.stdout).group(1)
+        _hold_after_learner_add()
     else:
         member_id = format(ours["ID"], "x")
         initial = ",".join(f"{m.get('name') or name}={u}" for m in _members(endpoints) for u in m.get("peerURLs", []))
