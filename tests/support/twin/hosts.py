@@ -80,11 +80,12 @@ class Network:
         used = sh("ip", "-o", "link", "show", check=False).stdout
         for index in range(10, 250):
             bridge = f"cpsb{index}"
-            if bridge not in used:
+            # claimed by creating it: parallel test workers may race for the same free index
+            if f" {bridge}:" not in used and sh("ip", "link", "add", bridge, "type", "bridge",
+                                                 check=False).returncode == 0:
                 break
         else:
             raise RuntimeError("no free twin bridge index")
-        sh("ip", "link", "add", bridge, "type", "bridge")
         net = cls(workdir=workdir, index=index, bridge=bridge)
         sh("ip", "addr", "add", f"{net.gateway}/24", "dev", bridge)
         sh("ip", "link", "set", bridge, "up")
