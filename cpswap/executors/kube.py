@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 from kubernetes import client, config as kconfig
 from kubernetes.client.exceptions import ApiException
 
-from cpswap.core.errors import (ConfigError, DeadlineError, PermanentError, TransientError, UnsafeOperationError,
+from cpswap.core.errors import (ConfigError, PermanentError, TransientError, UnsafeOperationError,
                                 Violation)
 from cpswap.core.facts import ClaimFact, KubeFacts
 from cpswap.executors.waiting import wait_until

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
-from cpswap.core.facts import EtcdFacts, KubeFacts, Observation
+from cpswap.core.facts import EtcdFacts, Observation
 from cpswap.core.model import StackModel
 from cpswap.executors.etcd import ENV_KEYS, observe_etcd, preset_connection
 

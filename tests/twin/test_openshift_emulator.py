@@ -143,21 +143,6 @@ def assert_no_errors(ocp: OpenShiftTwin) -> None:
     assert ocp.twin.controllers.errors == [], ocp.twin.controllers.errors
 
 
-@pytest.fixture
-def started(tmp_path):
-    made = []
-
-    def start(**kw) -> OpenShiftTwin:
-        ocp = OpenShiftTwin.start(tmp_path / "twin", **kw)
-        made.append(ocp)
-        return ocp
-    yield start
-    for ocp in made:
-        print("\n" + "\n".join(sorted(ocp.machines.events + ocp.ceo.events, key=lambda e: e[:8])))
-        ocp.close()
-        assert ocp.twin.net.leftovers() == []
-
-
 def test_machine_case_end_to_end(started):
     """Seed 003 2.4.1: the machine of A is gone. Remove its member, delete its secrets, delete its
     Machine and create a clean copy under a new name, force a redeployment: B, C and the new node

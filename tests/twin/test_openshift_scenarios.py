@@ -37,21 +37,6 @@ A, B, C, D = "ocp-cp-a", "ocp-cp-b", "ocp-cp-c", "ocp-cp-d"
 SLOTS = {"cp1": A, "cp2": B, "cp3": C}
 
 
-@pytest.fixture
-def started(tmp_path):
-    made: list[OpenShiftTwin] = []
-
-    def start(**kw) -> OpenShiftTwin:
-        ocp = OpenShiftTwin.start(tmp_path / "twin", **kw)
-        made.append(ocp)
-        return ocp
-    yield start
-    for ocp in made:
-        print("\n" + "\n".join(sorted(ocp.machines.events + ocp.ceo.events, key=lambda e: e[:8])))
-        ocp.close()
-        assert ocp.twin.net.leftovers() == []
-
-
 def wait_for(what: str, predicate, *, timeout_s: float = 30, every_s: float = 0.2):
     end = time.monotonic() + timeout_s
     while True:
@@ -71,6 +56,16 @@ def ocp_up(ocp: OpenShiftTwin, replayer: Replayer, workdir: Path, slots: dict[st
     steps = replayer.up(recording.resources)
     save_outputs(workdir, recording)
     return recording, steps
+
+
+def timed_up(label: str, ocp: OpenShiftTwin, replayer: Replayer, workdir: Path, slots: dict[str, str | dict]):
+    """One `up` with quorum sampled throughout; prints its duration and its steps' durations."""
+    with Sampler(ocp.twin, limit_s=120) as sampler:
+        started_at = time.monotonic()
+        _, steps = ocp_up(ocp, replayer, workdir, slots)
+        elapsed = time.monotonic() - started_at
+    print(f"\n{label}: {elapsed:.1f}s: {[(s.name, s.op, round(d, 1)) for s, d in replayer.durations[-9:]]}")
+    return steps, sampler
 
 
 def ran(steps) -> list[tuple[str, str]]:
@@ -184,11 +179,7 @@ def test_machine_case_replaces_the_dead_members_machine(started, tmp_path):
     stale = pods(ocp)[f"etcd-{A}"]
     assert stale.status.phase == "Running" and all(s.ready for s in stale.status.container_statuses)
     swapped = {**SLOTS, "cp1": D}
-    with Sampler(twin, limit_s=120) as sampler:
-        started_at = time.monotonic()
-        _, steps = ocp_up(ocp, replayer, workdir, swapped)
-        elapsed = time.monotonic() - started_at
-    print(f"\nmachine case: {elapsed:.1f}s: {[(s.name, s.op, round(d, 1)) for s, d in replayer.durations[-9:]]}")
+    steps, sampler = timed_up("machine case", ocp, replayer, workdir, swapped)
     assert ran(steps) == [
         ("cp1-etcd-leave", "replace-delete"), ("cp1-etcd-leave", "create"),
         ("cp1-etcd-secrets", "replace-delete"), ("cp1-etcd-secrets", "create"),
@@ -269,11 +260,7 @@ def test_crashloop_case_resets_etcd_on_the_node_and_keeps_the_machine(started, t
     rebuilt = {**SLOTS, "cp3": {"name": C, "ip": host.ip, "rebuild": 1}}
     real_backup = Path("/var/lib/etcd-backup")  # the test machine's own: the reset must not reach it
     real_before = sorted(real_backup.iterdir()) if real_backup.is_dir() else []
-    with Sampler(twin, limit_s=120) as sampler:
-        started_at = time.monotonic()
-        _, steps = ocp_up(ocp, replayer, workdir, rebuilt)
-        elapsed = time.monotonic() - started_at
-    print(f"\ncrashloop case: {elapsed:.1f}s: {[(s.name, s.op, round(d, 1)) for s, d in replayer.durations[-9:]]}")
+    steps, sampler = timed_up("crashloop case", ocp, replayer, workdir, rebuilt)
     assert ran(steps) == [
         ("cp3-etcd-leave", "replace-delete"), ("cp3-etcd-leave", "create"),
         ("cp3-etcd-secrets", "replace-delete"), ("cp3-etcd-secrets", "create"),

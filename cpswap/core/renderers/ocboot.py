@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from cpswap.core.model import Endpoint, Host, Member, OcbootSettings
+from cpswap.core.model import Endpoint, Member, OcbootSettings
 
 CONFIG_FILE = ".cpswap-join.yml"
 
