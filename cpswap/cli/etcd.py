@@ -92,9 +92,14 @@ def connect_from_args(args: argparse.Namespace, *, departing: tuple[str, str] | 
     elif args.discover == "openshift":
         from cpswap.executors.openshift import etcd_pod_endpoints
 
-        endpoints += etcd_pod_endpoints(kubeconfig=args.kubeconfig, namespace=args.etcd_namespace,
-                                        timeout=args.timeout, exclude_node=departing[0] if departing else None,
-                                        exclude_ip=departing[1] if departing else None)
+        found = etcd_pod_endpoints(kubeconfig=args.kubeconfig, namespace=args.etcd_namespace, timeout=args.timeout,
+                                   exclude_node=departing[0] if departing else None,
+                                   exclude_ip=departing[1] if departing else None)
+        if not found and not endpoints:
+            raise PermanentError(f"no Running, Ready etcd pod in namespace {args.etcd_namespace}"
+                                 + (f" on a node other than {departing[0]} ({departing[1]})" if departing else "")
+                                 + ": nothing to ask (--discover openshift)")
+        endpoints += found
     return ex.preset_connection(preset=args.preset, endpoints=endpoints, cacert=args.cacert, cert=args.cert,
                                 key=args.key, timeout=args.timeout)
 

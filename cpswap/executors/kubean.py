@@ -218,16 +218,21 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
             doc = inv.move_to_end(doc, node)
             write_inventory(g, ref, doc, why=f"{node} was the first control-plane/etcd node; moved to the end "
                                               f"(Kubespray cannot remove the first node)", progress=progress)
+        others = [h for h in inv.group_hosts(doc, "kube_control_plane") if h != node]
         with kx.connect(timeout=10) as api:
             current = kx.read_node(api, node)
+            survivors = tuple(h for h in others if (n := kx.read_node(api, h)) is not None and kx.node_ready(n))
         if member is None and current is None:
             progress(f"{node}: etcd member and Node already removed (by an earlier run's {operation}); "
                      f"not running remove-node.yml again")
         else:
-            survivors = tuple(h for h in inv.group_hosts(doc, "kube_control_plane") if h != node)
             if not survivors:
-                raise PermanentError(f"hosts-conf {ref[0]}/{ref[1]}: no kube_control_plane host besides {node}; "
-                                     "refusing to remove the last control-plane node")
+                raise PermanentError(f"hosts-conf {ref[0]}/{ref[1]}: no Ready kube_control_plane host besides {node} "
+                                     f"(others: {', '.join(others) or 'none'}); the clean-up hook would have no "
+                                     "target: refusing to remove it")
+            if len(survivors) < len(others):
+                progress(f"clean-kube-apiserver hook: skipping {', '.join(h for h in others if h not in survivors)} "
+                         "(Node not Ready: unreachable hosts fail the hook)")
             body = kb.remove_operation(name=operation, node=node, kubean=kubean,
                                        dead=_node_dead(node, current, progress), clean_on=survivors)
             run_operation(g, name=operation, body=body, deadline_s=deadline_s, progress=progress)

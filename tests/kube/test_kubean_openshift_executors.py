@@ -243,3 +243,39 @@ def test_leave_after_a_partly_successful_remove_skips_the_operation(kubean_env):
     assert all(M2 not in inv.group_hosts(_inventory(emu), g) for g in inv.GROUPS)
     with kx.connect_global() as g:
         assert kx._read_operation(g, "cpswap-cp2-remove-centos-master2") is None
+
+
+def test_the_clean_up_hook_skips_survivors_whose_node_is_not_ready(kubean_env):
+    """A second dead control-plane host would fail the hook (unreachable) after the member was gone."""
+    emu, lines = kubean_env, []
+    set_node_ready(emu.core, M3, False)
+    with FakeKubean(emu):
+        kx.leave(kubean=KUBEAN, node=M2, ip="10.6.0.12", operation="cpswap-cp2-remove-centos-master2",
+                 guard=lambda: object(), deadline_s=20, progress=lines.append)
+    op = client.CustomObjectsApi(emu.api_client).get_cluster_custom_object(
+        "kubean.io", "v1alpha1", "clusteroperations", "cpswap-cp2-remove-centos-master2")
+    assert op["spec"]["postHook"][0]["extraArgs"] == f"-e node={M1}"
+    assert any(f"skipping {M3}" in line and "not Ready" in line for line in lines), lines
+
+
+def test_the_leave_refuses_when_no_other_control_plane_node_is_ready(kubean_env):
+    emu = kubean_env
+    set_node_ready(emu.core, M1, False)
+    set_node_ready(emu.core, M3, False)
+    with pytest.raises(PermanentError, match=rf"no Ready kube_control_plane host besides {M2} \(others: {M1}, {M3}\)"):
+        kx.leave(kubean=KUBEAN, node=M2, ip="10.6.0.12", operation="cpswap-cp2-remove-centos-master2",
+                 guard=lambda: object(), deadline_s=5, progress=print)
+    with kx.connect_global() as g:
+        assert kx._read_operation(g, "cpswap-cp2-remove-centos-master2") is None  # nothing submitted
+
+
+def test_openshift_discovery_that_finds_no_other_ready_etcd_pod_says_where_it_looked(openshift_env):
+    import argparse
+
+    from cpswap.cli.etcd import connect_from_args
+
+    args = argparse.Namespace(endpoints="", discover="openshift", kubeconfig=None, etcd_namespace="openshift-etcd",
+                              timeout=5.0)
+    with pytest.raises(PermanentError, match=r"no Running, Ready etcd pod in namespace openshift-etcd on a node other "
+                                             r"than ip-10-0-133-53 \(10\.0\.133\.53\): nothing to ask"):
+        connect_from_args(args, departing=("ip-10-0-133-53", "10.0.133.53"))

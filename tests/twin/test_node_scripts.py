@@ -85,3 +85,63 @@ def test_keepalived_install_writes_a_config_real_keepalived_accepts_and_runs_it(
     assert "state BACKUP" in conf and "priority 80" in conf and "virtual_router_id 51" in conf
     assert "vip=held" in out, (out, done.stderr)
     assert "vrrpTst1" not in done.stderr
+
+
+def _stub(directory, name: str, body: str) -> str:
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return f"PATH={directory}:$PATH; export PATH; "
+
+
+def test_etcd_reset_moves_nothing_when_ss_fails(tmp_path):
+    """A failing ss must not read as "nothing listens": that would move a healthy member aside."""
+    stub = _stub(tmp_path / "bin", "ss", "echo 'ss: netlink error' >&2; exit 1")
+    result = _run(stub + ocp.render_etcd_reset(host=Host("ip-10-0-131-183", "10.0.131.183", rebuild=1), recheck_s=1),
+                  listener=False)
+    assert result["rc"] == "1", result
+    assert result["manifest"] == "etcd-pod.yaml" and result["data"] == "member" and result["backup"] == "", result
+    assert "ss failed; cannot tell whether etcd serves peers here; nothing moved" in result["err"]
+
+
+@pytest.mark.parametrize("stdin,message", [
+    ("", "keepalivedAuthPass (stdin) must be 1-8 of [A-Za-z0-9_.-]; nothing written"),
+    ("pass word", "keepalivedAuthPass (stdin) must be 1-8 of [A-Za-z0-9_.-]; nothing written"),
+    ("abcdefghij", "keepalivedAuthPass (stdin) has 10 characters; keepalived uses at most 8; nothing written"),
+])
+def test_keepalived_install_refuses_a_bad_password_before_writing(tmp_path, stdin, message):
+    from cpswap.core.model import Endpoint, VipSettings
+    from cpswap.core.renderers.keepalived import render_keepalived_install
+
+    vip = VipSettings(keepalived=True, interface="eth0", instance="VI_1", virtual_router_id=51, router_id="R",
+                      priorities=(("cp1", 100),))
+    script = render_keepalived_install(host=Host("h", "10.99.0.13"), slot="cp1", vip=vip,
+                                       endpoint=Endpoint(host="10.99.0.100", port=6443))
+    subprocess.run(["mkdir", "-p", "/etc/keepalived"], check=True)
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f"mount -t tmpfs none /etc/keepalived; ( {script} ); echo rc=$?; ls /etc/keepalived"],
+                          input=stdin, capture_output=True, text=True, timeout=30)
+    assert "rc=2" in done.stdout and done.stdout.strip().endswith("rc=2"), done.stdout  # nothing written
+    assert message in done.stderr
+    if stdin:
+        assert stdin not in done.stderr and stdin not in done.stdout
+
+
+def test_keepalived_install_fails_when_keepalived_rejects_the_config(tmp_path):
+    from cpswap.core.model import Endpoint, VipSettings
+    from cpswap.core.renderers.keepalived import render_keepalived_install
+
+    vip = VipSettings(keepalived=True, interface="eth0", instance="VI_1", virtual_router_id=51, router_id="R",
+                      priorities=(("cp1", 100),))
+    stub = _stub(tmp_path / "bin", "keepalived", 'case "$1" in --config-test) echo "bad config" >&2; exit 1;; esac; '
+                                                 "echo started > /etc/keepalived/started")
+    script = render_keepalived_install(host=Host("h", "10.99.0.13"), slot="cp1", vip=vip,
+                                       endpoint=Endpoint(host="10.99.0.100", port=6443))
+    subprocess.run(["mkdir", "-p", "/etc/keepalived"], check=True)
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f"mount -t tmpfs none /etc/keepalived; mount -t tmpfs none /run; {stub}( {script} ); "
+                           "echo rc=$?; ls /etc/keepalived"],
+                          input="vrrpTst1\n", capture_output=True, text=True, timeout=30)
+    assert "rc=1" in done.stdout and "started" not in done.stdout and "configured" not in done.stdout, done.stdout
+    assert "keepalived --config-test rejected /etc/keepalived/keepalived.conf" in done.stderr

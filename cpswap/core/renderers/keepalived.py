@@ -34,12 +34,15 @@ def render_keepalived_install(*, host: Host, slot: str, vip: VipSettings, endpoi
     ``--config-test`` and reloaded (SIGHUP) or started."""
     conf = render_keepalived_conf(slot=slot, vip=vip, endpoint=endpoint)
     return (
-        "set -eu; umask 077; IFS= read -r AUTH || [ -n \"$AUTH\" ]; "
-        "case $AUTH in *[!A-Za-z0-9_.-]*|'') echo 'keepalivedAuthPass must be 1-8 of [A-Za-z0-9_.-]' >&2; exit 2;; esac; "
+        "set -eu; umask 077; AUTH=; IFS= read -r AUTH || true; "
+        "case $AUTH in *[!A-Za-z0-9_.-]*|'') echo 'keepalivedAuthPass (stdin) must be 1-8 of [A-Za-z0-9_.-]; "
+        "nothing written' >&2; exit 2;; esac; "
+        "if [ ${#AUTH} -gt 8 ]; then echo \"keepalivedAuthPass (stdin) has ${#AUTH} characters; keepalived uses at "
+        "most 8; nothing written\" >&2; exit 2; fi; "
         f"mkdir -p /etc/keepalived; printf '%s' {quote(conf)} | sed \"s/{AUTH_PLACEHOLDER}/$AUTH/\" > {CONF}.cpswap; "
         f"mv {CONF}.cpswap {CONF}; "
         "if [ -d /run/systemd/system ]; then systemctl enable keepalived >/dev/null 2>&1 || true; "
-        "systemctl restart keepalived; else keepalived --config-test -f " + CONF + " && "
-        "{ pkill -HUP -x keepalived || keepalived -f " + CONF + "; }; fi; "
+        "systemctl restart keepalived; else keepalived --config-test -f " + CONF + " || { echo 'keepalived "
+        "--config-test rejected " + CONF + "' >&2; exit 1; }; pkill -HUP -x keepalived || keepalived -f " + CONF + "; fi; "
         f"echo {quote(f'{host.name}: keepalived {vip.instance} vrid {vip.virtual_router_id} configured')}"
     )

@@ -76,7 +76,9 @@ def render_etcd_reset(*, host: Host, recheck_s: int = 5) -> str:
         "set -eu; "
         "command -v ss >/dev/null || { echo 'ss (iproute2) is needed to tell a serving etcd from a crashlooping "
         "one; nothing moved' >&2; exit 1; }; "
-        "serving() { ss -Hltn 'sport = :2380' 2>/dev/null | grep -q .; }; "
+        # an ss failure must not read as "nothing listens" (that would move a healthy member aside)
+        "serving() { out=$(ss -Hltn 'sport = :2380') || { echo 'ss failed; cannot tell whether etcd serves "
+        "peers here; nothing moved' >&2; exit 1; }; test -n \"$out\"; }; "
         f"if serving && sleep {int(recheck_s)} && serving; then "
         f"echo {name}': etcd is serving peers here (:2380, checked twice {int(recheck_s)}s apart); nothing to reset'; "
         "exit 0; fi; "
