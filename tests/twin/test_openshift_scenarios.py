@@ -29,23 +29,13 @@ from tests.support.twin.hosts import available
 from tests.support.twin.openshift import (ETCD_CR, ETCD_NS, INITIAL_REVISION, MACHINE_NS, MACHINES, MANIFEST,
                                           SECRET_KINDS, OpenShiftTwin)
 from tests.support.twin.replayer import Replayer, Runner
+from tests.twin.test_openshift_emulator import wait_for
 from tests.twin.test_scenarios import Sampler, project, save_outputs
 
 pytestmark = [pytest.mark.twin, pytest.mark.skipif(available() is not None, reason=f"twin: {available()}")]
 
 A, B, C, D = "ocp-cp-a", "ocp-cp-b", "ocp-cp-c", "ocp-cp-d"
 SLOTS = {"cp1": A, "cp2": B, "cp3": C}
-
-
-def wait_for(what: str, predicate, *, timeout_s: float = 30, every_s: float = 0.2):
-    end = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
 
 
 def ocp_up(ocp: OpenShiftTwin, replayer: Replayer, workdir: Path, slots: dict[str, str | dict]):
