@@ -106,23 +106,34 @@ def list_nodes(api: Api) -> list[client.V1Node]:
     return list(_call("list nodes", api.core.list_node, api=api).items)
 
 
-def read_node(api: Api, name: str) -> client.V1Node | None:
+def read_or_none(what: str, fn: Callable[..., Any], *args: Any, api: Api) -> Any:
+    """``fn(*args)`` through ``_call``; an absent object (404) is None."""
     try:
-        return _call(f"read node {name}", api.core.read_node, name, api=api)
+        return _call(what, fn, *args, api=api)
     except ApiException as exc:
         if _absent(exc):
             return None
         raise
+
+
+def delete_if_present(what: str, fn: Callable[..., Any], *args: Any, api: Api) -> bool:
+    """``fn(*args)`` through ``_call``; True when it deleted something, False when it was absent (404)."""
+    try:
+        _call(what, fn, *args, api=api)
+        return True
+    except ApiException as exc:
+        if not _absent(exc):
+            raise
+        return False
+
+
+def read_node(api: Api, name: str) -> client.V1Node | None:
+    return read_or_none(f"read node {name}", api.core.read_node, name, api=api)
 
 
 def read_config_map(api: Api, namespace: str, name: str) -> client.V1ConfigMap | None:
-    try:
-        return _call(f"read configmap {namespace}/{name}", api.core.read_namespaced_config_map, name, namespace,
-                     api=api)
-    except ApiException as exc:
-        if _absent(exc):
-            return None
-        raise
+    return read_or_none(f"read configmap {namespace}/{name}", api.core.read_namespaced_config_map, name, namespace,
+                        api=api)
 
 
 def node_ready(node: client.V1Node) -> bool:
@@ -305,13 +316,8 @@ def _evict(api: Api, pod: client.V1Pod, progress: Progress) -> None:
 
 
 def _still_there(api: Api, pod: client.V1Pod) -> bool:
-    try:
-        _call("read pod", api.core.read_namespaced_pod, pod.metadata.name, pod.metadata.namespace, api=api)
-        return True
-    except ApiException as exc:
-        if _absent(exc):
-            return False
-        raise
+    return read_or_none("read pod", api.core.read_namespaced_pod, pod.metadata.name, pod.metadata.namespace,
+                        api=api) is not None
 
 
 def drain(api: Api, *, name: str, timeout_s: float, progress: Progress) -> None:
@@ -391,25 +397,15 @@ class Journal:
 
 
 def _pvc(api: Api, namespace: str, name: str) -> client.V1PersistentVolumeClaim | None:
-    try:
-        return _call(f"read pvc {namespace}/{name}", api.core.read_namespaced_persistent_volume_claim, name, namespace,
-                     api=api)
-    except ApiException as exc:
-        if _absent(exc):
-            return None
-        raise
+    return read_or_none(f"read pvc {namespace}/{name}", api.core.read_namespaced_persistent_volume_claim, name,
+                        namespace, api=api)
 
 
 def _bound_node(api: Api, pvc: client.V1PersistentVolumeClaim) -> str | None:
     if not pvc.spec or not pvc.spec.volume_name:
         return None
-    try:
-        pv = _call("read pv", api.core.read_persistent_volume, pvc.spec.volume_name, api=api)
-    except ApiException as exc:
-        if _absent(exc):
-            return None
-        raise
-    return _pv_node(pv)
+    pv = read_or_none("read pv", api.core.read_persistent_volume, pvc.spec.volume_name, api=api)
+    return _pv_node(pv) if pv is not None else None
 
 
 def _users(api: Api, namespace: str, claim: str) -> list[client.V1Pod]:
@@ -489,14 +485,6 @@ def _recover_statefulset(api: Api, action: ClaimAction, *, new_node: str, journa
                     recreator="the StatefulSet controller")
 
 
-def _delete_ignoring_absent(what: str, fn: Callable[..., Any], *args: Any, api: Api) -> None:
-    try:
-        _call(what, fn, *args, api=api)
-    except ApiException as exc:
-        if not _absent(exc):
-            raise
-
-
 def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str, journal: Journal,
                                  deadline_s: float, progress: Progress) -> None:
     """Delete the claim and its Deployment; the operator recreates both and the pod lands on the
@@ -511,11 +499,11 @@ def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str
         deleting = pvc is not None and not pvc.metadata.deletion_timestamp
         if deleting:
             journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
-            _delete_ignoring_absent(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim,
+            delete_if_present(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim,
                                     action.name, action.namespace, api=api)
         if deleting or "deployment" not in journal.started_claims().get(key, {}):
             journal.record(claim=key, step="delete-deployment", deployment=name)
-            _delete_ignoring_absent(f"delete deployment {action.namespace}/{name}",
+            delete_if_present(f"delete deployment {action.namespace}/{name}",
                                     api.apps.delete_namespaced_deployment, name, action.namespace, api=api)
         if pvc is not None:
             for pod in _users(api, action.namespace, action.name):

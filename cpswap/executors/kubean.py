@@ -53,15 +53,17 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, g: Global, **kwargs: An
     return kx._call(f"global cluster: {what}", fn, *args, api=g.api, **kwargs)
 
 
+def _read(what: str, fn: Callable[..., Any], *args: Any, g: Global) -> Any:
+    """Like ``_call``; an absent object is None."""
+    return kx.read_or_none(f"global cluster: {what}", fn, *args, api=g.api)
+
+
 def hosts_conf_ref(g: Global, kubean: KubeanSettings) -> tuple[str, str]:
-    try:
-        cluster = _call(f"read clusters.kubean.io/{kubean.cluster}", g.objects.get_cluster_custom_object,
-                        GROUP, VERSION, "clusters", kubean.cluster, g=g)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise PermanentError(f"kubean Cluster {kubean.cluster} not found on the global cluster "
-                                 f"(cpswap:kubean.cluster)") from None
-        raise
+    cluster = _read(f"read clusters.kubean.io/{kubean.cluster}", g.objects.get_cluster_custom_object, GROUP,
+                    VERSION, "clusters", kubean.cluster, g=g)
+    if cluster is None:
+        raise PermanentError(f"kubean Cluster {kubean.cluster} not found on the global cluster "
+                             f"(cpswap:kubean.cluster)")
     ref = (cluster.get("spec") or {}).get("hostsConfRef") or {}
     if not ref.get("name"):
         raise PermanentError(f"kubean Cluster {kubean.cluster} has no spec.hostsConfRef")
@@ -91,13 +93,8 @@ def write_inventory(g: Global, ref: tuple[str, str], doc: dict[str, Any], *, why
 
 
 def _read_operation(g: Global, name: str) -> dict[str, Any] | None:
-    try:
-        return _call(f"read ClusterOperation {name}", g.objects.get_cluster_custom_object, GROUP, VERSION,
-                     "clusteroperations", name, g=g)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return _read(f"read ClusterOperation {name}", g.objects.get_cluster_custom_object, GROUP, VERSION,
+                 "clusteroperations", name, g=g)
 
 
 def _create_operation(g: Global, body: dict[str, Any], progress: Progress) -> None:

@@ -74,14 +74,11 @@ def delete_etcd_secrets(*, namespace: str, node: str, progress: Progress) -> lis
     with kx.connect(timeout=10) as api:
         for prefix in SECRET_PREFIXES:
             name = f"{prefix}{node}"
-            try:
-                kx._call(f"delete secret {namespace}/{name}", api.core.delete_namespaced_secret, name, namespace,
-                         api=api)
+            if kx.delete_if_present(f"delete secret {namespace}/{name}", api.core.delete_namespaced_secret, name,
+                                    namespace, api=api):
                 deleted.append(name)
                 progress(f"secret {namespace}/{name}: deleted")
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+            else:
                 progress(f"secret {namespace}/{name}: absent")
     return deleted
 
@@ -141,12 +138,8 @@ def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, p
             kx._call("replace machine template", api.core.replace_namespaced_config_map, _template_name(slot),
                      namespace, body, api=api)
         progress(f"Machine {name} (node {node}): spec kept in configmap {namespace}/{_template_name(slot)}")
-        try:
-            kx._call(f"delete machine {name}", objects.delete_namespaced_custom_object, *MACHINE[:2], namespace,
-                     MACHINE[2], name, api=api)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        kx.delete_if_present(f"delete machine {name}", objects.delete_namespaced_custom_object, *MACHINE[:2],
+                             namespace, MACHINE[2], name, api=api)
         wait_until(f"Machine {name} deleted",
                    lambda: (all(m["metadata"]["name"] != name for m in _machines(api, namespace)), "deleting"),
                    deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
