@@ -116,10 +116,10 @@ def read_or_none(what: str, fn: Callable[..., Any], *args: Any, api: Api) -> Any
         raise
 
 
-def delete_if_present(what: str, fn: Callable[..., Any], *args: Any, api: Api) -> bool:
-    """``fn(*args)`` through ``_call``; True when it deleted something, False when it was absent (404)."""
+def delete_if_present(what: str, fn: Callable[..., Any], *args: Any, api: Api, **kwargs: Any) -> bool:
+    """``fn(*args, **kwargs)`` through ``_call``; True when it deleted something, False when it was absent (404)."""
     try:
-        _call(what, fn, *args, api=api)
+        _call(what, fn, *args, api=api, **kwargs)
         return True
     except ApiException as exc:
         if not _absent(exc):
@@ -294,12 +294,8 @@ def _is_daemonset_pod(pod: client.V1Pod) -> bool:
 
 
 def _delete_pod(api: Api, pod: client.V1Pod, *, force: bool) -> None:
-    try:
-        _call(f"delete pod {pod.metadata.namespace}/{pod.metadata.name}", api.core.delete_namespaced_pod,
-              pod.metadata.name, pod.metadata.namespace, api=api, grace_period_seconds=0 if force else None)
-    except ApiException as exc:
-        if not _absent(exc):
-            raise
+    delete_if_present(f"delete pod {pod.metadata.namespace}/{pod.metadata.name}", api.core.delete_namespaced_pod,
+                      pod.metadata.name, pod.metadata.namespace, api=api, grace_period_seconds=0 if force else None)
 
 
 def _evict(api: Api, pod: client.V1Pod, progress: Progress) -> None:
@@ -348,11 +344,7 @@ def delete_node(api: Api, *, name: str, drain_first: bool, drain_timeout_s: floa
         return "absent"
     if drain_first:
         drain(api, name=name, timeout_s=drain_timeout_s, progress=progress)
-    try:
-        _call(f"delete node {name}", api.core.delete_node, name, api=api)
-    except ApiException as exc:
-        if not _absent(exc):
-            raise
+    delete_if_present(f"delete node {name}", api.core.delete_node, name, api=api)
     progress(f"node {name} deleted")
     return "deleted"
 
@@ -472,12 +464,8 @@ def _recover_statefulset(api: Api, action: ClaimAction, *, new_node: str, journa
     elif pvc is not None:
         if not pvc.metadata.deletion_timestamp:
             journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
-            try:
-                _call(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim, action.name,
-                      action.namespace, api=api)
-            except ApiException as exc:
-                if not _absent(exc):
-                    raise
+            delete_if_present(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim, action.name,
+                              action.namespace, api=api)
         for pod in _users(api, action.namespace, action.name):  # pvc-protection holds the claim until they go
             journal.record(claim=key, step="force-delete-pod", pod=pod.metadata.name)
             _delete_pod(api, pod, force=True)
@@ -500,11 +488,11 @@ def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str
         if deleting:
             journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
             delete_if_present(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim,
-                                    action.name, action.namespace, api=api)
+                              action.name, action.namespace, api=api)
         if deleting or "deployment" not in journal.started_claims().get(key, {}):
             journal.record(claim=key, step="delete-deployment", deployment=name)
             delete_if_present(f"delete deployment {action.namespace}/{name}",
-                                    api.apps.delete_namespaced_deployment, name, action.namespace, api=api)
+                              api.apps.delete_namespaced_deployment, name, action.namespace, api=api)
         if pvc is not None:
             for pod in _users(api, action.namespace, action.name):
                 journal.record(claim=key, step="force-delete-pod", pod=pod.metadata.name)
