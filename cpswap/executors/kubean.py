@@ -204,29 +204,29 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
     member = guard()  # quorum check and verified snapshot, through the surviving etcd members; None: gone
     with connect_global() as g:
         ref, doc = read_inventory(g, kubean)
-        first = inv.first_control_plane(doc)
         done = _read_operation(g, operation)
         present = node in (doc["all"].get("hosts") or {}) or any(node in inv.group_hosts(doc, grp) for grp in inv.GROUPS)
         if not present and (done is None or (done.get("status") or {}).get("status") == "Succeeded"):
             progress(f"{node} is not in hosts-conf: it has left already")
             return
-        was_first = node in (first, *(inv.group_hosts(doc, "etcd")[:1]))
-        if was_first:
-            doc = inv.move_to_end(doc, node)
-            write_inventory(g, ref, doc, why=f"{node} was the first control-plane/etcd node; moved to the end "
-                                              f"(Kubespray cannot remove the first node)", progress=progress)
         others = [h for h in inv.group_hosts(doc, "kube_control_plane") if h != node]
         with kx.connect(timeout=10) as api:
             current = kx.read_node(api, node)
-            survivors = tuple(h for h in others if (n := kx.read_node(api, h)) is not None and kx.node_ready(n))
-        if member is None and current is None:
+            removed_earlier = member is None and current is None
+            survivors = () if removed_earlier else tuple(
+                h for h in others if (n := kx.read_node(api, h)) is not None and kx.node_ready(n))
+        if not removed_earlier and not survivors:  # refused before anything is written
+            raise PermanentError(f"hosts-conf {ref[0]}/{ref[1]}: no Ready kube_control_plane host besides {node} "
+                                 f"(others: {', '.join(others) or 'none'}); the clean-up hook would have no "
+                                 "target: refusing to remove it")
+        if node in (inv.first_control_plane(doc), *inv.group_hosts(doc, "etcd")[:1]):
+            doc = inv.move_to_end(doc, node)
+            write_inventory(g, ref, doc, why=f"{node} was the first control-plane/etcd node; moved to the end "
+                                              f"(Kubespray cannot remove the first node)", progress=progress)
+        if removed_earlier:
             progress(f"{node}: etcd member and Node already removed (by an earlier run's {operation}); "
                      f"not running remove-node.yml again")
         else:
-            if not survivors:
-                raise PermanentError(f"hosts-conf {ref[0]}/{ref[1]}: no Ready kube_control_plane host besides {node} "
-                                     f"(others: {', '.join(others) or 'none'}); the clean-up hook would have no "
-                                     "target: refusing to remove it")
             if len(survivors) < len(others):
                 progress(f"clean-kube-apiserver hook: skipping {', '.join(h for h in others if h not in survivors)} "
                          "(Node not Ready: unreachable hosts fail the hook)")

@@ -267,6 +267,15 @@ def test_the_leave_refuses_when_no_other_control_plane_node_is_ready(kubean_env)
                  guard=lambda: object(), deadline_s=5, progress=print)
     with kx.connect_global() as g:
         assert kx._read_operation(g, "cpswap-cp2-remove-centos-master2") is None  # nothing submitted
+    # the first node too: refused before its reorder is written
+    def order() -> dict:  # the groups as lists: dict equality ignores the order that matters here
+        return {g: inv.group_hosts(_inventory(emu), g) for g in inv.GROUPS}
+    before = order()
+    set_node_ready(emu.core, M2, False)
+    with pytest.raises(PermanentError, match=rf"no Ready kube_control_plane host besides {M1}"):
+        kx.leave(kubean=KUBEAN, node=M1, ip="10.6.0.11", operation="cpswap-cp1-remove-centos-master1",
+                 guard=lambda: object(), deadline_s=5, progress=print)
+    assert order() == before == {g: [M1, M2, M3] for g in inv.GROUPS}
 
 
 def test_openshift_discovery_that_finds_no_other_ready_etcd_pod_says_where_it_looked(openshift_env):
