@@ -16,6 +16,11 @@ from cpswap.core.errors import ConfigError, CpswapError, DeadlineError, Transien
 SUBCOMMAND_MODULES = ("plan", "check", "etcd", "kube", "kubean", "openshift")
 
 
+def progress(line: str) -> None:
+    """Progress lines of the executor commands: stderr, flushed (stdout carries their results)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Registers only the chosen subcommand when there is one (command resources call
     `cpswap etcd|kube` several times per swap; the clients take a second to import)."""

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from cpswap.cli import progress
 from cpswap.core.errors import PermanentError
 from cpswap.executors import etcd as ex
-
-
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -156,7 +152,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _snapshot(args: argparse.Namespace) -> int:
     with connect_from_args(args) as conn:
-        info = ex.snapshot(conn, out=args.out, progress=_progress)
+        info = ex.snapshot(conn, out=args.out, progress=progress)
     print(json.dumps(asdict(info)) if args.json else
           f"{info.path}: {info.size} bytes, revision {info.revision}, sha256 {info.sha256}, verified")
     return 0
@@ -166,7 +162,7 @@ def _remove(args: argparse.Namespace) -> int:
     with connect_from_args(args, departing=(args.name, args.ip)) as conn:
         outcome = ex.remove_member(conn, name=args.name, ip=args.ip,
                                    snapshot_dir=None if args.no_snapshot else args.snapshot_dir,
-                                   deadline_s=args.deadline, progress=_progress)
+                                   deadline_s=args.deadline, progress=progress)
     print(json.dumps({"name": args.name, "ip": args.ip, "outcome": outcome}) if args.json else outcome)
     return 0
 
@@ -174,7 +170,7 @@ def _remove(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     with connect_from_args(args) as conn:
         member = ex.add_member(conn, peer_urls=(args.peer_url,), learner=not args.voter, deadline_s=args.deadline,
-                               progress=_progress)
+                               progress=progress)
     print(json.dumps({"id": f"{member.id:x}", "is_learner": member.is_learner}) if args.json else f"{member.id:x}")
     return 0
 
@@ -184,13 +180,13 @@ def _promote(args: argparse.Namespace) -> int:
         member = ex.find_member(ex.member_list(conn), name=args.name, ip=args.ip)
         if member is None:
             raise PermanentError(f"promote: {args.name} ({args.ip}) is not a member")
-        ex.promote_member(conn, member_id=member.id, deadline_s=args.deadline, progress=_progress)
+        ex.promote_member(conn, member_id=member.id, deadline_s=args.deadline, progress=progress)
     return 0
 
 
 def _wait(args: argparse.Namespace) -> int:
     with connect_from_args(args) as conn:
         member = ex.wait_member(conn, name=args.name, ip=args.ip, max_lag=args.max_lag, deadline_s=args.deadline,
-                                progress=_progress)
+                                progress=progress)
     print(json.dumps({"id": f"{member.id:x}", "name": member.name}) if args.json else f"{member.name} ready")
     return 0

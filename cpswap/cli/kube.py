@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from cpswap.cli import progress
 from cpswap.core.errors import UnsafeOperationError
 from cpswap.executors import kube as ex
-
-
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -97,14 +93,14 @@ def _inventory(args: argparse.Namespace) -> int:
 
 def _drain(args: argparse.Namespace) -> int:
     with _api(args) as api:
-        ex.drain(api, name=args.node, timeout_s=args.drain_timeout, progress=_progress)
+        ex.drain(api, name=args.node, timeout_s=args.drain_timeout, progress=progress)
     return 0
 
 
 def _delete_node(args: argparse.Namespace) -> int:
     with _api(args) as api:
         print(ex.delete_node(api, name=args.node, drain_first=args.drain, drain_timeout_s=args.drain_timeout,
-                             progress=_progress))
+                             progress=progress))
     return 0
 
 
@@ -126,19 +122,19 @@ def _check_kubeadm_endpoint(args: argparse.Namespace) -> int:
 
 def _wait_node(args: argparse.Namespace) -> int:
     with _api(args) as api:
-        ex.wait_node(api, name=args.node, deadline_s=args.deadline, progress=_progress)
+        ex.wait_node(api, name=args.node, deadline_s=args.deadline, progress=progress)
     return 0
 
 
 def _cordon(args: argparse.Namespace) -> int:
     with _api(args) as api:
-        ex.cordon(api, names=[n for n in args.node.split(",") if n], progress=_progress)
+        ex.cordon(api, names=[n for n in args.node.split(",") if n], progress=progress)
     return 0
 
 
 def _uncordon(args: argparse.Namespace) -> int:
     with _api(args) as api:
-        ex.uncordon_marked(api, progress=_progress,
+        ex.uncordon_marked(api, progress=progress,
                            names=[n for n in args.node.split(",") if n] if args.node else None)
     return 0
 
@@ -156,7 +152,7 @@ def _recover(args: argparse.Namespace) -> int:
     with _api(args) as api:
         report = ex.recover_pvcs(api, new_node=args.new_node, policy_json=args.policy_json, old_node=args.old_node,
                                  orphaned=args.orphaned, state_dir=args.state_dir, deadline_s=args.deadline,
-                                 progress=_progress,
+                                 progress=progress,
                                  survivors=[n for n in args.survivors.split(",") if n] if args.survivors else None)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -6,14 +6,10 @@ Global cluster kubeconfig from ``$CPSWAP_GLOBAL_KUBECONFIG_DATA``; the managed c
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from cpswap.cli import progress
 from cpswap.core.model import KubeanSettings
-
-
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def _settings(parser: argparse.ArgumentParser) -> None:
@@ -63,10 +59,10 @@ def _leave(args: argparse.Namespace) -> int:
     def guard() -> object:
         with connect_from_args(args) as conn:
             return etcd_ex.guard_removal(conn, name=args.node, ip=args.ip, snapshot_dir=args.snapshot_dir,
-                                         deadline_s=min(args.deadline, 300), progress=_progress)
+                                         deadline_s=min(args.deadline, 300), progress=progress)
 
     ex.leave(kubean=_kubean(args), node=args.node, ip=args.ip, operation=args.operation, guard=guard,
-             deadline_s=args.deadline, progress=_progress)
+             deadline_s=args.deadline, progress=progress)
     print(f"{args.node}: left through kubean")
     return 0
 
@@ -74,13 +70,13 @@ def _leave(args: argparse.Namespace) -> int:
 def _inventory_add(args: argparse.Namespace) -> int:
     from cpswap.executors import kubean as ex
 
-    ex.inventory_add(kubean=_kubean(args), node=args.node, ip=args.ip, progress=_progress)
+    ex.inventory_add(kubean=_kubean(args), node=args.node, ip=args.ip, progress=progress)
     return 0
 
 
 def _wait(args: argparse.Namespace) -> int:
     from cpswap.executors import kubean as ex
 
-    job = ex.wait(name=args.operation, node=args.node, deadline_s=args.deadline, progress=_progress)
+    job = ex.wait(name=args.operation, node=args.node, deadline_s=args.deadline, progress=progress)
     print(f"{args.operation}: Succeeded (job {job})")
     return 0

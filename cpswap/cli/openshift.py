@@ -5,11 +5,8 @@ Kubeconfig from ``$CPSWAP_KUBECONFIG_DATA`` (secret stack config). Progress on s
 from __future__ import annotations
 
 import argparse
-import sys
 
-
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+from cpswap.cli import progress
 
 
 def _namespaces(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +43,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def _secrets(args: argparse.Namespace) -> int:
     from cpswap.executors import openshift as ex
 
-    ex.delete_etcd_secrets(namespace=args.etcd_namespace, node=args.node, progress=_progress)
+    ex.delete_etcd_secrets(namespace=args.etcd_namespace, node=args.node, progress=progress)
     return 0
 
 
@@ -54,7 +51,7 @@ def _delete_machine(args: argparse.Namespace) -> int:
     from cpswap.executors import openshift as ex
 
     print(ex.delete_machine(namespace=args.machine_namespace, slot=args.slot, node=args.node,
-                            deadline_s=args.deadline, progress=_progress))
+                            deadline_s=args.deadline, progress=progress))
     return 0
 
 
@@ -62,7 +59,7 @@ def _create_machine(args: argparse.Namespace) -> int:
     from cpswap.executors import openshift as ex
 
     print(ex.create_machine(namespace=args.machine_namespace, slot=args.slot, node=args.node, ip=args.ip,
-                            machine=args.machine, deadline_s=args.deadline, progress=_progress))
+                            machine=args.machine, deadline_s=args.deadline, progress=progress))
     return 0
 
 
@@ -70,5 +67,5 @@ def _redeploy(args: argparse.Namespace) -> int:
     from cpswap.executors import openshift as ex
 
     print(ex.redeploy(etcd_namespace=args.etcd_namespace, node=args.node, reason=args.reason, settle_s=args.settle,
-                      progress=_progress))
+                      progress=progress))
     return 0
