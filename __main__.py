@@ -2,6 +2,8 @@
 
 Invalid config or an unsafe plan raises here, before any resource is registered.
 """
+from pathlib import Path
+
 import pulumi
 
 from components import ControlPlane, ControlPlaneArgs, SecretInputs
@@ -10,8 +12,9 @@ from cpswap.core.facts import Observation
 from cpswap.core.model import SECRET_KEYS, parse_stack_config
 from cpswap.core.planner import plan_swap
 from cpswap.core.report import plan_document, plan_table
-from cpswap.core.slots import ObjectSpec, slot_commands
-from cpswap.program import applied_membership, config_values, declared_operations, observe_if_enabled
+from cpswap.core.slots import slots_with_objects
+from cpswap.program import applied_membership, config_values, observe_if_enabled
+from cpswap.stackfiles import declared_operations
 
 config = pulumi.Config("cpswap")
 stack = pulumi.get_stack()
@@ -34,12 +37,8 @@ pulumi.log.info(table)
 plan.raise_if_refused()
 document = plan_document(plan)
 
-# kubean's join ClusterOperations: declared for the slot that changes now and kept for those that
-# earlier runs declared; a first `up` (adoption) declares none, so no playbook runs on a healthy cluster
-earlier = declared_operations(stack=stack)
-object_slots = frozenset({c.slot for c in plan.changes} | {
-    m.slot for m in model.members
-    if any(isinstance(s, ObjectSpec) and s.object_name in earlier for s in slot_commands(model=model, member=m))})
+object_slots = slots_with_objects(model=model, changing=frozenset(c.slot for c in plan.changes),
+                                  declared=declared_operations(directory=Path.cwd(), stack=stack))
 control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan=document, object_slots=object_slots,
                                                                secrets=SecretInputs(
     ssh_private_key=secrets["sshPrivateKey"], kubeconfig=secrets["kubeconfig"], etcd_ca_cert=secrets["etcdCaCert"],

@@ -81,16 +81,3 @@ def observe_if_enabled(*, model: StackModel, config: pulumi.Config, departing_no
         kubeconfig=config.get("kubeconfig"), departing_node=departing_node, timeout=3.0,
         warn=lambda text: pulumi.log.warn(text))
 
-
-def declared_operations(*, stack: str, directory: Path | None = None) -> frozenset[str]:
-    """Names of kubean ClusterOperations earlier runs declared (``kubeanOperations`` in the saved
-    stack outputs): they stay declared, so a run without a change leaves them alone."""
-    import json
-
-    path = (directory or Path.cwd()) / ".cpswap" / f"applied-{stack}.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return frozenset()
-    names = doc.get("kubeanOperations") or []
-    return frozenset(str(n) for n in names if isinstance(n, str))

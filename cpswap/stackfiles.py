@@ -6,6 +6,7 @@
 - ``load_applied``: the membership applied now, per docs/CONTRACTS.md: ``--applied FILE`` or
   ``.cpswap/applied-<stack>.json`` (``pulumi stack output --json`` of the last deployment),
   else ``--base REV`` (the stack file at that git revision), else none (adoption).
+- ``declared_operations``: the kubean ClusterOperations that file says earlier runs declared.
 """
 from __future__ import annotations
 
@@ -94,6 +95,27 @@ def git_show(*, directory: Path, rev: str, path: str) -> str:
     return result.stdout
 
 
+def applied_output_path(*, directory: Path, stack: str) -> Path:
+    return directory / ".cpswap" / f"applied-{stack}.json"
+
+
+def read_applied_output(path: Path) -> dict[str, Any] | None:
+    """The saved ``pulumi stack output --json`` of the last deployment, or None when there is none."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError([Violation(str(path), "unparsable", f"not JSON: {exc}")]) from None
+
+
+def declared_operations(*, directory: Path, stack: str) -> frozenset[str]:
+    """Names of kubean ClusterOperations earlier runs declared (``kubeanOperations`` in the saved
+    stack outputs): they stay declared, so a run without a change leaves them alone."""
+    doc = read_applied_output(applied_output_path(directory=directory, stack=stack)) or {}
+    return frozenset(str(n) for n in doc.get("kubeanOperations") or [] if isinstance(n, str))
+
+
 def load_applied(*, directory: Path, stack: str, model: StackModel, applied_file: Path | None = None,
                  base: str | None = None) -> AppliedMembership:
     if base is not None:
@@ -101,12 +123,9 @@ def load_applied(*, directory: Path, stack: str, model: StackModel, applied_file
         old = parse_stack_config(model_values(load_stack_config(directory=directory, stack=stack, text=text)),
                                  stack=stack)
         return AppliedMembership.of(old.hosts(), source=f"stack file at {base}")
-    path = applied_file or directory / ".cpswap" / f"applied-{stack}.json"
-    if path.exists():
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError([Violation(str(path), "unparsable", f"not JSON: {exc}")]) from None
+    path = applied_file or applied_output_path(directory=directory, stack=stack)
+    doc = read_applied_output(path)
+    if doc is not None:
         return AppliedMembership.of(membership_from_output(doc, where=path.name),
                                     source=f"exported by the last deployment ({path.relative_to(directory) if path.is_relative_to(directory) else path})")
     if applied_file is not None:

@@ -282,6 +282,15 @@ def slot_commands(*, model: StackModel, member: Member) -> tuple[SlotResource, .
     return (*leave, *_join(model, member), *_keepalived(model, member), *_after(model, member, local))
 
 
+
+def slots_with_objects(*, model: StackModel, changing: frozenset[str], declared: frozenset[str]) -> frozenset[str]:
+    """Slots whose Kubernetes objects (kubean's join ClusterOperation) are declared: those changing
+    now, and those whose object an earlier run declared (``declared``, by object name). A first
+    `up` (adoption) declares none, so no playbook runs on a healthy cluster."""
+    return changing | {m.slot for m in model.members
+                       if any(isinstance(s, ObjectSpec) and s.object_name in declared
+                              for s in slot_commands(model=model, member=m))}
+
 def _verify_command(model: StackModel, member: Member) -> str:
     if model.distribution == "openshift":
         assert model.openshift is not None
