@@ -204,23 +204,25 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
             reason=reason or spec.reason, state=state, secret_inputs=_secrets(spec),
             timeout=spec.delete_timeout if operation == "delete" else spec.create_timeout))
 
-    keeps_machine = change.old.name == change.new.name and change.old.ip == change.new.ip  # in-place rebuild
-    skipped = {f"{change.slot}-machine"} if keeps_machine else set()
-    new_names = {spec.name for spec in new_specs}
+    # what Pulumi replaces: a resource whose triggers change (an in-place rebuild keeps, e.g., the
+    # OpenShift Machine, whose triggers are name and IP only)
+    new_triggers = {spec.name: spec.triggers for spec in new_specs}
+    replaced = {spec.name for spec in old_specs
+                if spec.name in new_triggers and spec.triggers != new_triggers[spec.name]}
+    kept = {spec.name for spec in old_specs if spec.name in new_triggers} - replaced
     for spec in old_specs:
-        if spec.delete is None or spec.name not in new_names:
+        if spec.delete is None or spec.name not in replaced:
             continue
         if spec.name == f"{change.slot}-etcd-leave":
             add(spec, operation="delete", phase="leave", state=start, member=old_member, action="etcd-snapshot",
                 command=f"(part of {spec.name} delete) snapshot save + verify into {model.etcd.snapshot_dir}",
                 reason="a verified etcd snapshot is taken before any membership change")
-        if spec.name not in skipped:
-            add(spec, operation="delete", phase="leave", state=removed, member=old_member)
+        add(spec, operation="delete", phase="leave", state=removed, member=old_member)
     actions = {spec.action for spec in new_specs}
     member_in = next(a for a in JOINED_BY if a in actions)  # the step after which the new member is in
     state = removed
     for spec in new_specs:
-        if spec.action in LEAVE_ACTIONS or spec.name in skipped:
+        if spec.action in LEAVE_ACTIONS or spec.name in kept:
             continue
         if spec.action in AFTER_ACTIONS:
             add(spec, operation="create", phase="after", state=joined, member=new_member)
