@@ -205,9 +205,10 @@ def kubean_operations(resources: Sequence[ResourceView], config: RuleConfig) -> 
     are replaced delete-before-replace like every membership resource."""
     found = []
     ops = [r for r in resources if r.type == OPERATION_TYPE]
-    images = {str((r.inputs.get("spec") or {}).get("image") or "") for r in ops}
+    image_of = {r.name: str((r.inputs.get("spec") or {}).get("image") or "") for r in ops}
+    images = set(image_of.values())
     for r in ops:
-        image = str((r.inputs.get("spec") or {}).get("image") or "")
+        image = image_of[r.name]
         if not _PINNED_IMAGE.match(image) or image.endswith(":latest"):
             found.append(RuleViolation("cpswap-kubean-operations", r.name,
                                        f"spec.image {image or '(unset)'} is not pinned; use the spray-job image "
