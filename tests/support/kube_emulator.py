@@ -6,7 +6,8 @@ API (reused by the twin, tests/support/twin/):
   free port; ``.url``, ``.kubeconfig_text`` (token auth, no secrets), ``.write_kubeconfig(path)``,
   ``.api`` (a ``cpswap.executors.kube.Api``), ``.core``/``.apps`` clients, ``.stop()`` (the API
   process goes away: requests fail, for fault tests; idempotent, SIGKILL by PID after 5 s).
-- ``Controllers(emulator, lifetime_s=240, tick_s=0.2)`` context manager: a thread that reconciles
+- ``Controllers(emulator, lifetime_s=240, tick_s=0.2)`` context manager (a ``ReconcileLoop``, the base
+  the twin's emulated operators share): a thread that reconciles
   every ``tick_s`` until stopped or ``lifetime_s`` passes; ``.paused`` (Event) halts it, ``.errors``
   collects unexpected API errors. It plays: pod GC (pods on Nodes that no longer exist are deleted),
   pvc-protection (a terminating PVC loses its finalizer once no *scheduled* pod uses it, as in
@@ -150,44 +151,78 @@ def _suffix() -> str:
     return "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
 
 
-class Controllers:
-    """Reconcile loop in a thread; bounded by ``lifetime_s`` and stopped on exit."""
+class ReconcileLoop:
+    """A reconcile loop in a thread against the emulator at ``url``, bounded by ``lifetime_s`` and
+    stopped by ``stop()``: ``reconcile()`` runs every ``tick_s`` unless ``.paused`` is set; API
+    races with the code under test (404, 409) are retried on the next tick, anything else goes to
+    ``.errors`` (prefixed with ``name`` when it has one); ``.ticks`` counts completed passes and
+    ``settle(passes)`` waits (bounded) for more of them."""
 
-    def __init__(self, emulator: Emulator, *, lifetime_s: float = 240, tick_s: float = 0.2) -> None:
-        self._tick = tick_s
+    name = ""
+
+    def __init__(self, url: str, *, lifetime_s: float, tick_s: float) -> None:
         cfg = client.Configuration()
-        cfg.host = emulator.url
+        cfg.host = url
         cfg.retries = 0
         self._api_client = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self._api_client)
-        self.apps = client.AppsV1Api(self._api_client)
+        self._lifetime, self._tick = lifetime_s, tick_s
         self._stop = threading.Event()
-        self._lifetime = lifetime_s
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.errors: list[str] = []
         self.paused = threading.Event()
+        self.errors: list[str] = []
+        self.ticks = 0
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"twin-{self.name or 'controllers'}")
 
-    def __enter__(self) -> "Controllers":
+    def start(self) -> "ReconcileLoop":
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(20)
         self._api_client.close()
 
     def _run(self) -> None:
         end = time.monotonic() + self._lifetime
+        prefix = f"{self.name}: " if self.name else ""
         while not self._stop.is_set() and time.monotonic() < end:
             if not self.paused.is_set():
                 try:
                     self.reconcile()
                 except ApiException as exc:  # conflicts with the code under test are normal; retry next tick
                     if exc.status not in (404, 409):
-                        self.errors.append(f"{exc.status} {exc.reason}")
+                        self.errors.append(f"{prefix}{exc.status} {exc.reason}")
                 except Exception as exc:  # keep reconciling; tests assert on .errors
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    self.errors.append(f"{prefix}{type(exc).__name__}: {exc}")
+                self.ticks += 1
             self._stop.wait(self._tick)
+
+    def settle(self, passes: int = 2, *, timeout_s: float = 30) -> None:
+        """Wait until ``passes`` more full passes have run (bounded)."""
+        target, end = self.ticks + passes, time.monotonic() + timeout_s
+        while self.ticks < target:
+            if time.monotonic() > end or not self._thread.is_alive():
+                raise RuntimeError(f"{self.name or 'controllers'}: {passes} passes did not complete in "
+                                   f"{timeout_s:.0f} s")
+            time.sleep(0.05)
+
+    def reconcile(self) -> None:
+        raise NotImplementedError
+
+
+class Controllers(ReconcileLoop):
+    """The cluster's controllers (module docstring), as a context manager."""
+
+    def __init__(self, emulator: Emulator, *, lifetime_s: float = 240, tick_s: float = 0.2) -> None:
+        super().__init__(emulator.url, lifetime_s=lifetime_s, tick_s=tick_s)
+        self.apps = client.AppsV1Api(self._api_client)
+
+    def __enter__(self) -> "Controllers":
+        return self.start()  # type: ignore[return-value]
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
     # -- one pass of every controller ------------------------------------------------------
     def reconcile(self) -> None:

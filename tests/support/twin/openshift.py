@@ -103,7 +103,6 @@ import secrets as pysecrets
 import signal
 import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +111,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.kube_emulator import ReconcileLoop
 from tests.support.twin.cluster import Twin, etcdctl_binary
 
 ETCD_NS = "openshift-etcd"
@@ -213,62 +213,16 @@ def machine_violations(machine: dict[str, Any], *, deleted: set[str], provider_s
     return found
 
 
-class _Loop:
-    """A reconcile loop in a thread, bounded by ``lifetime_s``; ``.errors`` collects unexpected
-    failures, ``.events`` what it did."""
+class _Loop(ReconcileLoop):
+    """A reconcile loop on the twin's API; ``.events`` records what it did."""
 
     name = "loop"
 
     def __init__(self, twin: Twin, *, lifetime_s: float, tick_s: float) -> None:
+        super().__init__(twin.emulator.url, lifetime_s=lifetime_s, tick_s=tick_s)
         self.twin = twin
-        cfg = client.Configuration()
-        cfg.host = twin.emulator.url
-        cfg.retries = 0
-        self._api_client = client.ApiClient(cfg)
-        self.core = client.CoreV1Api(self._api_client)
         self.custom = client.CustomObjectsApi(self._api_client)
-        self._lifetime, self._tick = lifetime_s, tick_s
-        self._stop = threading.Event()
-        self.paused = threading.Event()
-        self.errors: list[str] = []
         self.events: list[str] = []
-        self.ticks = 0  # completed passes: a test can wait for "n more passes happened"
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"twin-{self.name}")
-
-    def start(self) -> "_Loop":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(20)
-        self._api_client.close()
-
-    def _run(self) -> None:
-        end = time.monotonic() + self._lifetime
-        while not self._stop.is_set() and time.monotonic() < end:
-            if not self.paused.is_set():
-                try:
-                    self.reconcile()
-                except ApiException as exc:  # a race with the code under test; next tick
-                    if exc.status not in (404, 409):
-                        self.errors.append(f"{self.name}: {exc.status} {exc.reason}")
-                except Exception as exc:  # keep reconciling; tests assert on .errors
-                    self.errors.append(f"{self.name}: {type(exc).__name__}: {exc}")
-                self.ticks += 1
-            self._stop.wait(self._tick)
-
-    def settle(self, passes: int = 2, *, timeout_s: float = 30) -> None:
-        """Wait until ``passes`` more full passes have run (bounded)."""
-        target, end = self.ticks + passes, time.monotonic() + timeout_s
-        while self.ticks < target:
-            if time.monotonic() > end or not self._thread.is_alive():
-                raise RuntimeError(f"{self.name}: {passes} passes did not complete in {timeout_s:.0f} s")
-            time.sleep(0.05)
-
-    def reconcile(self) -> None:
-        raise NotImplementedError
 
     def _event(self, text: str) -> None:
         self.events.append(f"{time.strftime('%H:%M:%S')} {self.name}: {text}")
