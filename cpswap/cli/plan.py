@@ -10,10 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.facts import Observation
+from cpswap.core.markdown import render_markdown
 from cpswap.core.planner import Plan, plan_swap
 from cpswap.core.report import plan_document, plan_table
 from cpswap.stackfiles import load_applied, load_model
+
+FORMATS = ("text", "json", "markdown")
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +34,9 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = sub.add_parser("plan", help="show what a swap will do, offline, from the stack files")
     add_stack_arguments(parser)
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="text (default), json (same as --json) or markdown (GitHub/GitLab: pull-request "
+                             "comments and CI job summaries)")
     parser.set_defaults(func=run)
 
 
@@ -49,11 +56,22 @@ def build_plan(args: argparse.Namespace) -> Plan:
     return plan_swap(model=model, applied=applied, observation=observation)
 
 
+def output_format(args: argparse.Namespace) -> str:
+    """``--json`` is ``--format json``; asking for two different formats is a usage error."""
+    chosen = args.format or ("json" if args.json else "text")
+    if args.json and chosen != "json":
+        raise ConfigError([Violation(field="--format", value=chosen, rule="--json asks for json; pass one of them")])
+    return chosen
+
+
 def run(args: argparse.Namespace) -> int:
+    chosen = output_format(args)
     plan = build_plan(args)
-    if args.json:
+    if chosen == "json":
         json.dump(plan_document(plan), sys.stdout, indent=2, sort_keys=False)
         print()
+    elif chosen == "markdown":
+        sys.stdout.write(render_markdown(document=plan_document(plan)))
     else:
         print(plan_table(plan))
     return 1 if plan.refusals else 0
