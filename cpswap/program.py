@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 
 from cpswap.core.facts import Observation
+from cpswap.core.inputs import host_port
 from cpswap.core.model import KNOWN_KEYS, SECRET_KEYS, Host, StackModel
 from cpswap.core.planner import AppliedMembership
 from cpswap.stackfiles import load_applied
@@ -76,7 +77,7 @@ def observe_if_enabled(*, model: StackModel, config: pulumi.Config, departing_no
     from cpswap.executors.observe import observe_cluster  # network code only when asked for
 
     return observe_cluster(
-        etcd_endpoints=[f"https://{m.host.ip}:{model.etcd.client_port}" for m in model.members],
+        etcd_endpoints=[f"https://{host_port(m.host.ip, model.etcd.client_port)}" for m in model.members],
         ca_pem=config.get("etcdCaCert"), cert_pem=config.get("etcdClientCert"), key_pem=config.get("etcdClientKey"),
         kubeconfig=config.get("kubeconfig"), departing_node=departing_node, timeout=3.0,
         warn=lambda text: pulumi.log.warn(text))

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from cpswap.core.inputs import host_port, same_address, url_host
+
 GROUPS = ("kube_control_plane", "kube_node", "etcd")
 
 
@@ -91,9 +93,9 @@ def _swap_host(url: str, old_ip: str, new_host: str) -> str:
     host, colon, port = hostport.rpartition(":")
     if not colon:
         host, port = hostport, ""
-    if host.strip("[]") != old_ip:
+    if not same_address(host.strip("[]"), old_ip):
         return url
-    new = f"{new_host}:{port}" if port else new_host
+    new = f"{url_host(new_host)}:{port}" if port else url_host(new_host)
     return f"{scheme}://{new}" if sep else new
 
 
@@ -131,6 +133,6 @@ def endpoint_covers(cluster_configuration: str, *, vip_host: str, vip_port: int)
     endpoint = str(doc.get("controlPlaneEndpoint") or "")
     sans = [str(s) for s in ((doc.get("apiServer") or {}).get("certSANs") or [])]
     found = f"controlPlaneEndpoint={endpoint or '(unset)'}, certSANs={sans}"
-    if endpoint == f"{vip_host}:{vip_port}":
+    if endpoint == host_port(vip_host, vip_port):
         return True, found
     return False, found

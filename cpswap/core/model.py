@@ -6,11 +6,11 @@ every violation at once, each naming the field (``members.cp2.ip``), the value a
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from cpswap.core import inputs
 from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.recovery import ClaimPolicy, parse_pvc_recovery
 
@@ -20,10 +20,8 @@ SECRET_KEYS = ("sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "e
 KNOWN_KEYS = frozenset({"distribution", "controlPlaneEndpoint", "members", "ssh", "etcd", "observe",
                         "ocboot", "kubeadm", "k3s", "kubean", "openshift", "vip", "pvcRecovery", *SECRET_KEYS})
 KEEPALIVED_DISTRIBUTIONS = ("k3s", "kubeadm")  # ocboot configures keepalived itself; kubean/openshift bring their own
-_SLOT = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_SHELL_META = set(";&|$`\\\"'<>()*?[]{}!#~ \t\n")
-_HOST_NETWORKS = re.compile(r"^[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+/[0-9a-fA-F.:]+$")
+_SLOT = re.compile(r"[a-z][a-z0-9-]{0,30}")
+_HOST_NETWORKS = re.compile(r"[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+/[0-9a-fA-F.:]+")
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return inputs.host_port(self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -190,43 +188,32 @@ class _Collector:
         self.violations.append(Violation(field, str(value), rule))
 
 
+def _checked(c: _Collector, field: str, value: Any, check: Callable[[Any], Any]) -> Any:
+    """``check(value)`` (a cpswap.core.inputs validator), or None with the violation recorded."""
+    try:
+        return check(value)
+    except inputs.InputError as exc:
+        c.add(field, value, str(exc))
+        return None
+
+
 def _check_name(c: _Collector, field: str, value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        c.add(field, value, "a host name is required (lowercase DNS-1123)")
-        return None
-    meta = sorted(set(value) & _SHELL_META)
-    if meta:
-        c.add(field, value, f"contains shell metacharacter(s) {' '.join(meta)}; names must be lowercase DNS-1123")
-        return None
-    if not _NAME.match(value):
-        c.add(field, value, "must be a lowercase DNS-1123 name (a-z, 0-9, '-', '.'; starts and ends alphanumeric)")
-        return None
-    return value
+    return _checked(c, field, value, lambda v: inputs.dns_name(v, what="host name"))
 
 
 def _check_ip(c: _Collector, field: str, value: Any) -> str | None:
-    try:
-        return str(ipaddress.ip_address(str(value)))
-    except ValueError:
-        c.add(field, value, "must be an IPv4 or IPv6 address")
-        return None
+    return _checked(c, field, value, inputs.ip_address)
 
 
 def _int(c: _Collector, field: str, value: Any, *, default: int, lo: int = 1, hi: int = 65535) -> int:
     if value is None:
         return default
-    if isinstance(value, bool):
-        c.add(field, value, f"must be an integer in {lo}..{hi}")
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        c.add(field, value, f"must be an integer in {lo}..{hi}")
-        return default
-    if not lo <= number <= hi:
-        c.add(field, value, f"must be an integer in {lo}..{hi}")
-        return default
-    return number
+    number = _checked(c, field, value, lambda v: inputs.integer(v, lo=lo, hi=hi))
+    return default if number is None else number
+
+
+def _fullmatch(pattern: str, value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
 
 
 def _bool(c: _Collector, field: str, value: Any, *, default: bool) -> bool:
@@ -253,26 +240,11 @@ def _obj(c: _Collector, field: str, value: Any, allowed: set[str]) -> Mapping[st
 
 def _parse_endpoint(c: _Collector, value: Any) -> Endpoint:
     field = "controlPlaneEndpoint"
-    if not isinstance(value, str) or not value:
+    if value is None or value == "":
         c.add(field, value, "required: the VIP as host:port, e.g. 192.168.0.66:6443")
         return Endpoint("", 0)
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        c.add(field, value, "must be host:port, e.g. 192.168.0.66:6443")
-        return Endpoint(value, 0)
-    host = host.strip("[]")
-    if set(host) & _SHELL_META:
-        c.add(field, value, "host contains shell metacharacters")
-        return Endpoint("", 0)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not _NAME.match(host):
-            c.add(field, value, "host must be an IP address or a DNS name")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        c.add(field, value, "port must be an integer in 1..65535")
-        return Endpoint(host, 0)
-    return Endpoint(host, int(port))
+    parsed = _checked(c, field, value, inputs.split_host_port)
+    return Endpoint(*parsed) if parsed else Endpoint("", 0)
 
 
 def _parse_members(c: _Collector, raw: Any, endpoint: Endpoint) -> tuple[Member, ...]:
@@ -282,14 +254,15 @@ def _parse_members(c: _Collector, raw: Any, endpoint: Endpoint) -> tuple[Member,
     members: list[Member] = []
     for slot, spec in sorted(raw.items(), key=lambda kv: str(kv[0])):
         field = f"members.{slot}"
-        if not _SLOT.match(str(slot)):
+        if not isinstance(slot, str) or not _SLOT.fullmatch(slot):
             c.add(field, slot, "slot names are lowercase letters, digits and '-', starting with a letter")
             continue
         spec = _obj(c, field, spec, {"name", "ip", "hostNetworks", "rebuild", "machine"})
         name = _check_name(c, f"{field}.name", spec.get("name"))
         ip = _check_ip(c, f"{field}.ip", spec.get("ip"))
         nets = spec.get("hostNetworks")
-        if nets is not None and not (isinstance(nets, str) and _HOST_NETWORKS.match(nets)):
+        if nets is not None and not (isinstance(nets, str) and _HOST_NETWORKS.fullmatch(nets)
+                                     and inputs.is_ip(nets.rsplit("/", 1)[-1])):
             c.add(f"{field}.hostNetworks", nets, "must be <nic>/<bridge>/<ip>, e.g. eth0/br0/192.168.0.239")
             nets = None
         rebuild = _int(c, f"{field}.rebuild", spec.get("rebuild"), default=0, lo=0, hi=999)
@@ -305,6 +278,9 @@ def _parse_members(c: _Collector, raw: Any, endpoint: Endpoint) -> tuple[Member,
     elif count % 2 == 0:
         c.add("members", count, f"etcd voters must be an odd number (3, 5 or 7); {count} given "
                                 f"tolerates no more failures than {count - 1}")
+    elif count not in inputs.MEMBER_COUNTS:
+        c.add("members", count, f"etcd voters must be 3, 5 or 7; {count} given (more voters slow every write "
+                                f"and etcd advises at most 7)")
     _check_unique(c, members, endpoint)
     return tuple(members)
 
@@ -314,13 +290,14 @@ def _check_unique(c: _Collector, members: list[Member], endpoint: Endpoint) -> N
         seen: dict[str, str] = {}
         for m in members:
             value = getattr(m.host, attr)
+            value = inputs.ip_address(value) if attr == "ip" else value
             if value in seen:
                 c.add(f"members.{m.slot}.{attr}", value, f"{seen[value]} and {m.slot} both use {attr} {value}; "
                                                           f"each slot needs its own host")
             else:
                 seen[value] = m.slot
     for m in members:
-        if endpoint.host and endpoint.host in (m.host.ip, m.host.name):
+        if endpoint.host and (endpoint.host == m.host.name or inputs.same_address(endpoint.host, m.host.ip)):
             c.add(f"members.{m.slot}.ip", endpoint.host,
                   f"the control-plane endpoint (VIP) {endpoint} must not be a member; it floats between members")
 
@@ -332,7 +309,6 @@ def _parse_distribution(c: _Collector, raw: Any) -> str:
     return str(raw)
 
 
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
 
 
 def _parse_kubean(c: _Collector, raw: Any) -> KubeanSettings | None:
@@ -342,15 +318,15 @@ def _parse_kubean(c: _Collector, raw: Any) -> KubeanSettings | None:
         return None
     cluster, image = spec.get("cluster"), spec.get("image")
     namespace = spec.get("namespace", KubeanSettings.namespace)
-    if not isinstance(cluster, str) or not _NAME.match(cluster):
-        c.add("kubean.cluster", cluster, "must be the name of the clusters.kubean.io object (DNS-1123)")
-    if not isinstance(image, str) or not _IMAGE.match(image):
+    _checked(c, "kubean.cluster", cluster,
+             lambda v: inputs.dns_name(v, what="name of the clusters.kubean.io object"))
+    if not isinstance(image, str) or not inputs.IMAGE.fullmatch(image):
         c.add("kubean.image", image, "must be the spray-job image used at deploy, with its tag or digest, "
                                      "e.g. ghcr.io/kubean-io/spray-job:v0.12.2")
     elif image.endswith(":latest"):
         c.add("kubean.image", image, "must be pinned to the image used at deploy, not :latest")
-    if not isinstance(namespace, str) or not _NAME.match(namespace):
-        c.add("kubean.namespace", namespace, "must be a namespace name (DNS-1123)")
+    if not isinstance(namespace, str) or not inputs.DNS1123_LABEL.fullmatch(namespace):
+        c.add("kubean.namespace", namespace, "must be a namespace name (DNS-1123 label)")
     return KubeanSettings(cluster=str(cluster), image=str(image), namespace=str(namespace))
 
 
@@ -359,17 +335,18 @@ def _parse_openshift(c: _Collector, raw: Any) -> OpenshiftSettings:
     values = {}
     for key, attr in (("machineNamespace", "machine_namespace"), ("etcdNamespace", "etcd_namespace")):
         value = spec.get(key, getattr(OpenshiftSettings, attr))
-        if not isinstance(value, str) or not _NAME.match(value):
-            c.add(f"openshift.{key}", value, "must be a namespace name (DNS-1123)")
+        if not isinstance(value, str) or not inputs.DNS1123_LABEL.fullmatch(value):
+            c.add(f"openshift.{key}", value, "must be a namespace name (DNS-1123 label)")
             value = getattr(OpenshiftSettings, attr)
         values[attr] = value
     return OpenshiftSettings(**values)
 
 
-_VRRP_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_VRRP_WORD = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
-def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Member, ...]) -> VipSettings:
+def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Member, ...],
+               endpoint: Endpoint) -> VipSettings:
     allowed = {"keepalived", "interface", "instance", "virtualRouterId", "routerId", "advertInt", "priorities",
                "takeOverPrimary"}
     spec = _obj(c, "vip", raw, allowed)
@@ -378,7 +355,7 @@ def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Mem
     for key, default in (("interface", VipSettings.interface), ("instance", VipSettings.instance),
                          ("routerId", VipSettings.router_id)):
         value = spec.get(key, default)
-        if not isinstance(value, str) or not _VRRP_WORD.match(value):
+        if not isinstance(value, str) or not _VRRP_WORD.fullmatch(value):
             c.add(f"vip.{key}", value, "must be 1-32 of [A-Za-z0-9_.-] (it is written into keepalived.conf)")
             value = default
         words[key] = value
@@ -387,11 +364,11 @@ def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Mem
     if not isinstance(raw_prio, Mapping):
         c.add("vip.priorities", raw_prio, "must map every slot to its keepalived priority, e.g. {cp1: 100, cp2: 90}")
     else:
-        for slot, value in sorted(raw_prio.items()):
+        for slot, value in sorted(raw_prio.items(), key=lambda kv: str(kv[0])):
             priorities.append((str(slot), _int(c, f"vip.priorities.{slot}", value, default=1, lo=1, hi=254)))
         slots = {m.slot for m in members}
         if priorities and {s for s, _ in priorities} != slots:
-            c.add("vip.priorities", ", ".join(sorted(raw_prio)),
+            c.add("vip.priorities", ", ".join(sorted(map(str, raw_prio))),
                   f"must name exactly the slots {', '.join(sorted(slots))}")
         values = [p for _, p in priorities]
         if len(values) != len(set(values)):
@@ -401,6 +378,9 @@ def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Mem
                                       f"{distribution} manages its own VIP (set vip.priorities only, for the plan)")
     if keepalived and not priorities:
         c.add("vip.priorities", None, "required with vip.keepalived: every slot's keepalived priority")
+    if keepalived and endpoint.host and not inputs.is_ip(endpoint.host):
+        c.add("controlPlaneEndpoint", str(endpoint), "with vip.keepalived the endpoint host must be the VIP's IP "
+                                                     "address (keepalived's virtual_ipaddress takes no DNS name)")
     return VipSettings(
         keepalived=keepalived, interface=words["interface"], instance=words["instance"], router_id=words["routerId"],
         virtual_router_id=_int(c, "vip.virtualRouterId", spec.get("virtualRouterId"), default=51, lo=1, hi=255),
@@ -417,7 +397,7 @@ def _parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
         c.add("ocboot", None, "distribution ocboot needs the ocboot block (version, dbHost, ...)")
         return None
     version, db_host = spec.get("version"), spec.get("dbHost")
-    if not isinstance(version, str) or not re.match(r"^v?\d+\.\d+(\.\d+)?$", version):
+    if not _fullmatch(r"v?[0-9]+\.[0-9]+(\.[0-9]+)?", version):
         c.add("ocboot.version", version, "must be a Cloudpods version such as v3.11.9")
     if _check_ip(c, "ocboot.dbHost", db_host) is None:
         db_host = None
@@ -425,13 +405,13 @@ def _parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
     if stack not in ("full", "cmp", "virt", "light-virt", "ai"):
         c.add("ocboot.stack", stack, "must be one of full, cmp, virt, light-virt, ai")
     user = spec.get("dbUser", "root")
-    if not isinstance(user, str) or not re.match(r"^[A-Za-z0-9_]{1,32}$", user):
+    if not _fullmatch(r"[A-Za-z0-9_]{1,32}", user):
         c.add("ocboot.dbUser", user, "must be a database user name ([A-Za-z0-9_], up to 32)")
     repo = spec.get("imageRepository", OcbootSettings.image_repository)
-    if not isinstance(repo, str) or not re.match(r"^[A-Za-z0-9._:/-]+$", repo):
+    if not _fullmatch(r"[A-Za-z0-9._:/-]+", repo):
         c.add("ocboot.imageRepository", repo, "must be a registry path such as registry.cn-beijing.aliyuncs.com/yunionio")
     workdir = spec.get("workdir", "ocboot")
-    if not isinstance(workdir, str) or not re.match(r"^[A-Za-z0-9._/-]+$", workdir) or workdir.startswith("/"):
+    if not _fullmatch(r"[A-Za-z0-9._/-]+", workdir) or workdir.startswith("/") or ".." in workdir.split("/"):
         c.add("ocboot.workdir", workdir, "must be a relative directory (on the survivor) holding ocboot.sh")
     return OcbootSettings(
         version=str(version), db_host=str(db_host), stack=str(stack), db_user=str(user),
@@ -445,7 +425,7 @@ def _parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
 def _parse_kubeadm(c: _Collector, raw: Any) -> KubeadmSettings:
     spec = _obj(c, "kubeadm", raw, {"criSocket", "apiserverBindPort"})
     cri = spec.get("criSocket")
-    if cri is not None and not (isinstance(cri, str) and re.match(r"^unix:///[A-Za-z0-9._/-]+$", cri)):
+    if cri is not None and not (_fullmatch(r"unix:///[A-Za-z0-9._/-]+", cri)):
         c.add("kubeadm.criSocket", cri, "must be a unix:/// socket path")
         cri = None
     return KubeadmSettings(cri_socket=cri, apiserver_bind_port=_int(
@@ -455,7 +435,7 @@ def _parse_kubeadm(c: _Collector, raw: Any) -> KubeadmSettings:
 def _parse_k3s(c: _Collector, raw: Any) -> K3sSettings:
     spec = _obj(c, "k3s", raw, {"dataDir"})
     data_dir = spec.get("dataDir", K3sSettings.data_dir)
-    if not isinstance(data_dir, str) or not re.match(r"^/[A-Za-z0-9._/-]+$", data_dir):
+    if not _fullmatch(r"/[A-Za-z0-9._/-]+", data_dir) or ".." in data_dir.split("/"):
         c.add("k3s.dataDir", data_dir, "must be an absolute path without shell metacharacters")
         data_dir = K3sSettings.data_dir
     return K3sSettings(data_dir=data_dir)
@@ -467,7 +447,7 @@ def _parse_etcd(c: _Collector, raw: Any) -> EtcdSettings:
     if preset not in ("env", "k3s", "kubeadm"):
         c.add("etcd.preset", preset, "must be env (from secret stack config), k3s or kubeadm")
     snap = spec.get("snapshotDir", EtcdSettings.snapshot_dir)
-    if not isinstance(snap, str) or not re.match(r"^[A-Za-z0-9._/-]+$", snap) or snap.startswith("/"):
+    if not _fullmatch(r"[A-Za-z0-9._/-]+", snap) or snap.startswith("/"):
         c.add("etcd.snapshotDir", snap, "must be a relative directory on the operator's machine (state holds no absolute paths)")
         snap = EtcdSettings.snapshot_dir
     return EtcdSettings(preset=str(preset), snapshot_dir=snap,
@@ -477,7 +457,7 @@ def _parse_etcd(c: _Collector, raw: Any) -> EtcdSettings:
 def _parse_ssh(c: _Collector, raw: Any) -> SshSettings:
     spec = _obj(c, "ssh", raw, {"user", "port"})
     user = spec.get("user", "root")
-    if not isinstance(user, str) or not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user):
+    if not _fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
         c.add("ssh.user", user, "must be a POSIX user name")
         user = "root"
     return SshSettings(user=user, port=_int(c, "ssh.port", spec.get("port"), default=22))
@@ -502,7 +482,7 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
         k3s=_parse_k3s(c, values.get("k3s")) if distribution in ("k3s", "ocboot") else None,
         kubean=_parse_kubean(c, values.get("kubean")) if distribution == "kubean" else None,
         openshift=_parse_openshift(c, values.get("openshift")) if distribution == "openshift" else None,
-        vip=_parse_vip(c, values.get("vip"), distribution=distribution, members=members),
+        vip=_parse_vip(c, values.get("vip"), distribution=distribution, members=members, endpoint=endpoint),
         pvc_policies=policies)
     for key, needs in (("kubean", "kubean"), ("openshift", "openshift"), ("ocboot", "ocboot"), ("kubeadm", "kubeadm")):
         if key in values and distribution != needs and distribution in DISTRIBUTIONS:

@@ -18,7 +18,7 @@ from cpswap.core.facts import ClaimFact
 POLICIES = ("recreate", "skip", "manual")
 DATA_CLASSES = ("replicated", "disposable", "unique")
 OWNERS = ("statefulset", "operator")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class ClaimAction:
 
 def _check_selector(selector: str) -> str | None:
     parts = selector.split("/")
-    if len(parts) > 2 or not all(_K8S_NAME.match(p) for p in parts):
+    if len(parts) > 2 or not all(_K8S_NAME.fullmatch(p) for p in parts):
         return "must be a namespace or namespace/claim of lowercase DNS-1123 names"
     return None
 
@@ -73,7 +73,7 @@ def parse_pvc_recovery(raw: Any, *, field: str = "pvcRecovery") -> tuple[tuple[C
         return (), (Violation(field, repr(raw), "must be an object of selector -> {policy, dataClass, order}"),)
     policies: list[ClaimPolicy] = []
     problems: list[Violation] = []
-    for selector, spec in sorted(raw.items()):
+    for selector, spec in sorted(raw.items(), key=lambda kv: str(kv[0])):
         where = f"{field}.{selector}"
         if (why := _check_selector(str(selector))) is not None:
             problems.append(Violation(where, str(selector), why))

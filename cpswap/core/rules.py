@@ -15,12 +15,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from cpswap.core.inputs import IMAGE
 from cpswap.core.quorum import quorum
 
 PLAN_RESOURCE_TYPE = "cpswap:index:ControlPlane"
 COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
 OPERATION_TYPE = "kubernetes:kubean.io/v1alpha1:ClusterOperation"
-_PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
+_PINNED_IMAGE = IMAGE
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def kubean_operations(resources: Sequence[ResourceView], config: RuleConfig) -> 
     images = set(image_of.values())
     for r in ops:
         image = image_of[r.name]
-        if not _PINNED_IMAGE.match(image) or image.endswith(":latest"):
+        if not _PINNED_IMAGE.fullmatch(image) or image.endswith(":latest"):
             found.append(RuleViolation("cpswap-kubean-operations", r.name,
                                        f"spec.image {image or '(unset)'} is not pinned; use the spray-job image "
                                        f"(tag or digest) used at deploy"))

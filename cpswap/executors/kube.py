@@ -35,6 +35,7 @@ from kubernetes.client.exceptions import ApiException
 from cpswap.core.errors import (ConfigError, PermanentError, TransientError, UnsafeOperationError,
                                 Violation)
 from cpswap.core.facts import ClaimFact, KubeFacts
+from cpswap.core.inputs import host_port
 from cpswap.executors.waiting import wait_until
 from cpswap.core.recovery import (ClaimAction, NodeCapacity, check_capacity, parse_pvc_recovery,
                                   plan_claim_actions, policy_for)
@@ -159,7 +160,7 @@ def control_plane_endpoints(*, kubeconfig: str | None, timeout: float, port: int
         labels = node.metadata.labels or {}
         ip = _internal_ip(node)
         if ip and node_ready(node) and any(label in labels for label in CONTROL_PLANE_LABELS):
-            urls.append(f"https://{ip}:{port}")
+            urls.append(f"https://{host_port(ip, port)}")
     return sorted(urls)
 
 

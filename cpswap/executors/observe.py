@@ -11,6 +11,7 @@ import os
 from typing import Callable, Sequence
 
 from cpswap.core.facts import EtcdFacts, Observation
+from cpswap.core.inputs import host_port
 from cpswap.core.model import StackModel
 from cpswap.executors.etcd import ENV_KEYS, observe_etcd, preset_connection
 
@@ -58,7 +59,7 @@ def observe_from_environment(*, model: StackModel, departing_node: str | None, t
     """For `cpswap plan --observe`: credentials from CPSWAP_ETCD_*_DATA / CPSWAP_KUBECONFIG_DATA,
     endpoints from CPSWAP_ETCD_ENDPOINTS or the members' IPs."""
     override = [e for e in os.environ.get("CPSWAP_ETCD_ENDPOINTS", "").split(",") if e]
-    endpoints = override or [f"https://{m.host.ip}:{model.etcd.client_port}" for m in model.members]
+    endpoints = override or [f"https://{host_port(m.host.ip, model.etcd.client_port)}" for m in model.members]
     return observe_cluster(etcd_endpoints=endpoints, ca_pem=os.environ.get(ENV_KEYS[0]),
                            cert_pem=os.environ.get(ENV_KEYS[1]), key_pem=os.environ.get(ENV_KEYS[2]),
                            kubeconfig=os.environ.get("CPSWAP_KUBECONFIG_DATA"), departing_node=departing_node,

@@ -26,6 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from cpswap.core.errors import PermanentError
+from cpswap.core.inputs import host_port
 from cpswap.executors import kube as kx
 from cpswap.executors.waiting import wait_until
 
@@ -66,7 +67,7 @@ def etcd_pod_endpoints(*, kubeconfig: str | None, namespace: str, timeout: float
     def usable(pod: client.V1Pod) -> bool:
         on_departing = exclude_node is not None and pod.spec is not None and pod.spec.node_name == exclude_node
         return _pod_ready(pod) and bool(pod.status.host_ip) and pod.status.host_ip != exclude_ip and not on_departing
-    return sorted({f"https://{p.status.host_ip}:{port}" for p in pods if usable(p)})
+    return sorted({f"https://{host_port(p.status.host_ip, port)}" for p in pods if usable(p)})
 
 
 def delete_etcd_secrets(*, namespace: str, node: str, progress: Progress) -> list[str]:

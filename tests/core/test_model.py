@@ -90,7 +90,7 @@ DISTRIBUTION_CASES = [  # (distribution, block key, block, expected violation)
      r"kubean.image='ghcr.io/kubean-io/spray-job:latest': must be pinned to the image used at deploy"),
     ("kubean", "kubean", {**KUBEAN, "image": "ghcr.io/kubean-io/spray-job"},
      r"kubean.image='ghcr.io/kubean-io/spray-job': must be the spray-job image used at deploy, with its tag"),
-    ("kubean", "kubean", {**KUBEAN, "cluster": "Centos_7"}, r"kubean.cluster='Centos_7': must be the name of the"),
+    ("kubean", "kubean", {**KUBEAN, "cluster": "Centos_7"}, r"kubean.cluster=.Centos_7.: must be a lowercase DNS-1123 name .* for the name of the clusters.kubean.io object"),
     ("kubean", "members", {"cp1": {"name": "a-very-long-control-plane-host-name-01", "ip": "10.0.0.1"},
                            "cp2": {"name": "b", "ip": "10.0.0.2"}, "cp3": {"name": "c", "ip": "10.0.0.3"}},
      r"members.cp1.name='a-very-long-control-plane-host-name-01': kubean names the Job .* must fit 63 characters"),
