@@ -7,27 +7,18 @@ from pathlib import Path
 import pulumi
 
 from components import ControlPlane, ControlPlaneArgs, SecretInputs
-from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.facts import Observation
-from cpswap.core.model import SECRET_KEYS, parse_stack_config
+from cpswap.core.model import parse_stack_config
 from cpswap.core.planner import plan_swap
 from cpswap.core.report import plan_document, plan_table
 from cpswap.core.slots import slots_with_objects
-from cpswap.program import applied_membership, config_values, observe_if_enabled
+from cpswap.program import applied_membership, config_values, observe_if_enabled, secret_config
 from cpswap.stackfiles import declared_operations
 
 config = pulumi.Config("cpswap")
 stack = pulumi.get_stack()
 model = parse_stack_config(config_values(config), stack=stack)
-secrets = {key: config.get_secret(key) for key in SECRET_KEYS}
-required = {"sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "etcdClientKey",
-            *{"ocboot": ("ocbootDbPassword",), "k3s": ("k3sToken",), "kubean": ("globalKubeconfig",)}.get(
-                model.distribution, ()),
-            *(("keepalivedAuthPass",) if model.vip.keepalived else ())}
-missing = sorted(key for key in required if secrets[key] is None)
-if missing:
-    raise ConfigError([Violation(key, "unset", f"secret required for {model.distribution}; set it with "
-                                               f"`pulumi config set --secret cpswap:{key} ...`") for key in missing])
+secrets = secret_config(config=config, model=model)
 
 observation: Observation = observe_if_enabled(model=model, config=config)
 plan = plan_swap(model=model, applied=applied_membership(stack=stack, model=model, observation=observation),

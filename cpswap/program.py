@@ -13,10 +13,12 @@ from typing import Any
 
 import pulumi
 
+from cpswap.core.errors import ConfigError
 from cpswap.core.facts import Observation
 from cpswap.core.inputs import host_port
 from cpswap.core.model import KNOWN_KEYS, SECRET_KEYS, Host, StackModel
 from cpswap.core.planner import AppliedMembership
+from cpswap.core.stackconfig import secret_violations
 from cpswap.stackfiles import load_applied
 
 _OBJECT_KEYS = ("members", "ssh", "etcd", "ocboot", "kubeadm", "k3s", "kubean", "openshift", "vip", "pvcRecovery")
@@ -35,6 +37,18 @@ def config_values(config: pulumi.Config) -> dict[str, Any]:
         if value is not None:
             values[key] = value
     return values
+
+
+def secret_config(*, config: pulumi.Config, model: StackModel) -> dict[str, pulumi.Output[str] | None]:
+    """Every secret key as a secret Output (None when unset); raises ``ConfigError`` (before any
+    resource is registered) when a secret this stack needs is unset or was set without ``--secret``."""
+    secrets = {key: config.get_secret(key) for key in SECRET_KEYS}
+    encrypted = {key for key in SECRET_KEYS if pulumi.runtime.is_config_secret(f"{config.name}:{key}")}
+    problems = secret_violations(model=model, present={k for k, v in secrets.items() if v is not None},
+                                 encrypted=encrypted)
+    if problems:
+        raise ConfigError(problems)
+    return secrets
 
 
 def applied_membership(*, stack: str, model: StackModel, observation: Observation,
