@@ -8,6 +8,7 @@ from cpswap.core import kubespray as inv
 from cpswap.core.model import Endpoint, EtcdSettings, Host, KubeanSettings, Member, OpenshiftSettings, VipSettings
 from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers import openshift as ocp
+from cpswap.core.renderers.executor import CPSWAP
 from cpswap.core.renderers.keepalived import AUTH_PLACEHOLDER, render_keepalived_conf, render_keepalived_install
 
 SEED_001 = """
@@ -152,18 +153,18 @@ OSH = OpenshiftSettings()
 @pytest.mark.parametrize("render,expected", [
     (lambda: ocp.render_openshift_etcd_leave(host=Host("ip-10-0-131-183", "10.0.131.183"), etcd=EtcdSettings(),
                                              openshift=OSH),
-     "cpswap etcd remove --preset env --discover openshift --etcd-namespace openshift-etcd --name ip-10-0-131-183 "
+     f"{CPSWAP} etcd remove --preset env --discover openshift --etcd-namespace openshift-etcd --name ip-10-0-131-183 "
      "--ip 10.0.131.183 --snapshot-dir .cpswap/snapshots --deadline 300"),
     (lambda: ocp.render_delete_etcd_secrets(host=Host("ip-10-0-131-183", "10.0.131.183"), openshift=OSH),
-     "cpswap openshift delete-etcd-secrets --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
+     f"{CPSWAP} openshift delete-etcd-secrets --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
      "--node ip-10-0-131-183"),
     (lambda: ocp.render_create_machine(member=Member("cp1", Host("ip-10-0-133-53", "10.0.133.53"),
                                                      machine="clustername-8qw5l-master-3"), openshift=OSH),
-     "cpswap openshift create-machine --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
+     f"{CPSWAP} openshift create-machine --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
      "--slot cp1 --node ip-10-0-133-53 --ip 10.0.133.53 --machine clustername-8qw5l-master-3 --deadline 3600"),
     (lambda: ocp.render_redeploy(member=Member("cp1", Host("ip-10-0-131-183", "10.0.131.183", rebuild=1)),
                                  openshift=OSH),
-     "cpswap openshift redeploy --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
+     f"{CPSWAP} openshift redeploy --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
      "--node ip-10-0-131-183 --reason cpswap-cp1-ip-10-0-131-183-r1 --settle 0"),
 ])
 def test_openshift_command_text(render, expected):

@@ -10,6 +10,7 @@ import yaml
 from cpswap.core.model import parse_stack_config
 from cpswap.core.renderers import (render_etcd_leave, render_k3s_join, render_kubeadm_join, render_kubeadm_prepare,
                                    render_ocboot_config, render_ocboot_join)
+from cpswap.core.renderers.executor import CPSWAP
 from cpswap.core.renderers.ocboot import config_text
 from tests.support.pulumi_mocks import ROOT, load_stack_file
 
@@ -33,7 +34,7 @@ def _render(case: dict) -> str:
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_renderer_fixture(case):
     assert set(case) <= ALLOWED_KEYS, f"unknown fixture keys {set(case) - ALLOWED_KEYS}"
-    assert _render(case) == case["expect"]
+    assert _render(case) == case["expect"].replace("{cpswap}", CPSWAP)
 
 
 def test_rendered_commands_parse_as_shell():

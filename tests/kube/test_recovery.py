@@ -208,7 +208,8 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path, caps
     assert took < 20, f"delete-node waited {took:.0f}s on a NotReady node (drain timeout 120)"
     assert cli_main(shlex.split(verify)[1:]) == 0 and f"node {NEW} is Ready" in capsys.readouterr().err
     argv = shlex.split(recover_line)
-    assert argv[:3] == ["cpswap", "kube", "recover-pvcs"] and "--orphaned" in argv
+    assert argv[0] == "cpswap" and argv[1].startswith("--expect-version=") and argv[2:4] == ["kube", "recover-pvcs"]
+    assert "--orphaned" in argv
     recovered = subprocess.run([*argv, "--state-dir", str(tmp_path / "state")], capture_output=True, text=True,
                                timeout=90, env=env, cwd=tmp_path)
     assert recovered.returncode == 0, recovered.stderr

@@ -106,7 +106,7 @@ def test_kubean_swap_declares_the_join_operation_on_the_global_cluster_for_that_
     assert both <= set(wait.inputs.get("environment") or {})
     assert both <= set(swapped.by_name()["cp1-etcd-leave"].inputs.get("environment") or {})
     leave = swapped.by_name()["cp1-etcd-leave"]
-    assert leave.type == "command:local:Command" and "cpswap kubean leave" in leave.inputs["delete"]
+    assert leave.type == "command:local:Command" and "kubean leave" in leave.inputs["delete"]
     assert "--operation cpswap-cp1-remove-centos-master1-r1" in leave.inputs["delete"]
     plan = swapped.outputs["plan"]
     assert [s["action"] for s in plan["steps"]] == ["etcd-snapshot", "kubean-remove", "kubean-inventory", "join",

@@ -139,7 +139,7 @@ def test_command_text_has_no_operator_machine_paths(deployed):
             for path in forbidden:
                 assert path not in text, f"{r.name}.{field} contains {path}"
             if text.startswith("cpswap"):
-                assert re.match(r"^cpswap (etcd|kube) ", text)
+                assert re.match(r"^cpswap --expect-version=\S+ (etcd|kube) ", text)
 
 
 def test_unchanged_config_gives_identical_inputs_run_after_run(deployed):

@@ -44,6 +44,10 @@ class RecordingMonitor(MockMonitor):
             "inputs": _unwrap(raw, "", secrets), "secret_paths": secrets,
             "delete_before_replace": bool(request.deleteBeforeReplace),
             "dependencies": list(request.dependencies), "replace_on_changes": list(request.replaceOnChanges),
+            # RegisterResourceRequest.propertyDependencies: input key -> URNs its value came from
+            # (the SDK sends every key, most with no URN; only the non-empty ones are kept)
+            "property_dependencies": {key: sorted(deps.urns) for key, deps in request.propertyDependencies.items()
+                                      if deps.urns},
             "custom_timeouts": timeouts, "additional_secret_outputs": list(request.additionalSecretOutputs),
             "retain_on_delete": bool(request.retainOnDelete) if request.HasField("retainOnDelete") else False,
             "provider": request.provider, "urn": self.make_urn(request.parent, request.type, request.name),

@@ -7,7 +7,9 @@ subprocess per run gives each run a clean engine) and returns a ``Recording``:
 - ``resources``: one ``Recorded`` per RegisterResourceRequest, in registration order, with the
   type, name, parent URN, inputs (plain JSON; secret values unwrapped, their paths listed in
   ``secret_paths``) and the options the engine would see: deleteBeforeReplace, dependencies,
-  replaceOnChanges, customTimeouts, additionalSecretOutputs, retainOnDelete, provider.
+  replaceOnChanges, customTimeouts, additionalSecretOutputs, retainOnDelete, provider, and
+  ``property_dependencies`` (RegisterResourceRequest.propertyDependencies: input key → the URNs
+  whose outputs its value came from; keys without any are left out).
 - ``outputs``: the stack outputs (known at preview if ``preview=True`` shows them).
 - ``logs``: what the program logged (info/warn/error).
 - ``error``: the exception text if the program raised (no resources after that point).
@@ -45,6 +47,7 @@ class Recorded:
     retain_on_delete: bool
     provider: str
     urn: str
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def inputs_json(self) -> str:
         return json.dumps(self.inputs, sort_keys=True)
@@ -80,7 +83,8 @@ def run_program(*, config: dict[str, Any], secrets: dict[str, str], stack: str =
     rec.resources = [Recorded(**{**r, "secret_paths": tuple(r["secret_paths"]),
                                  "dependencies": tuple(r["dependencies"]),
                                  "replace_on_changes": tuple(r["replace_on_changes"]),
-                                 "additional_secret_outputs": tuple(r["additional_secret_outputs"])})
+                                 "additional_secret_outputs": tuple(r["additional_secret_outputs"]),
+                                 "property_dependencies": {k: tuple(v) for k, v in r["property_dependencies"].items()}})
                      for r in doc["resources"]]
     return rec
 

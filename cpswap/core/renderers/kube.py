@@ -7,16 +7,17 @@ from typing import Sequence
 
 from cpswap.core.model import Endpoint, Host
 from cpswap.core.recovery import ClaimPolicy
+from cpswap.core.renderers.executor import CPSWAP
 
 
 def render_node_delete(*, host: Host, drain_timeout_s: int = 120) -> str:
     """Cordon, drain (skipping the eviction wait on a NotReady node) and delete the Node. Idempotent."""
-    return (f"cpswap kube delete-node --node {quote(host.name)} --drain --drain-timeout {drain_timeout_s}")
+    return (f"{CPSWAP} kube delete-node --node {quote(host.name)} --drain --drain-timeout {drain_timeout_s}")
 
 
 def render_node_verify(*, host: Host, deadline_s: int = 600) -> str:
     """Wait until the Node of ``host`` is registered and Ready."""
-    return f"cpswap kube wait-node --node {quote(host.name)} --deadline {deadline_s}"
+    return f"{CPSWAP} kube wait-node --node {quote(host.name)} --deadline {deadline_s}"
 
 
 def policy_json(policies: Sequence[ClaimPolicy]) -> str:
@@ -29,11 +30,11 @@ def policy_json(policies: Sequence[ClaimPolicy]) -> str:
 
 def render_pvc_recover(*, host: Host, policies: Sequence[ClaimPolicy], deadline_s: int = 900) -> str:
     """Recover claims pinned to Nodes that no longer exist onto ``host`` (orphans are found at run time)."""
-    return (f"cpswap kube recover-pvcs --new-node {quote(host.name)} --orphaned "
+    return (f"{CPSWAP} kube recover-pvcs --new-node {quote(host.name)} --orphaned "
             f"--policy-json {quote(policy_json(policies))} --deadline {deadline_s}")
 
 
 def render_kubeadm_endpoint_check(*, endpoint: Endpoint) -> str:
     """kubeadm-config's controlPlaneEndpoint must be the VIP (kubeadm puts its host into every new
     apiserver certificate's SANs), or the certSANs must list the VIP."""
-    return f"cpswap kube check-kubeadm-endpoint --endpoint {quote(str(endpoint))}"
+    return f"{CPSWAP} kube check-kubeadm-endpoint --endpoint {quote(str(endpoint))}"

@@ -18,6 +18,7 @@ from shlex import quote
 from typing import Any
 
 from cpswap.core.model import EtcdSettings, Host, KubeanSettings
+from cpswap.core.renderers.executor import CPSWAP
 
 API_VERSION = "kubean.io/v1alpha1"
 CLEAN_CONFIGMAP = "pb-clean-kube-apiserver"
@@ -77,16 +78,16 @@ def join_operation_spec(*, kubean: KubeanSettings) -> dict[str, Any]:
 
 def render_kubean_leave(*, host: Host, slot: str, kubean: KubeanSettings, etcd: EtcdSettings,
                         deadline_s: int = 3600) -> str:
-    return (f"cpswap kubean leave {_kubean_flags(kubean)} --node {quote(host.name)} --ip {quote(host.ip)} "
+    return (f"{CPSWAP} kubean leave {_kubean_flags(kubean)} --node {quote(host.name)} --ip {quote(host.ip)} "
             f"--operation {quote(operation_name(slot=slot, action='remove', host=host))} "
             f"--preset {quote(etcd.preset)} --snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
 
 
 def render_kubean_inventory(*, host: Host, kubean: KubeanSettings) -> str:
-    return f"cpswap kubean inventory-add {_kubean_flags(kubean)} --node {quote(host.name)} --ip {quote(host.ip)}"
+    return f"{CPSWAP} kubean inventory-add {_kubean_flags(kubean)} --node {quote(host.name)} --ip {quote(host.ip)}"
 
 
 def render_kubean_wait(*, name: str, host: Host, kubean: KubeanSettings, deadline_s: int = 5400) -> str:
     """Wait for the join operation; without one (a first `up` declares none) the Node must be Ready."""
-    return (f"cpswap kubean wait {_kubean_flags(kubean)} --operation {quote(name)} --node {quote(host.name)} "
+    return (f"{CPSWAP} kubean wait {_kubean_flags(kubean)} --operation {quote(name)} --node {quote(host.name)} "
             f"--deadline {deadline_s}")

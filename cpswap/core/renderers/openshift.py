@@ -13,6 +13,7 @@ from __future__ import annotations
 from shlex import quote
 
 from cpswap.core.model import EtcdSettings, Host, Member, OpenshiftSettings
+from cpswap.core.renderers.executor import CPSWAP
 
 MANIFEST = "/etc/kubernetes/manifests/etcd-pod.yaml"
 BACKUP = "/var/lib/etcd-backup"
@@ -26,7 +27,7 @@ def render_openshift_etcd_leave(*, host: Host, etcd: EtcdSettings, openshift: Op
                                 deadline_s: int = 300) -> str:
     """Remove the member through the endpoints of Running etcd pods on other nodes (seed: "choose a
     pod that is not on the affected node"), after a verified snapshot."""
-    return (f"cpswap etcd remove --preset {quote(etcd.preset)} --discover openshift "
+    return (f"{CPSWAP} etcd remove --preset {quote(etcd.preset)} --discover openshift "
             f"--etcd-namespace {quote(openshift.etcd_namespace)} "
             f"--name {quote(host.name)} --ip {quote(host.ip)} "
             f"--snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
@@ -34,23 +35,23 @@ def render_openshift_etcd_leave(*, host: Host, etcd: EtcdSettings, openshift: Op
 
 def render_openshift_etcd_verify(*, host: Host, etcd: EtcdSettings, openshift: OpenshiftSettings,
                                  max_lag: int = 1000, deadline_s: int = 1800) -> str:
-    return (f"cpswap etcd wait-member --preset {quote(etcd.preset)} --discover openshift "
+    return (f"{CPSWAP} etcd wait-member --preset {quote(etcd.preset)} --discover openshift "
             f"--etcd-namespace {quote(openshift.etcd_namespace)} "
             f"--name {quote(host.name)} --ip {quote(host.ip)} --max-lag {max_lag} --deadline {deadline_s}")
 
 
 def render_delete_etcd_secrets(*, host: Host, openshift: OpenshiftSettings) -> str:
-    return f"cpswap openshift delete-etcd-secrets {_ns(openshift)} --node {quote(host.name)}"
+    return f"{CPSWAP} openshift delete-etcd-secrets {_ns(openshift)} --node {quote(host.name)}"
 
 
 def render_delete_machine(*, member: Member, openshift: OpenshiftSettings, deadline_s: int = 900) -> str:
-    return (f"cpswap openshift delete-machine {_ns(openshift)} --slot {quote(member.slot)} "
+    return (f"{CPSWAP} openshift delete-machine {_ns(openshift)} --slot {quote(member.slot)} "
             f"--node {quote(member.host.name)} --deadline {deadline_s}")
 
 
 def render_create_machine(*, member: Member, openshift: OpenshiftSettings, deadline_s: int = 3600) -> str:
     machine = f" --machine {quote(member.machine)}" if member.machine else ""
-    return (f"cpswap openshift create-machine {_ns(openshift)} --slot {quote(member.slot)} "
+    return (f"{CPSWAP} openshift create-machine {_ns(openshift)} --slot {quote(member.slot)} "
             f"--node {quote(member.host.name)} --ip {quote(member.host.ip)}{machine} --deadline {deadline_s}")
 
 
@@ -59,7 +60,7 @@ def redeploy_reason(*, member: Member) -> str:
 
 
 def render_redeploy(*, member: Member, openshift: OpenshiftSettings, settle_s: int = 0) -> str:
-    return (f"cpswap openshift redeploy {_ns(openshift)} --node {quote(member.host.name)} "
+    return (f"{CPSWAP} openshift redeploy {_ns(openshift)} --node {quote(member.host.name)} "
             f"--reason {quote(redeploy_reason(member=member))} --settle {settle_s}")
 
 
