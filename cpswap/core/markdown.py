@@ -166,4 +166,10 @@ def render_markdown(*, document: Document) -> str:
         out += ["", *_vip(vip=document["vip"])]
     if document.get("claims"):
         out += ["", *_claims(claims=document["claims"])]
+    if document.get("live"):
+        out += ["", "### Live etcd members (observed)", "",
+                *_table(headers=["name", "ip", "learner", "healthy"],
+                        rows=[[m.get("name") or "(not started)", m.get("ip"), "yes" if m.get("learner") else "no",
+                               {True: "yes", False: "NO", None: "not probed"}[m.get("healthy")]]
+                              for m in document["live"]])]
     return "\n".join(out) + "\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cpswap.core.errors import ConfigError, Violation
-from cpswap.core.facts import Observation
+from cpswap.core.facts import EtcdMember, Observation
 from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.quorum import QuorumState, can_remove
 from cpswap.core.recovery import ClaimAction, plan_claim_actions, unobserved_actions
@@ -104,6 +104,7 @@ class Plan:
     warnings: tuple[str, ...]
     refusals: tuple[Violation, ...] = field(default=())
     vip: VipRole | None = None
+    live: tuple[EtcdMember, ...] = ()  # etcd's member list when observed (the health check compares it)
 
     @property
     def is_noop(self) -> bool:
@@ -319,4 +320,5 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
                         f"matching the policies below and refuses any data-bearing claim without one")
     return Plan(model=model, applied=applied, observed=observed, changes=tuple(changes), unhealthy=unhealthy,
                 steps=steps, before=before, during=during, after=after, claims=claims,
-                warnings=tuple(warnings), refusals=tuple(refusals), vip=vip_role)
+                warnings=tuple(warnings), refusals=tuple(refusals), vip=vip_role,
+                live=observation.etcd.members if observed and observation.etcd is not None else ())

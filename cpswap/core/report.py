@@ -35,6 +35,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "vip": plan.vip.as_dict() if plan.vip else None,
         "warnings": list(plan.warnings),
         "refusals": [{"field": v.field, "value": v.value, "rule": v.rule} for v in plan.refusals],
+        "live": [{"name": m.name, "ip": m.ip, "learner": m.is_learner, "healthy": m.healthy} for m in plan.live]
+        if plan.observed else None,
     }
 
 
