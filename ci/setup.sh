@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Sourced by the pipelines (`. ci/setup.sh`): cpswap from this checkout, the commit under review or being
 # deployed (the pinned version; the command text stored in Pulumi state calls `cpswap` from PATH), in
 # the program's virtualenv `venv/` (Pulumi.yaml: runtime.options.virtualenv), put first on PATH.

@@ -48,6 +48,12 @@ def test_actionlint_has_no_findings():
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
+def test_shellcheck_passes_the_scripts_the_pipelines_run():
+    """actionlint also hands every `run:` block to shellcheck when it is on PATH (tests/run installs it)."""
+    done = _run([_tool("shellcheck"), *map(str, sorted((ROOT / "ci").glob("*.sh")))])
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
 def test_zizmor_offline_has_no_findings():
     done = _run([_tool("zizmor"), "--offline", "--no-progress", "--format", "plain", ".github/workflows"])
     assert done.returncode == 0, done.stdout + done.stderr
