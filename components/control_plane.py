@@ -19,6 +19,7 @@ from pulumi_command import local, remote
 from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.ocboot import config_text, render_ocboot_config
+from cpswap.core.rules import declared_views, view_to_input
 from cpswap.core.slots import CommandSpec, ObjectSpec, slot_commands
 
 
@@ -159,7 +160,10 @@ class ControlPlane(pulumi.ComponentResource):
     """The whole control plane: one Slot per slot, plus the Kubernetes provider through the VIP."""
 
     def __init__(self, name: str, args: ControlPlaneArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        super().__init__("cpswap:index:ControlPlane", name, {"plan": args.plan}, opts)
+        # Registered before every slot resource: the policy pack checks the plan and the declared
+        # commands here, so a violation stops `pulumi up` before the first step.
+        commands = [view_to_input(v) for v in declared_views(model=args.model, object_slots=args.object_slots)]
+        super().__init__("cpswap:index:ControlPlane", name, {"plan": args.plan, "commands": commands}, opts)
         provider = k8s.Provider(f"{name}-k8s", kubeconfig=args.secrets.kubeconfig,
                                 opts=pulumi.ResourceOptions(parent=self))
         global_provider = None

@@ -1,8 +1,9 @@
 """`cpswap check`: the policy pack's rules, offline, against the stack files. Not pure (files).
 
-Builds the same plan document as `cpswap plan` and the same command-resource views the
-components create (from cpswap.core.slots), then runs cpswap.core.rules, exactly as the
-CrossGuard pack does on a preview. Exit 0 when clean, 1 with every violation listed.
+Builds the same plan document as `cpswap plan` and the same command and ClusterOperation views
+the ControlPlane component declares (``cpswap.core.rules.declared_views``, with the same slots
+declaring kubean objects as the program), then runs cpswap.core.rules, as the CrossGuard pack's
+resource policies do when the ControlPlane registers. Exit 0 when clean, 1 with every violation listed.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pathlib import Path
 
 from cpswap.cli.plan import add_stack_arguments, build_plan
 from cpswap.core.report import plan_document
-from cpswap.core.rules import RULES, RuleConfig, check, views_from_specs
-from cpswap.core.slots import slot_commands
+from cpswap.core.rules import RULES, RuleConfig, check, declared_views
+from cpswap.core.slots import slots_with_objects
+from cpswap.stackfiles import declared_operations
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -35,7 +37,9 @@ def _config(path: Path | None) -> RuleConfig:
 def run(args: argparse.Namespace) -> int:
     plan = build_plan(args)
     doc = plan_document(plan)
-    views = [v for m in plan.model.members for v in views_from_specs(slot_commands(model=plan.model, member=m))]
+    object_slots = slots_with_objects(model=plan.model, changing=frozenset(c.slot for c in plan.changes),
+                                      declared=declared_operations(directory=args.dir.resolve(), stack=args.stack))
+    views = declared_views(model=plan.model, object_slots=object_slots)
     violations = check(plan=doc, resources=views, config=_config(args.policy_config))
     if args.json:
         json.dump({"stack": args.stack, "clean": not violations,

@@ -1,9 +1,14 @@
 """Policy rules shared by the CrossGuard pack, `cpswap check` and the tests. Pure.
 
-The rules read only what is known at preview: the plan document (``cpswap.plan/v1``, carried
-by the ControlPlane component's ``plan`` input and computed offline by `cpswap check`) and
-command-resource views (type, name, inputs, options). A value unknown at preview would turn a
-mandatory policy into an advisory one, so nothing here reads outputs.
+The rules read only resource inputs, which the engine gives resource policies at registration,
+before the resource's step runs: the plan document (``cpswap.plan/v1``, the ControlPlane
+component's ``plan`` input, computed offline by `cpswap check`), the command and ClusterOperation
+views the ControlPlane declares in its ``commands`` input (the ControlPlane registers first, so
+a violation there stops `pulumi up` before any step), and each command's or operation's own
+inputs and options. Outputs (a command's ``stdout``) are never read: they are unknown at preview
+and would turn a mandatory policy into an advisory one. An input that is itself unknown reaches
+the rules as ``UNKNOWN`` and each rule decides what it means (a secret ``stdin`` from another
+command's output is still a stdin; unknown command text is a violation), so no rule is skipped.
 
 Each rule has a name, a description and a default enforcement of ``mandatory``; thresholds come
 from the policy config (``RuleConfig``). Every message names the resource, the rule and the
@@ -16,12 +21,36 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from cpswap.core.inputs import IMAGE
+from cpswap.core.model import StackModel
 from cpswap.core.quorum import quorum
+from cpswap.core.slots import ObjectSpec, slot_commands
 
 PLAN_RESOURCE_TYPE = "cpswap:index:ControlPlane"
 COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
 OPERATION_TYPE = "kubernetes:kubean.io/v1alpha1:ClusterOperation"
 _PINNED_IMAGE = IMAGE
+
+
+class _Unknown:
+    """An input whose value the engine does not know yet (preview)."""
+
+    def __repr__(self) -> str:
+        return "<unknown at preview>"
+
+
+UNKNOWN = _Unknown()
+
+
+def _n(value: Any) -> str:
+    """A count as text: the engine passes numbers as doubles (protobuf Struct), 2.0 reads as 2."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _text(value: Any) -> str | None:
+    """A known text input ('' when unset), or None when it is unknown at preview."""
+    if value is UNKNOWN:
+        return None
+    return "" if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -98,13 +127,13 @@ def quorum_every_step(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleVi
     for step in doc.get("steps") or []:
         if step["healthy"] < step["quorum"]:
             found.append(RuleViolation("cpswap-quorum-every-step", step["id"],
-                                       f"after {step['id']} {step['healthy']} healthy of {step['voters']} voters; "
-                                       f"quorum needs {step['quorum']}"))
+                                       f"after {step['id']} {_n(step['healthy'])} healthy of {_n(step['voters'])} "
+                                       f"voters; quorum needs {_n(step['quorum'])}"))
     for phase, state in (doc.get("quorum") or {}).items():
         if doc.get("changes") and state["healthy"] < state["quorum"]:
             found.append(RuleViolation("cpswap-quorum-every-step", f"quorum.{phase}",
-                                       f"{state['healthy']} healthy of {state['voters']} voters {phase} the swap; "
-                                       f"quorum needs {state['quorum']}"))
+                                       f"{_n(state['healthy'])} healthy of {_n(state['voters'])} voters {phase} the "
+                                       f"swap; quorum needs {_n(state['quorum'])}"))
     return found
 
 
@@ -185,7 +214,12 @@ def secrets_are_secret(resources: Sequence[ResourceView], config: RuleConfig) ->
         if r.type not in COMMAND_TYPES:
             continue
         for key in ("create", "update", "delete"):
-            text = str(r.inputs.get(key) or "")
+            text = _text(r.inputs.get(key))
+            if text is None:
+                found.append(RuleViolation("cpswap-secrets-are-secret", r.name,
+                                           f"{key} is unknown at preview; a membership command's text must be "
+                                           f"known so it can be checked before it runs"))
+                continue
             for pattern, what in _LITERAL_SECRET:
                 if pattern.search(text):
                     found.append(RuleViolation("cpswap-secrets-are-secret", r.name,
@@ -206,7 +240,8 @@ def kubean_operations(resources: Sequence[ResourceView], config: RuleConfig) -> 
     are replaced delete-before-replace like every membership resource."""
     found = []
     ops = [r for r in resources if r.type == OPERATION_TYPE]
-    image_of = {r.name: str((r.inputs.get("spec") or {}).get("image") or "") for r in ops}
+    image_of = {r.name: _text(spec.get("image") if isinstance(spec := r.inputs.get("spec"), Mapping) else spec) or ""
+                for r in ops}
     images = set(image_of.values())
     for r in ops:
         image = image_of[r.name]
@@ -262,22 +297,37 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def check(*, plan: Mapping[str, Any] | None, resources: Sequence[ResourceView], config: RuleConfig = RuleConfig(),
-          only: Sequence[str] | None = None) -> list[RuleViolation]:
-    """Run every rule (or ``only`` those named); a missing plan document is itself a violation."""
+def check_plan(*, plan: Any, config: RuleConfig = RuleConfig(), only: Sequence[str] | None = None
+               ) -> list[RuleViolation]:
+    """The plan rules (or ``only`` those named) on a plan document; a missing or unknown plan
+    document is itself a violation of each."""
     found: list[RuleViolation] = []
     for rule in RULES:
-        if only is not None and rule.name not in only:
+        if rule.scope != "plan" or (only is not None and rule.name not in only):
             continue
-        if rule.scope == "plan":
-            if plan is None:
-                found.append(RuleViolation(rule.name, PLAN_RESOURCE_TYPE,
-                                           "no plan document found on the ControlPlane component; cannot check"))
-            else:
-                found.extend(rule.check(plan, config))
+        if not isinstance(plan, Mapping):
+            found.append(RuleViolation(rule.name, PLAN_RESOURCE_TYPE,
+                                       "no plan document found on the ControlPlane component; cannot check"))
         else:
+            found.extend(rule.check(plan, config))
+    return found
+
+
+def check_resources(*, resources: Sequence[ResourceView], config: RuleConfig = RuleConfig(),
+                    only: Sequence[str] | None = None) -> list[RuleViolation]:
+    """The resource rules (or ``only`` those named) on command and ClusterOperation views."""
+    found: list[RuleViolation] = []
+    for rule in RULES:
+        if rule.scope == "resources" and (only is None or rule.name in only):
             found.extend(rule.check(resources, config))
     return found
+
+
+def check(*, plan: Mapping[str, Any] | None, resources: Sequence[ResourceView], config: RuleConfig = RuleConfig(),
+          only: Sequence[str] | None = None) -> list[RuleViolation]:
+    """Every rule (or ``only`` those named): the plan rules, then the resource rules."""
+    return [*check_plan(plan=plan, config=config, only=only),
+            *check_resources(resources=resources, config=config, only=only)]
 
 
 def _seconds(text: str) -> float:
@@ -312,21 +362,34 @@ def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
     return views
 
 
-def views_from_policy_resources(resources: Sequence[Any]) -> tuple[Mapping[str, Any] | None, list[ResourceView]]:
-    """(plan document, command views) from pulumi_policy ``PolicyResource`` objects (duck-typed)."""
-    plan = None
-    views = []
-    for r in resources:
-        if r.resource_type == PLAN_RESOURCE_TYPE:
-            plan = dict(r.props).get("plan")
-            continue
-        opts = getattr(r, "opts", None)
-        timeouts = getattr(opts, "custom_timeouts", None)
-        views.append(ResourceView(
-            type=r.resource_type, name=r.name, inputs=dict(r.props),
-            delete_before_replace=getattr(opts, "delete_before_replace", None),
-            timeouts={"create": getattr(timeouts, "create_seconds", 0) or 0,
-                      "update": getattr(timeouts, "update_seconds", 0) or 0,
-                      "delete": getattr(timeouts, "delete_seconds", 0) or 0},
-            additional_secret_outputs=tuple(getattr(opts, "additional_secret_outputs", ()) or ())))
-    return plan, views
+def declared_views(*, model: StackModel, object_slots: frozenset[str] | None = None) -> list[ResourceView]:
+    """The views of every command and ClusterOperation the components register for ``model``
+    (objects only for ``object_slots``; None: every slot's), in registration order."""
+    return [view for m in model.members for view in views_from_specs(
+        [s for s in slot_commands(model=model, member=m)
+         if not isinstance(s, ObjectSpec) or object_slots is None or m.slot in object_slots])]
+
+
+def view_to_input(view: ResourceView) -> dict[str, Any]:
+    """A view as the ControlPlane's ``commands`` input carries it (plain JSON)."""
+    return {"type": view.type, "name": view.name, "inputs": dict(view.inputs),
+            "deleteBeforeReplace": view.delete_before_replace, "timeouts": dict(view.timeouts),
+            "additionalSecretOutputs": list(view.additional_secret_outputs)}
+
+
+def view_from_input(raw: Any) -> ResourceView:
+    """The inverse of ``view_to_input``; unknown or malformed parts stay unknown or empty, so the
+    rules report them."""
+    raw = raw if isinstance(raw, Mapping) else {}
+    inputs = raw.get("inputs")
+    timeouts = raw.get("timeouts")
+    dbr = raw.get("deleteBeforeReplace")
+    secret_outputs = raw.get("additionalSecretOutputs")
+    return ResourceView(
+        type=str(raw.get("type", "")), name=str(raw.get("name", "")),
+        inputs=dict(inputs) if isinstance(inputs, Mapping) else {},
+        delete_before_replace=dbr if isinstance(dbr, bool) else None,
+        timeouts={k: float(v) for k, v in timeouts.items() if isinstance(v, (int, float))}
+        if isinstance(timeouts, Mapping) else {},
+        additional_secret_outputs=tuple(str(x) for x in secret_outputs) if isinstance(secret_outputs, (list, tuple))
+        else ())

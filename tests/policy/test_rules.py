@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from cpswap.core.rules import RULES, RuleConfig, ResourceView, check
-from cpswap.policy_pack import policies
-from tests.support.policy_resources import stack_args
+from tests.support.analyzer_requests import Pack, violation_text
 from tests.support.pulumi_mocks import ROOT, TEST_SECRETS, load_stack_file, run_program
 
 GOOD_PLAN = json.loads(subprocess.run(["cpswap", "plan", "--stack", "prod", "--json"], cwd=ROOT, capture_output=True,
@@ -112,11 +111,12 @@ def test_good_view_passes():
 
 
 def _pack(recorded, config=None) -> list[str]:
-    args = stack_args(recorded, config)
-    messages: list[str] = []
-    for policy in policies():
-        policy.validate(args, lambda message, urn=None: messages.append(message))
-    return messages
+    """Distinct violation messages of the pack served by pulumi_policy's analyzer servicer over a
+    preview of ``recorded`` (a command violation is reported on the ControlPlane, which declares
+    it, and again on the command itself)."""
+    found = Pack(config={"cpswap-etcd-min-voters": config} if config else None).preview(recorded)
+    assert all(d.enforcementLevel == 1 for _, d in found), found  # MANDATORY, never downgraded
+    return sorted({violation_text(d) for _, d in found})
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_pack_rules_fail_on_mutated_resources(prod_recording):
     messages = _pack(resources)
     assert any(m.startswith("[cpswap-membership-dbr-timeouts] cp2-join:") for m in messages), messages
     assert any(m.startswith("[cpswap-no-other-unhealthy] cp1: replacing lzx-ha-env while lzx-ha-env-3") for m in messages)
-    assert len(messages) == 2
+    assert len(messages) == 2, messages
     assert _pack(prod_recording[True].resources, {"minVoters": 5}) == [  # the policy's own config
         "[cpswap-etcd-min-voters] stack prod: 3 etcd voters configured; at least 5 are required"]
 
@@ -195,5 +195,5 @@ def test_cpswap_check_agrees_with_the_pack(tmp_path, case, config, applied):
         assert "at most one slot may change per run" in recording.error
         return
     pack = sorted(_pack(recording.resources))
-    assert sorted(f"[{v['rule']}] {v['resource']}: {v['message']}" for v in offline["violations"]) == pack
+    assert sorted({f"[{v['rule']}] {v['resource']}: {v['message']}" for v in offline["violations"]}) == pack
     assert result.returncode == (1 if pack else 0)
