@@ -10,7 +10,8 @@ The token comes from the masked CI/CD variable CPSWAP_GITLAB_TOKEN (a project ac
 api scope), sent only in the PRIVATE-TOKEN header, never printed. Without it nothing is posted and the
 job says so (the note and the applied file stay in the job's artifacts). API: notes
 (/projects/:id/merge_requests/:iid/notes), commits (/projects/:id/repository/commits) and merge
-requests (/projects/:id/merge_requests) of GitLab's REST API v4.
+requests (/projects/:id/merge_requests) of GitLab's REST API v4 (gitlabhq/gitlabhq lib/api/notes.rb at
+017a6c129d6a9e4ad9fec792cd84f88641d7dbfe, lib/api/commits.rb at 8e66411488e87d59dde65c690892d9495292fe86).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from pathlib import Path
 MAX_PAGES = 20  # 2,000 notes: bounded
 
 
-def _api(method: str, path: str, payload: dict | None = None) -> object:
+def _call(method: str, path: str, payload: dict | None = None) -> tuple[object, str]:
+    """One REST call: (decoded JSON body, the X-Next-Page header, "" on the last page)."""
     url = f"{os.environ['CI_API_V4_URL'].rstrip('/')}{path}"
     data = json.dumps(payload).encode() if payload is not None else None
     request = urllib.request.Request(url, data=data, method=method,
@@ -34,7 +36,12 @@ def _api(method: str, path: str, payload: dict | None = None) -> object:
                                               "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         body = response.read()
-    return json.loads(body) if body else None
+        next_page = response.headers.get("X-Next-Page", "") or ""
+    return (json.loads(body) if body else None), next_page.strip()
+
+
+def _api(method: str, path: str, payload: dict | None = None) -> object:
+    return _call(method, path, payload)[0]
 
 
 def _project() -> str:
@@ -46,14 +53,17 @@ def note(*, stack: str, body: str) -> None:
     if not marker.startswith("<!-- cpswap-plan"):
         raise SystemExit(f"gitlab_api note: the body of stack {stack} does not start with the cpswap marker")
     base = f"/projects/{_project()}/merge_requests/{os.environ['CI_MERGE_REQUEST_IID']}/notes"
-    for page in range(1, MAX_PAGES + 1):
-        notes = _api("GET", f"{base}?per_page=100&sort=asc&page={page}")
-        mine = next((n for n in notes if isinstance(n, dict) and marker in str(n.get("body", ""))), None)
+    page = "1"
+    for _ in range(MAX_PAGES):
+        # follow X-Next-Page, not the page's length: GitLab drops notes the token cannot read after
+        # paginating, so a page may be short with more pages behind it (lib/api/notes.rb)
+        notes, page = _call("GET", f"{base}?per_page=100&sort=asc&order_by=created_at&page={page}")
+        mine = next((n for n in notes if isinstance(n, dict) and str(n.get("body", "")).startswith(marker)), None)
         if mine is not None:
             _api("PUT", f"{base}/{mine['id']}", {"body": body})
             print(f"gitlab_api: updated the cpswap note of stack {stack} (note {mine['id']})")
             return
-        if len(notes) < 100:
+        if not page:
             break
     created = _api("POST", base, {"body": body})
     print(f"gitlab_api: posted the cpswap note of stack {stack} (note {created['id']})")
