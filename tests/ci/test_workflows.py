@@ -108,6 +108,23 @@ def test_no_expression_is_expanded_inside_a_script():
                     assert "${{" not in text, f"{path.name}: {step.get('name') or step.get('id')} expands in code"
 
 
+def test_github_script_steps_parse_as_the_action_runs_them(tmp_path):
+    """actions/github-script v8.0.0 runs `script` as the body of an AsyncFunction whose parameters are
+    require, __original_require__, github, octokit, context, core, exec, glob, io (src/main.ts,
+    src/async-function.ts); node --check parses each one wrapped that way."""
+    node = _tool("node")
+    scripts = [(p.name, step.get("name", ""), step["with"]["script"]) for p in WORKFLOWS
+               for job in yaml.load(p.read_text(), Loader=yaml.BaseLoader)["jobs"].values() for step in job["steps"]
+               if "actions/github-script@" in step.get("uses", "")]
+    assert len(scripts) == 3
+    for index, (workflow, name, script) in enumerate(scripts):
+        wrapped = tmp_path / f"script{index}.js"
+        wrapped.write_text("(async function (require, __original_require__, github, octokit, context, core, exec, glob, io) {\n"
+                           f"{script}\n}});\n")
+        done = _run([node, "--check", str(wrapped)])
+        assert done.returncode == 0, f"{workflow}: {name}: {done.stderr}"
+
+
 def test_review_runs_check_and_markdown_plan_then_preview_with_the_pack():
     review = _workflow("cpswap-review.yml")
     assert review["on"]["pull_request"]["paths"] == ["Pulumi.yaml", "Pulumi.*.yaml"]
