@@ -97,7 +97,8 @@ class StackRepo:
         argv = [gitlab_ci_local_or_skip(), "--force-shell-executor", "--shell-executor-no-image",
                 "--home", str(self.root / "gcl-home"),
                 *(x for v in variables for x in ("--variable", v))]
-        done = subprocess.run(argv, cwd=self.repo, env=full_env, capture_output=True, text=True, timeout=240)
+        done = subprocess.run(argv, cwd=self.repo, env=full_env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=240)
         records = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
         output = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
         return Run(returncode=done.returncode, output=output, records=records)
