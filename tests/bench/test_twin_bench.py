@@ -22,6 +22,7 @@ from cpswap.executors import etcd as ex
 from tests.support.pulumi_mocks import ROOT, run_program
 from tests.support.twin.cluster import Twin, digest
 from tests.support.twin.hosts import available
+from tests.support.twin.operator import activated_environ
 from tests.support.twin.replayer import Replayer, Runner
 
 pytestmark = [pytest.mark.bench, pytest.mark.twin,
@@ -51,7 +52,7 @@ def test_seed_004_swap_overhead_on_the_twin(tmp_path):
         workdir = tmp_path / "project"
         (workdir / ".cpswap").mkdir(parents=True)
         shutil.copy(ROOT / "Pulumi.yaml", workdir / "Pulumi.yaml")
-        replayer = Replayer(Runner(cwd=workdir, timeout_s=240))
+        replayer = Replayer(Runner(cwd=workdir, timeout_s=240, environ=activated_environ()))
         before = digest(twin.etcd_connection())
         _up(twin, replayer, workdir, {"cp1": OLD, "cp2": N2, "cp3": N3})  # adoption
         twin.kill(OLD)

@@ -15,8 +15,9 @@ from tests.support.pulumi_mocks import run_program
 from tests.support.twin import kubean as kb
 from tests.support.twin.cluster import Twin, digest
 from tests.support.twin.hosts import available
+from tests.support.twin.operator import activated_environ
 from tests.support.twin.replayer import Replayer, Runner
-from tests.twin.test_scenarios import Sampler, project, put_keys, save_outputs
+from tests.twin.test_scenarios import Sampler, project, put_keys, replay_up
 
 pytestmark = [pytest.mark.twin, pytest.mark.skipif(available() is not None, reason=f"twin: {available()}")]
 
@@ -67,7 +68,7 @@ def kubean_twin(tmp_path):
 def test_seed_001_first_node_rebuilt_in_place_then_a_dead_node_replaced(kubean_twin, tmp_path):
     twin, operator = kubean_twin
     workdir = project(tmp_path)
-    replayer = Replayer(Runner(cwd=workdir, timeout_s=240))
+    replayer = Replayer(Runner(cwd=workdir, timeout_s=240, environ=activated_environ()))
     put_keys(twin, 50)
     before = digest(twin.etcd_connection())
 
@@ -75,8 +76,7 @@ def test_seed_001_first_node_rebuilt_in_place_then_a_dead_node_replaced(kubean_t
         recording = run_program(config=twin.stack_config(members=slots, distribution="kubean", extra=KUBEAN),
                                 secrets=twin.secrets(), stack="twin", cwd=workdir)
         assert recording.error is None, recording.error
-        steps = replayer.up(recording.resources)
-        save_outputs(workdir, recording)
+        steps = replay_up(replayer, workdir, recording)
         return [(s.name, s.op) for s in steps if s.op != "noop"]
 
     def spec(name: str) -> dict:

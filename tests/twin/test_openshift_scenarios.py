@@ -28,9 +28,10 @@ from tests.support.twin.cluster import etcdctl_binary
 from tests.support.twin.hosts import available
 from tests.support.twin.openshift import (ETCD_CR, ETCD_NS, INITIAL_REVISION, MACHINE_NS, MACHINES, MANIFEST,
                                           SECRET_KINDS, OpenShiftTwin)
+from tests.support.twin.operator import activated_environ
 from tests.support.twin.replayer import Replayer, Runner
 from tests.twin.test_openshift_emulator import wait_for
-from tests.twin.test_scenarios import Sampler, project, save_outputs
+from tests.twin.test_scenarios import Sampler, project, replay_up
 
 pytestmark = [pytest.mark.twin, pytest.mark.skipif(available() is not None, reason=f"twin: {available()}")]
 
@@ -43,8 +44,7 @@ def ocp_up(ocp: OpenShiftTwin, replayer: Replayer, workdir: Path, slots: dict[st
     recording = run_program(config=ocp.twin.stack_config(members=slots, distribution="openshift"),
                             secrets=ocp.twin.secrets(), stack="twin", cwd=workdir)
     assert recording.error is None, recording.error
-    steps = replayer.up(recording.resources)
-    save_outputs(workdir, recording)
+    steps = replay_up(replayer, workdir, recording)
     return recording, steps
 
 
@@ -153,7 +153,7 @@ def test_machine_case_replaces_the_dead_members_machine(started, tmp_path):
     ocp = started(members=[A, B, C], spares=[D])
     twin = ocp.twin
     workdir = project(tmp_path)
-    replayer = Replayer(Runner(cwd=workdir, timeout_s=120))
+    replayer = Replayer(Runner(cwd=workdir, timeout_s=120, environ=activated_environ()))
     put_keys(twin.etcd_connection(), 100, prefix="/registry/ocp")
     before = digest(twin.etcd_connection())
     adopt(ocp, replayer, workdir, data=before)
@@ -236,7 +236,7 @@ def test_crashloop_case_resets_etcd_on_the_node_and_keeps_the_machine(started, t
     ocp = started(members=[A, B, C])
     twin = ocp.twin
     workdir = project(tmp_path)
-    replayer = Replayer(Runner(cwd=workdir, timeout_s=120))
+    replayer = Replayer(Runner(cwd=workdir, timeout_s=120, environ=activated_environ()))
     put_keys(twin.etcd_connection(), 100, prefix="/registry/ocp")
     before = digest(twin.etcd_connection())
     adopt(ocp, replayer, workdir, data=before)

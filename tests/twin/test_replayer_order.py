@@ -1,6 +1,7 @@
 """The replayer's order is pinned to Pulumi's documented rules (synthetic recordings, no hosts)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,214 @@ def test_kubernetes_objects_are_applied_and_replaced_when_their_name_changes(tmp
                             "provider": provider_ref, "inputs": {"metadata": {"name": "c"}}, "replace_on_changes": ()})
         with pytest.raises(StepFailed, match="only CustomResources"):
             Replayer(Runner(cwd=tmp_path)).up([provider, plain])
+
+
+# --- engine and provider fidelity (issue 18; sources in the replayer's docstring) ---------------
+
+def test_local_environment_is_the_cli_environment_plus_inputs_with_no_path_edit(tmp_path, journal):
+    """COMMAND local/commandOutputs.go: os.Environ() + environment + PULUMI_COMMAND_* only when the
+    previous outputs are non-empty (create: none; update and delete: the stored ones)."""
+    dump = f"env | cut -d= -f1 | sort | tr '\\n' ' ' >> {journal}; echo >> {journal}; echo out-1"
+    r = Replayer(Runner(cwd=tmp_path, environ={"PATH": "/usr/bin:/bin", "CLI_ONLY": "1"}))
+    r.up([cmd("m", create=dump, update=dump, delete=dump, env={"FROM_INPUT": "2"})])
+    r.up([cmd("m", create=dump, update=dump + " ", delete=dump, env={"FROM_INPUT": "2"})])
+    r.up([])
+    shell_own = {"PWD", "SHLVL", "_", "OLDPWD"}
+    runs = [set(line.split()) - shell_own for line in journal.read_text().splitlines()]
+    assert runs == [{"CLI_ONLY", "FROM_INPUT", "PATH"},
+                    {"CLI_ONLY", "FROM_INPUT", "PATH", "PULUMI_COMMAND_STDOUT"},
+                    {"CLI_ONLY", "FROM_INPUT", "PATH", "PULUMI_COMMAND_STDOUT"}]
+
+
+def _versioned_cpswap(root: Path, version: str) -> Path:
+    """A `cpswap` install of another version: a copy of the package with its version changed,
+    and a bin/cpswap entry point like pip's."""
+    import shutil
+    import sys
+
+    import cpswap
+
+    site = root / "site"
+    shutil.copytree(Path(cpswap.__file__).parent, site / "cpswap", ignore=shutil.ignore_patterns("__pycache__"))
+    init = site / "cpswap" / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{cpswap.__version__}"', f'__version__ = "{version}"'))
+    (root / "bin").mkdir()
+    entry = root / "bin" / "cpswap"
+    entry.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(site)!r})\n"
+                     "from cpswap.cli import main\nsys.exit(main())\n")
+    entry.chmod(0o755)
+    return root / "bin"
+
+
+def _verify_command() -> Recorded:
+    from cpswap.core.model import Host
+    from cpswap.core.renderers.kube import render_node_verify
+
+    return cmd("cp1-verify", create=render_node_verify(host=Host("n-new", "10.0.0.9"), deadline_s=5))
+
+
+def test_a_local_command_fails_clearly_when_cpswap_is_not_on_the_cli_path(tmp_path):
+    r = Replayer(Runner(cwd=tmp_path, environ={"PATH": "/usr/bin:/bin"}))
+    with pytest.raises(StepFailed) as failed:
+        r.up([_verify_command()])
+    text = str(failed.value)
+    assert "rc=127" in text and "cpswap: not found" in text and 'running "cpswap --expect-version=' in text
+
+
+def test_a_local_command_refuses_a_cpswap_of_another_version(tmp_path):
+    import cpswap
+
+    other = _versioned_cpswap(tmp_path / "old-install", "0.0.1")
+    environ = {"PATH": f"{other}:/usr/bin:/bin"}
+    r = Replayer(Runner(cwd=tmp_path, environ=environ))
+    with pytest.raises(StepFailed) as failed:
+        r.up([_verify_command()])
+    text = str(failed.value)
+    assert "rc=2" in text and f"program's cpswap {cpswap.__version__}" in text and "found on PATH is 0.0.1" in text
+
+
+def test_the_twin_operator_shell_finds_the_programs_cpswap(tmp_path, journal):
+    """README: `pulumi up` from a shell with the program's virtualenv activated."""
+    import cpswap
+
+    from tests.support.twin.operator import activated_environ
+
+    environ = activated_environ(base={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(cpswap.__file__).parents[1])})
+    r = Replayer(Runner(cwd=tmp_path, environ=environ))
+    r.up([cmd("v", create=f"cpswap --expect-version={cpswap.__version__} kube --help >/dev/null && "
+                         f"command -v cpswap >> {journal}")])
+    assert lines(journal)[0].startswith(environ["VIRTUAL_ENV"])
+
+
+def test_a_failure_prints_the_command_and_its_full_output_whatever_logging_says(tmp_path):
+    long = "x" * 6000
+    failing = cmd("quiet", create=f"echo {long}; echo to-stderr >&2; exit 5")
+    failing.inputs["logging"] = "none"
+    r = Replayer(Runner(cwd=tmp_path))
+    with pytest.raises(StepFailed) as failed:
+        r.up([failing])
+    expected = f'exit status 5: running "echo {long}; echo to-stderr >&2; exit 5":\n{long}\nto-stderr\n'
+    assert str(failed.value).endswith(expected)
+    assert r.runner.log[-1] == f"error: {expected}"  # the CLI prints the error even with logging=none
+
+
+def test_a_command_printing_a_secret_it_was_given_is_caught(tmp_path):
+    leaky = cmd("leaky", create="read -r line; echo \"got $line\"")
+    leaky.inputs["stdin"] = "TOKEN=abcdef0123456789\nCA_HASH=sha256:public\n"
+    leaky = Recorded(**{**leaky.__dict__, "secret_paths": ("stdin",)})
+    with pytest.raises(AssertionError, match=r"create leaky on local: its stdout holds a part of its secret input 'stdin'"):
+        Replayer(Runner(cwd=tmp_path)).up([leaky])
+    quiet = Recorded(**{**leaky.__dict__, "inputs": {**leaky.inputs, "create": "read -r line; echo read"}})
+    Replayer(Runner(cwd=tmp_path)).up([quiet])
+
+
+def test_a_failed_delete_before_replace_stays_pending_replacement_and_is_not_deleted_twice(tmp_path, journal):
+    flag = tmp_path / "fail-once"
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("m", create=echo(journal, "create-old"), delete=echo(journal, "delete-old"), triggers=("old",))])
+    flag.write_text("x")
+    new = cmd("m", create=f"if [ -e {flag} ]; then rm {flag}; exit 6; fi; " + echo(journal, "create-new"),
+              delete=echo(journal, "delete-new"), triggers=("new",))
+    with pytest.raises(StepFailed, match="create m on local failed: rc=6"):
+        r.up([new])
+    assert r.state["urn:m"].pending_replacement and r.state["urn:m"].inputs["triggers"] == ["old"]
+    steps = r.up([new])
+    assert [(s.name, s.op) for s in steps] == [("m", "create")]
+    assert lines(journal) == ["create-old", "delete-old", "create-new"] and not r.state["urn:m"].pending_replacement
+    # a resource pending replacement that leaves the program is dropped without a second delete
+    flag.write_text("x")
+    with pytest.raises(StepFailed):
+        r.up([cmd("m", create=f"if [ -e {flag} ]; then rm {flag}; exit 6; fi", triggers=("newest",))])
+    assert r.state["urn:m"].pending_replacement
+    steps = r.up([])
+    assert [(s.name, s.op) for s in steps] == [("m", "remove-pending-replace")] and r.state == {}
+    assert lines(journal) == ["create-old", "delete-old", "create-new", "delete-new"]
+
+
+def test_stack_outputs_of_a_failed_up_already_hold_the_new_values(tmp_path):
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("a", create="true")], outputs={"membership": {"cp1": "old"}, "gone": 1})
+    with pytest.raises(StepFailed):
+        r.up([cmd("a", create="exit 1", triggers=("b",))], outputs={"membership": {"cp1": "new"}})
+    assert r.outputs == {"membership": {"cp1": "new"}, "gone": 1}  # old overlaid with new, as the engine saves
+    r.up([cmd("a", create="true", triggers=("b",))], outputs={"membership": {"cp1": "new"}})
+    assert r.outputs == {"membership": {"cp1": "new"}}
+
+
+def test_property_dependencies_order_and_replace_dependents_like_the_engine(tmp_path, journal):
+    """A dependent whose `triggers` come from a delete-before-replace resource is deleted before
+    it (calculateDependentReplacements); one whose `stdin` comes from it is not (an update)."""
+    def prop(r: Recorded, key: str, on: str) -> Recorded:
+        return Recorded(**{**r.__dict__, "property_dependencies": {key: (f"urn:{on}",)}})
+
+    def program(gen: str) -> list[Recorded]:
+        return [prop(cmd("by-trigger", create="true", delete=echo(journal, f"delete-by-trigger-{gen}"),
+                         triggers=(f"t-{gen}",)), "triggers", "root"),
+                prop(cmd("by-stdin", create="true", delete=echo(journal, "delete-by-stdin")), "stdin", "root"),
+                cmd("root", create="true", delete=echo(journal, f"delete-root-{gen}"), triggers=(gen,))]
+    r = Replayer(Runner(cwd=tmp_path))
+    steps = r.up(program("1"))
+    assert [s.name for s in steps] == ["root", "by-trigger", "by-stdin"]  # property edges order creates
+    steps = r.up(program("2"))
+    assert lines(journal) == ["delete-by-trigger-1", "delete-root-1"]
+    assert [(s.name, s.op) for s in steps] == [("by-trigger", "replace-delete"), ("root", "replace-delete"),
+                                               ("root", "create"), ("by-trigger", "create"), ("by-stdin", "noop")]
+
+
+def _kube_provider(emu) -> Recorded:
+    return Recorded(**{**cmd("k8s", create="true").__dict__, "type": "pulumi:providers:kubernetes",
+                       "inputs": {"kubeconfig": emu.kubeconfig_text}, "replace_on_changes": ()})
+
+
+def _patch(kind: str, name: str, inputs: dict) -> Recorded:
+    return Recorded(**{**cmd(name, create="true", deps=("k8s",)).__dict__, "type": f"kubernetes:core/v1:{kind}",
+                       "provider": "urn:k8s::id", "retain_on_delete": True, "replace_on_changes": (),
+                       "inputs": inputs})
+
+
+def test_patches_are_server_side_applies_that_create_and_can_conflict(tmp_path):
+    from kubernetes import client
+
+    from tests.support.kube_emulator import Emulator
+
+    with Emulator() as emu:
+        labels = _patch("NodePatch", "labels", {"metadata": {"name": "never-joined", "labels": {"cpswap.io/slot": "cp1"}}})
+        Replayer(Runner(cwd=tmp_path)).up([_kube_provider(emu), labels])
+        assert emu.core.read_node("never-joined").metadata.labels == {"cpswap.io/slot": "cp1"}  # SSA created it
+        emu.core.create_namespaced_config_map("kubean-system", client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="pb", namespace="kubean-system"), data={"a.yml": "theirs"}))
+        cm = _patch("ConfigMapPatch", "pb", {"metadata": {"name": "pb", "namespace": "kubean-system"},
+                                             "data": {"a.yml": "ours"}})
+        with pytest.raises(StepFailed, match=r"(?s)create pb .*409.*conflict.*\.data\.a\.yml"):
+            Replayer(Runner(cwd=tmp_path)).up([_kube_provider(emu), cm])
+        forced = _patch("ConfigMapPatch", "pb", {"metadata": {"name": "pb", "namespace": "kubean-system",
+                                                              "annotations": {"pulumi.com/patchForce": "true"}},
+                                                 "data": {"a.yml": "ours"}})
+        r = Replayer(Runner(cwd=tmp_path))
+        r.up([_kube_provider(emu), forced])
+        assert emu.core.read_namespaced_config_map("pb", "kubean-system").data == {"a.yml": "ours"}
+        r.up([_kube_provider(emu), Recorded(**{**forced.__dict__, "inputs": {**forced.inputs,
+                                                                            "data": {"a.yml": "ours, v2"}}})])
+        assert emu.core.read_namespaced_config_map("pb", "kubean-system").data == {"a.yml": "ours, v2"}
+
+
+def test_custom_resource_deletes_wait_for_their_delete_timeout(tmp_path):
+    from kubernetes import client
+
+    from tests.support.kube_emulator import Emulator
+
+    with Emulator() as emu:
+        objects = client.CustomObjectsApi(emu.api_client)
+        op = Recorded(**{**cmd("op", create="true", deps=("k8s",)).__dict__,
+                         "type": "kubernetes:kubean.io/v1alpha1:ClusterOperation", "provider": "urn:k8s::id",
+                         "replace_on_changes": (), "custom_timeouts": {"delete": "2s"},
+                         "inputs": {"apiVersion": "kubean.io/v1alpha1", "kind": "ClusterOperation",
+                                    "metadata": {"name": "held"}, "spec": {"action": "cluster.yml"}}})
+        r = Replayer(Runner(cwd=tmp_path))
+        r.up([_kube_provider(emu), op])
+        objects.patch_cluster_custom_object("kubean.io", "v1alpha1", "clusteroperations", "held",
+                                            {"metadata": {"finalizers": ["test/hold"]}})
+        started = time.monotonic()
+        with pytest.raises(StepFailed, match=r"delete op .*still present 2s after its delete"):
+            r.up([_kube_provider(emu)])
+        assert 2 <= time.monotonic() - started < 30

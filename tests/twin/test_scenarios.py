@@ -15,6 +15,7 @@ from tests.support.etcd_cluster import put_keys as write_keys
 from tests.support.pulumi_mocks import ROOT, run_program
 from tests.support.twin.cluster import Twin, digest
 from tests.support.twin.hosts import available
+from tests.support.twin.operator import activated_environ
 from tests.support.twin.replayer import Replayer, Runner, StepFailed
 
 pytestmark = [pytest.mark.twin, pytest.mark.skipif(available() is not None, reason=f"twin: {available()}")]
@@ -63,14 +64,23 @@ def up(twin: Twin, replayer: Replayer, workdir: Path, slots: dict[str, str], *, 
     recording = run_program(config=twin.stack_config(members=slots, distribution=distribution),
                             secrets=twin.secrets(), stack="twin", cwd=workdir)
     assert recording.error is None, recording.error
-    steps = replayer.up(recording.resources)
-    save_outputs(workdir, recording)
+    steps = replay_up(replayer, workdir, recording)
     return recording, steps
 
 
-def save_outputs(workdir: Path, recording) -> None:
+def save_outputs(workdir: Path, outputs: dict) -> None:
     """What CI does after `up`: `pulumi stack output --json > .cpswap/applied-<stack>.json`."""
-    (workdir / ".cpswap" / "applied-twin.json").write_text(json.dumps(recording.outputs))
+    (workdir / ".cpswap" / "applied-twin.json").write_text(json.dumps(outputs))
+
+
+def replay_up(replayer: Replayer, workdir: Path, recording) -> list:
+    """`pulumi up`, then the outputs saved as CI saves them, also after a failed `up`: the engine
+    has stored the program's new outputs by then (replayer docstring), so the re-run plans against
+    the new membership and must still converge."""
+    try:
+        return replayer.up(recording.resources, outputs=recording.outputs)
+    finally:
+        save_outputs(workdir, replayer.outputs)
 
 
 def put_keys(twin: Twin, count: int = 200) -> None:
@@ -107,7 +117,7 @@ def twin(tmp_path):
 
 def test_seed_004_swap_on_the_twin(twin, tmp_path):
     workdir = project(tmp_path)
-    replayer = Replayer(Runner(cwd=workdir, timeout_s=240))
+    replayer = Replayer(Runner(cwd=workdir, timeout_s=240, environ=activated_environ()))
     put_keys(twin)
     before = digest(twin.etcd_connection())
     members_before = sorted(m.name for m in ex.member_list(twin.etcd_connection()))
@@ -175,7 +185,7 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
     twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW], seed_workloads=False)
     try:
         workdir = project(tmp_path)
-        replayer = Replayer(Runner(cwd=workdir, timeout_s=240))
+        replayer = Replayer(Runner(cwd=workdir, timeout_s=240, environ=activated_environ()))
         put_keys(twin, 50)
         before = digest(twin.etcd_connection())
         slots = {"cp1": OLD, "cp2": N2, "cp3": N3}
@@ -213,7 +223,7 @@ def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
     twin = Twin.start(tmp_path / "twin", members=names, spares=[], seed_workloads=False, layout="kubeadm")
     try:
         workdir = project(tmp_path)
-        replayer = Replayer(Runner(cwd=workdir, timeout_s=240))
+        replayer = Replayer(Runner(cwd=workdir, timeout_s=240, environ=activated_environ()))
         put_keys(twin, 50)
         before = digest(twin.etcd_connection())
         slots = {"cp1": "kadm-1", "cp2": "kadm-2", "cp3": "kadm-3"}
@@ -223,8 +233,7 @@ def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
                                     secrets=twin.secrets(), stack="twin", cwd=workdir)
             assert recording.error is None, recording.error
             assert any("keeps IP" in line for line in recording.logs) or members == slots
-            steps = replayer.up(recording.resources)
-            save_outputs(workdir, recording)
+            steps = replay_up(replayer, workdir, recording)
             return steps
 
         kubeadm_up(slots)  # adoption: manifests exist, so no join runs
@@ -261,7 +270,7 @@ class DroppingRunner(Runner):
     50 ms, bounded by the step timeout): the operator's connection drops in the middle of a step."""
 
     def __init__(self, *, cwd: Path, host: str, moment, timeout_s: float = 240) -> None:
-        super().__init__(cwd=cwd, timeout_s=timeout_s)
+        super().__init__(cwd=cwd, timeout_s=timeout_s, environ=activated_environ())
         self.host, self.moment, self.cut_at, self._armed = host, moment, None, False
 
     def run(self, *, kind, inputs, text, extra_env, timeout_s=None):
