@@ -175,7 +175,11 @@ class ControlPlane(pulumi.ComponentResource):
                                            opts=pulumi.ResourceOptions(parent=self))
             clean = [k8s.core.v1.ConfigMapPatch(
                 f"{name}-{kb.CLEAN_CONFIGMAP}",
-                metadata=k8s.meta.v1.ObjectMetaPatchArgs(name=kb.CLEAN_CONFIGMAP, namespace=model.kubean.namespace),
+                # a server-side apply: forced, because a cluster set up as in seed 001 already holds this
+                # key with the seed's playbook under another field manager (a 409 conflict otherwise,
+                # pulumi-kubernetes provider/pkg/await/await.go patchForce)
+                metadata=k8s.meta.v1.ObjectMetaPatchArgs(name=kb.CLEAN_CONFIGMAP, namespace=model.kubean.namespace,
+                                                         annotations={"pulumi.com/patchForce": "true"}),
                 data={kb.CLEAN_PLAYBOOK: kb.CLEAN_PLAYBOOK_TEXT},
                 opts=pulumi.ResourceOptions(parent=self, provider=global_provider, retain_on_delete=True))]
         self.slots = {m.slot: Slot(m.slot, SlotArgs(model=model, member=m, secrets=args.secrets,

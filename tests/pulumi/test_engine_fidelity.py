@@ -51,3 +51,36 @@ def test_every_cpswap_call_in_command_text_pins_the_programs_version(recording):
             assert not unpinned.search(text), (r.name, field, text)
             pinned += text.count(f"cpswap --expect-version={cpswap.__version__} ")
     assert pinned > 0
+
+
+def test_kubean_clean_playbook_patch_takes_over_the_seeds_configmap_key(tmp_path):
+    """A cluster set up as in seed 001 may already hold ``pb-clean-kube-apiserver`` (created with
+    kubectl), its playbook key differing from cpswap's. The ConfigMapPatch is a server-side apply,
+    which conflicts (409) on that key unless forced; the program forces it."""
+    from kubernetes import client
+
+    from tests.support.kube_emulator import Emulator
+    from tests.support.twin import kubean as twin_kubean
+    from tests.support.twin.replayer import CONFIG_MAP_PATCH, Replayer, Runner, StepFailed
+
+    rec = dist._run(dist.KUBEAN, dist._workdir(tmp_path, dist.KUBEAN))
+    patch = next(r for r in rec.resources if r.type == CONFIG_MAP_PATCH)
+    assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"} and patch.retain_on_delete
+    provider = next(r for r in rec.resources if patch.provider.startswith(r.urn + "::"))
+    name, namespace = patch.inputs["metadata"]["name"], patch.inputs["metadata"]["namespace"]
+    unforced = type(patch)(**{**patch.__dict__, "inputs": {
+        **patch.inputs, "metadata": {k: v for k, v in patch.inputs["metadata"].items() if k != "annotations"}}})
+
+    def operators_own(emu) -> None:
+        seed = twin_kubean.clean_configmap()
+        seed.metadata = client.V1ObjectMeta(name=name, namespace=namespace)
+        seed.data = {key: "# the operator's own copy\n" + text for key, text in seed.data.items()}
+        emu.core.create_namespaced_config_map(namespace, seed)
+
+    with Emulator() as emu:
+        live = type(provider)(**{**provider.__dict__, "inputs": {"kubeconfig": emu.kubeconfig_text}})
+        operators_own(emu)
+        with pytest.raises(StepFailed, match="409"):
+            Replayer(Runner(cwd=tmp_path)).up([live, unforced])
+        Replayer(Runner(cwd=tmp_path)).up([live, patch])
+        assert emu.core.read_namespaced_config_map(name, namespace).data == patch.inputs["data"]
