@@ -74,7 +74,8 @@ def test_kubean_adoption_declares_no_operation_and_every_command_is_dbr(kubean_r
     for r in adopted.commands():
         assert r.delete_before_replace and r.custom_timeouts.get("create") and r.custom_timeouts.get("delete"), r.name
     clean = next(r for r in adopted.resources if r.type == "kubernetes:core/v1:ConfigMapPatch")
-    assert clean.inputs["metadata"] == {"name": "pb-clean-kube-apiserver", "namespace": "kubean-system"}
+    assert clean.inputs["metadata"] == {"name": "pb-clean-kube-apiserver", "namespace": "kubean-system",
+                                        "annotations": {"pulumi.com/patchForce": "true"}}
     assert "kill -9" in clean.inputs["data"]["clean-kube-apiserver.yml"]
     global_provider = next(r for r in adopted.resources if r.type == "pulumi:providers:kubernetes"
                            and r.name.endswith("-global"))
