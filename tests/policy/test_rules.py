@@ -168,6 +168,7 @@ KUBEADM5 = {"distribution": "kubeadm", "controlPlaneEndpoint": "10.1.0.100:6443"
             "members": {f"cp{i}": {"name": f"kadm-{i}", "ip": f"10.1.0.{i}"} for i in range(1, 6)}}
 K3S = {"distribution": "k3s", "controlPlaneEndpoint": "10.2.0.100:6443",
        "members": {f"cp{i}": {"name": f"k3s-{i}", "ip": f"10.2.0.{i}"} for i in range(1, 4)}}
+KUBEAN = load_stack_file(ROOT / "examples" / "Pulumi.kubean.yaml")
 FIXTURES = [
     ("prod-swap", PROD, {**MEMBERS, "cp1": {"name": "lzx-ha-env", "ip": "192.168.0.254"}}),
     ("prod-adopted", PROD, MEMBERS),
@@ -175,6 +176,8 @@ FIXTURES = [
      KUBEADM5["members"]),
     ("k3s-keep-ip", {**K3S, "members": {**K3S["members"], "cp2": {"name": "k3s-rebuilt", "ip": "10.2.0.2"}}},
      K3S["members"]),
+    ("kubean-swap", {**KUBEAN, "members": {**KUBEAN["members"], "cp3": {"name": "centos-master4", "ip": "10.6.0.14"}}},
+     KUBEAN["members"]),
     ("two-slots", {**K3S, "members": {**K3S["members"], "cp2": {"name": "x2", "ip": "10.2.0.22"},
                                       "cp3": {"name": "x3", "ip": "10.2.0.33"}}}, K3S["members"]),
 ]
@@ -186,7 +189,8 @@ def test_cpswap_check_agrees_with_the_pack(tmp_path, case, config, applied):
     result = subprocess.run(["cpswap", "check", "--stack", "prod", "--dir", str(project), "--json"],
                             capture_output=True, text=True, timeout=60)
     offline = json.loads(result.stdout)
-    recording = run_program(config=config, secrets=TEST_SECRETS, cwd=project, preview=True, isolate_network=True)
+    secrets = {**TEST_SECRETS, "globalKubeconfig": "apiVersion: v1\nkind: Config\n"}
+    recording = run_program(config=config, secrets=secrets, cwd=project, preview=True, isolate_network=True)
     if recording.error is not None:  # the program refuses before registering: the pack never runs
         assert recording.commands() == []
         assert result.returncode == 1 and not offline["clean"]
