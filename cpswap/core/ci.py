@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from cpswap.core.facts import member_matches
+
 STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 STACK_FILE = re.compile(r"^Pulumi\.([A-Za-z0-9][A-Za-z0-9_.-]*)\.yaml$")
 COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters; GitLab notes allow 1,000,000
@@ -72,12 +74,9 @@ def _host_text(host: Mapping[str, Any]) -> str:
 
 
 def _matches(member: Mapping[str, Any], host: Mapping[str, Any]) -> bool:
-    """The same host: by IP, by name, or by k3s's ``<hostname>-<8 hex>`` member name."""
-    if member.get("ip") and member.get("ip") == host.get("ip"):
-        return True
-    name, wanted = str(member.get("name") or ""), str(host.get("name") or "")
-    prefix, _, suffix = name.rpartition("-")
-    return bool(name) and (name == wanted or (prefix == wanted and re.fullmatch(r"[0-9a-f]{8}", suffix) is not None))
+    """A live member of the plan document belongs to a configured host (facts.member_matches)."""
+    return member_matches(member_name=str(member.get("name") or ""), member_ip=str(member.get("ip") or ""),
+                          name=str(host.get("name") or ""), ip=str(host.get("ip") or ""))
 
 
 def health_findings(*, document: Mapping[str, Any], stack_file: str) -> list[Finding]:

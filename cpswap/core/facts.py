@@ -17,6 +17,21 @@ def url_host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 
+def member_matches(*, member_name: str, member_ip: str, name: str, ip: str) -> bool:
+    """True if the etcd member ``member_name``/``member_ip`` belongs to the host ``name``/``ip``.
+
+    k3s names members ``<hostname>-<8 hex>``; kubeadm and ocboot name them after the host.
+    """
+    if ip and member_ip == ip:
+        return True
+    if not name or not member_name:
+        return False
+    if member_name == name:
+        return True
+    prefix, _, suffix = member_name.rpartition("-")
+    return prefix == name and len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix)
+
+
 @dataclass(frozen=True)
 class EtcdMember:
     """One etcd member as ``member list`` reports it, plus health when it was probed."""
@@ -38,18 +53,8 @@ class EtcdMember:
         return url_host(self.peer_urls[0]) if self.peer_urls else ""
 
     def matches(self, *, name: str, ip: str) -> bool:
-        """True if this member belongs to the host ``name``/``ip``.
-
-        k3s names members ``<hostname>-<8 hex>``; kubeadm and ocboot name them after the host.
-        """
-        if ip and self.ip == ip:
-            return True
-        if not name or not self.name:
-            return False
-        if self.name == name:
-            return True
-        prefix, _, suffix = self.name.rpartition("-")
-        return prefix == name and len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix)
+        """True if this member belongs to the host ``name``/``ip`` (see ``member_matches``)."""
+        return member_matches(member_name=self.name, member_ip=self.ip, name=name, ip=ip)
 
 
 @dataclass(frozen=True)
