@@ -19,7 +19,7 @@ if [ "$#" -ne 2 ]; then echo "usage: ci/deploy.sh STACK OUT_DIR" >&2; exit 2; fi
 stack=$1 out=$2
 unset SSH_AUTH_SOCK
 mkdir -p "$out"
-fail() {  # $1 = the CI step that failed, $2 = its exit code
+fail() {  # $1 = the CI step that failed, $2 = its exit code, $3 = its log in OUT_DIR
   cpswap ci failure --stack "$stack" --log "$out/$3" --plan "$out/plan.json" --step "$1" > "$out/summary.md"
   cat "$out/summary.md" >&2
   exit "$2"
