@@ -10,24 +10,77 @@
 """
 from __future__ import annotations
 
-import json
+import os
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
+from cpswap.core import inputs
+from cpswap.core.documents import DocumentError, parse_json, parse_yaml
 from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.model import Host, StackModel, parse_stack_config
 from cpswap.core.planner import AppliedMembership
 
 PREFIX = "cpswap:"
 SECRET_PRESENT = "[secret]"
+MAX_FILE_BYTES = 1 << 20  # stack files, saved outputs and policy config are a few KiB
 
 
-def _config_from(document: Mapping[str, Any] | None) -> dict[str, Any]:
+def read_text(path: Path, *, what: str, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes, else ConfigError naming the file
+    and why (missing, a directory, a device such as /dev/zero, too large, not UTF-8, unreadable)."""
+    where = str(path)
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError([Violation(where, "a directory", f"{what} must be a file")])
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError([Violation(where, "not a regular file",
+                                         f"{what} must be a regular file (not a device, FIFO or socket)")])
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise ConfigError([Violation(where, "missing", f"{what} not found")]) from None
+    except OSError as exc:
+        raise ConfigError([Violation(where, "unreadable", f"cannot read {what}: {exc.strerror or exc}")]) from None
+    if len(data) > limit:
+        raise ConfigError([Violation(where, f"more than {limit} bytes", f"{what} is too large to be one; refusing to parse it")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Violation(where, f"byte 0x{data[exc.start]:02x} at offset {exc.start}",
+                                     f"{what} must be UTF-8 text")]) from None
+
+
+def parse_document(text: str, *, where: str, kind: str = "yaml") -> Any:
+    """``text`` parsed by the bounded YAML or JSON parser; problems become ConfigError at ``where``."""
+    try:
+        return parse_yaml(text) if kind == "yaml" else parse_json(text)
+    except DocumentError as exc:
+        raise ConfigError([Violation(where, "unparsable", str(exc))]) from None
+
+
+def _mapping(doc: Any, *, where: str, what: str) -> Mapping[str, Any]:
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError([Violation(where, type(doc).__name__, f"{what} must be a mapping (key: value) at the top level")])
+    return doc
+
+
+def _section(doc: Mapping[str, Any], *, where: str) -> Mapping[str, Any]:
+    config = doc.get("config")
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ConfigError([Violation(f"{where}: config", type(config).__name__, "must be a mapping of key: value")])
+    return config
+
+
+def _config_from(document: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key, value in ((document or {}).get("config") or {}).items():
+    for key, value in _section(document, where=where).items():
         if not str(key).startswith(PREFIX):
             continue
         if isinstance(value, Mapping) and set(value) == {"secure"}:
@@ -36,30 +89,41 @@ def _config_from(document: Mapping[str, Any] | None) -> dict[str, Any]:
     return values
 
 
-def _project_defaults(project: Mapping[str, Any]) -> dict[str, Any]:
+def _project_defaults(project: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     defaults = {}
-    for key, decl in (project.get("config") or {}).items():
+    for key, decl in _section(project, where=where).items():
         name = str(key).removeprefix(PREFIX)
         if isinstance(decl, Mapping) and "default" in decl:
             defaults[name] = decl["default"]
     return defaults
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, *, what: str = "stack file") -> Mapping[str, Any]:
+    return _mapping(parse_document(read_text(path, what=what), where=str(path)), where=str(path), what=what)
+
+
+def check_stack_name(stack: str) -> str:
+    """A Pulumi stack name that names files inside the project (no path separators)."""
     try:
-        with path.open() as handle:
-            return yaml.safe_load(handle) or {}
-    except FileNotFoundError:
-        raise ConfigError([Violation(str(path), "missing", "stack file not found")]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([Violation(str(path), "unparsable", f"not valid YAML: {exc}")]) from None
+        return inputs.stack_name(stack)
+    except inputs.InputError as exc:
+        raise ConfigError([Violation("--stack", stack, str(exc))]) from None
 
 
-def load_stack_config(*, directory: Path, stack: str, text: str | None = None) -> dict[str, Any]:
-    """Config values for ``stack`` (project defaults overlaid by the stack file, or ``text``)."""
-    project = read_yaml(directory / "Pulumi.yaml")
-    stack_doc = yaml.safe_load(text) if text is not None else read_yaml(directory / f"Pulumi.{stack}.yaml")
-    return {**_project_defaults(project), **_config_from(stack_doc)}
+def load_stack_config(*, directory: Path, stack: str, text: str | None = None,
+                      text_source: str | None = None) -> dict[str, Any]:
+    """Config values for ``stack`` (project defaults overlaid by the stack file, or ``text``, which
+    came from ``text_source``, e.g. ``Pulumi.prod.yaml at origin/main``)."""
+    check_stack_name(stack)
+    project_path = directory / "Pulumi.yaml"
+    project = read_yaml(project_path, what="project file")
+    if text is not None:
+        where = text_source or f"Pulumi.{stack}.yaml"
+        stack_doc = _mapping(parse_document(text, where=where), where=where, what="stack file")
+    else:
+        where = str(directory / f"Pulumi.{stack}.yaml")
+        stack_doc = read_yaml(directory / f"Pulumi.{stack}.yaml")
+    return {**_project_defaults(project, where=str(project_path)), **_config_from(stack_doc, where=where)}
 
 
 def model_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,13 +150,42 @@ def membership_from_output(doc: Mapping[str, Any], *, where: str) -> dict[str, H
     return hosts
 
 
-def git_show(*, directory: Path, rev: str, path: str) -> str:
-    result = subprocess.run(["git", "-C", str(directory), "show", f"{rev}:{path}"], capture_output=True,
-                            text=True, timeout=20, check=False)
+def _git(directory: Path, *args: str, rev: str) -> bytes:
+    try:
+        result = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, timeout=20, check=False,
+                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError([Violation("--base", rev, f"cannot run git: {exc}")]) from None
     if result.returncode != 0:
-        raise ConfigError([Violation("--base", rev, f"git cannot show {path} at that revision: "
-                                                    f"{result.stderr.strip()[:200]}")])
+        raise ConfigError([Violation("--base", rev, f"git {args[0]} failed: "
+                                                    f"{result.stderr.decode('utf-8', 'replace').strip()[:200]}")])
     return result.stdout
+
+
+def resolve_revision(*, directory: Path, rev: str) -> str:
+    """The commit id of ``rev``; option-like or malformed revisions never reach git as options."""
+    try:
+        inputs.git_revision(rev)
+    except inputs.InputError as exc:
+        raise ConfigError([Violation("--base", rev, str(exc))]) from None
+    out = _git(directory, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", rev=rev)
+    commit = out.decode("ascii", "replace").strip()
+    if not inputs.COMMIT_ID.fullmatch(commit):
+        raise ConfigError([Violation("--base", rev, "git rev-parse did not name one commit")])
+    return commit
+
+
+def git_show(*, directory: Path, rev: str, path: str) -> str:
+    """``path`` at revision ``rev`` (resolved to a commit id first), bounded and UTF-8."""
+    commit = resolve_revision(directory=directory, rev=rev)
+    data = _git(directory, "show", f"{commit}:{path}", rev=rev)
+    where = f"{path} at {rev}"
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([Violation(where, f"more than {MAX_FILE_BYTES} bytes", "stack file is too large to be one")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Violation(where, f"byte at offset {exc.start}", "stack file must be UTF-8 text")]) from None
 
 
 def applied_output_path(*, directory: Path, stack: str) -> Path:
@@ -103,10 +196,8 @@ def read_applied_output(path: Path) -> dict[str, Any] | None:
     """The saved ``pulumi stack output --json`` of the last deployment, or None when there is none."""
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError([Violation(str(path), "unparsable", f"not JSON: {exc}")]) from None
+    doc = parse_document(read_text(path, what="saved stack output"), where=str(path), kind="json")
+    return dict(_mapping(doc, where=str(path), what="saved stack output (pulumi stack output --json)"))
 
 
 def declared_operations(*, directory: Path, stack: str) -> frozenset[str]:
@@ -119,9 +210,14 @@ def declared_operations(*, directory: Path, stack: str) -> frozenset[str]:
 def load_applied(*, directory: Path, stack: str, model: StackModel, applied_file: Path | None = None,
                  base: str | None = None) -> AppliedMembership:
     if base is not None:
+        source = f"Pulumi.{stack}.yaml at {base}"
         text = git_show(directory=directory, rev=base, path=f"Pulumi.{stack}.yaml")
-        old = parse_stack_config(model_values(load_stack_config(directory=directory, stack=stack, text=text)),
-                                 stack=stack)
+        try:
+            old = parse_stack_config(model_values(load_stack_config(directory=directory, stack=stack, text=text,
+                                                                    text_source=source)), stack=stack)
+        except ConfigError as exc:  # the base revision's file, not the working tree's
+            raise ConfigError([Violation(v.field if v.field.startswith(source) else f"{source}: {v.field}",
+                                         v.value, v.rule) for v in exc.violations]) from None
         return AppliedMembership.of(old.hosts(), source=f"stack file at {base}")
     path = applied_file or applied_output_path(directory=directory, stack=stack)
     doc = read_applied_output(path)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import cpswap
-
+from cpswap.core import inputs
 from cpswap.core.errors import ConfigError, CpswapError, DeadlineError, TransientError
 
 SUBCOMMAND_MODULES = ("plan", "check", "etcd", "kube", "kubean", "openshift", "ci")
@@ -28,12 +29,89 @@ def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def argtype(check: Callable[[Any], Any], what: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` from a cpswap.core.inputs validator: a bad value is a usage error
+    (exit 2, naming the flag, the value and the rule) before anything is contacted."""
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except inputs.InputError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    convert.__name__ = what
+    return convert
+
+
+def _names(text: str) -> list[str]:
+    names = [inputs.dns_name(n, what="node name") for n in text.split(",")]
+    if not names:
+        raise inputs.InputError("at least one node name is required")
+    return names
+
+
+def _file(text: str) -> str:
+    if not text:
+        raise inputs.InputError("a file path is required")
+    if not os.path.exists(text):
+        raise inputs.InputError("file not found")
+    if not os.path.isfile(text):
+        raise inputs.InputError("not a regular file")
+    return text
+
+
+def _stack(text: str) -> str:
+    """``name`` or fully qualified ``org/project/name``: the stack file is ``Pulumi.<name>.yaml``, as in Pulumi."""
+    parts = text.split("/")
+    if len(parts) > 3:
+        raise inputs.InputError("must be <stack>, <org>/<stack> or <org>/<project>/<stack>")
+    for part in parts:
+        inputs.stack_name(part)
+    return parts[-1]
+
+
+def _policy_json(text: str) -> str:
+    """The stack's ``cpswap:pvcRecovery`` object as JSON, checked as the model checks it."""
+    from cpswap.core.documents import DocumentError, parse_json
+    from cpswap.core.recovery import parse_pvc_recovery
+
+    try:
+        doc = parse_json(text)
+    except DocumentError as exc:
+        raise inputs.InputError(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise inputs.InputError("must be a JSON object of selector -> {policy, dataClass, order}")
+    _, problems = parse_pvc_recovery(doc)
+    if problems:
+        raise inputs.InputError("; ".join(str(p) for p in problems[:5]))
+    return text
+
+
+NAME = argtype(lambda v: inputs.dns_name(v, what="node name"), "name")
+NAMES = argtype(_names, "names")
+OBJECT_NAME = argtype(inputs.dns_name, "name")
+NAMESPACE = argtype(lambda v: inputs.dns_label(v, what="namespace"), "namespace")
+IP = argtype(inputs.ip_address, "ip")
+URL = argtype(inputs.endpoint_url, "url")
+URLS = argtype(lambda v: [inputs.endpoint_url(u) for u in v.split(",")] if v else [], "urls")
+HOST_PORT = argtype(inputs.split_host_port, "host:port")
+SECONDS = argtype(inputs.seconds, "seconds")
+SECONDS_OR_ZERO = argtype(inputs.non_negative_seconds, "seconds")
+LAG = argtype(inputs.lag, "lag")
+FILE = argtype(_file, "file")
+STACK = argtype(_stack, "stack")
+REVISION = argtype(inputs.git_revision, "revision")
+SLOT = argtype(inputs.slot, "slot")
+IMAGE = argtype(inputs.image, "image")
+WORD = argtype(inputs.word, "word")
+POLICY_JSON = argtype(_policy_json, "policy-json")
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Registers only the chosen subcommand when there is one (command resources call
     `cpswap etcd|kube` several times per swap; the clients take a second to import)."""
     parser = argparse.ArgumentParser(prog="cpswap", description=__doc__.splitlines()[0])
     parser.add_argument("--expect-version", metavar="X",
                         help="refuse (exit 2) unless this cpswap is version X; rendered commands pass the program's")
+    parser.add_argument("--version", action="version", version=f"cpswap {cpswap.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     chosen = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), None)
     for name in (chosen,) if chosen in SUBCOMMAND_MODULES else SUBCOMMAND_MODULES:
@@ -55,7 +133,10 @@ def version_mismatch(expected: str | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0): a code, also in-process
+        return exc.code if isinstance(exc.code, int) else 2
     refusal = version_mismatch(args.expect_version)
     if refusal is not None:
         print(refusal, file=sys.stderr)

@@ -3,7 +3,10 @@
 Builds the same plan document as `cpswap plan` and the same command and ClusterOperation views
 the ControlPlane component declares (``cpswap.core.rules.declared_views``, with the same slots
 declaring kubean objects as the program), then runs cpswap.core.rules, as the CrossGuard pack's
-resource policies do when the ControlPlane registers. Exit 0 when clean, 1 with every violation listed.
+resource policies do when the ControlPlane registers. Enforcement levels come from ``--policy-config``
+as CrossGuard reads them (cpswap.core.policy_config): a ``disabled`` rule does not run, an ``advisory``
+violation is listed but does not fail. Exit 0 without mandatory violations, 1 with every violation
+listed, 2 for a malformed stack file or policy config.
 """
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ from pathlib import Path
 
 from cpswap.cli.plan import add_stack_arguments, build_plan
 from cpswap.core.report import plan_document
-from cpswap.core.rules import RULES, RuleConfig, check, declared_views
+from cpswap.core.policy_config import PolicyConfig, parse_policy_config
+from cpswap.core.rules import RULES, check, declared_views
 from cpswap.core.slots import slots_with_objects
-from cpswap.stackfiles import declared_operations
+from cpswap.stackfiles import declared_operations, parse_document, read_text
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -26,30 +30,38 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     parser.set_defaults(func=run)
 
 
-def _config(path: Path | None) -> RuleConfig:
+def _config(path: Path | None) -> PolicyConfig:
+    rules = [r.name for r in RULES]
     if path is None:
-        return RuleConfig()
-    raw = json.loads(path.read_text())
-    entry = raw.get("cpswap-etcd-min-voters", {})
-    return RuleConfig(min_voters=int(entry.get("minVoters", 3)) if isinstance(entry, dict) else 3)
+        return parse_policy_config(None, rules=rules)
+    text = read_text(path, what="policy config")
+    doc = None if not text.strip() else parse_document(text, where=str(path), kind="json")
+    return parse_policy_config(doc, rules=rules, where=str(path))
 
 
 def run(args: argparse.Namespace) -> int:
+    config = _config(args.policy_config)  # a malformed config is exit 2 before anything else
     plan = build_plan(args)
     doc = plan_document(plan)
     object_slots = slots_with_objects(model=plan.model, changing=frozenset(c.slot for c in plan.changes),
                                       declared=declared_operations(directory=args.dir.resolve(), stack=args.stack))
     views = declared_views(model=plan.model, object_slots=object_slots)
-    violations = check(plan=doc, resources=views, config=_config(args.policy_config))
+    enabled = [r.name for r in RULES if config.enforced(r.name) != "disabled"]
+    found = check(plan=doc, resources=views, config=config.rules, only=enabled)
+    failing = [v for v in found if config.enforced(v.rule) == "mandatory"]
     if args.json:
-        json.dump({"stack": args.stack, "clean": not violations,
-                   "violations": [{"rule": v.rule, "resource": v.resource, "message": v.message} for v in violations]},
+        json.dump({"stack": args.stack, "clean": not failing,
+                   "violations": [{"rule": v.rule, "resource": v.resource, "message": v.message,
+                                   "enforcementLevel": config.enforced(v.rule)} for v in found],
+                   "disabled": [r.name for r in RULES if r.name not in enabled]},
                   sys.stdout, indent=2)
         print()
-    elif violations:
-        print(f"cpswap check: {len(violations)} violation(s) in stack {args.stack}:")
-        for v in violations:
-            print(f"  {v}")
+    elif found:
+        print(f"cpswap check: {len(failing)} mandatory and {len(found) - len(failing)} advisory violation(s) "
+              f"in stack {args.stack}:")
+        for v in found:
+            print(f"  {config.enforced(v.rule)}: {v}")
     else:
-        print(f"cpswap check: stack {args.stack} passes all {len(RULES)} rules")
-    return 1 if violations else 0
+        print(f"cpswap check: stack {args.stack} passes all {len(enabled)} enabled rules"
+              + (f" ({len(RULES) - len(enabled)} disabled)" if len(enabled) < len(RULES) else ""))
+    return 1 if failing else 0

@@ -11,25 +11,27 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from cpswap.cli import progress
+from cpswap.cli import FILE, IP, LAG, NAME, NAMESPACE, SECONDS, URL, URLS, progress
 from cpswap.core.errors import PermanentError
 from cpswap.executors import etcd as ex
 
 
 def connection_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoints", default="", help="comma-separated https://host:2379 URLs")
-    parser.add_argument("--cacert", help="cluster CA (TLS is always verified against it)")
-    parser.add_argument("--cert", help="client certificate")
-    parser.add_argument("--key", help="client key")
+    parser.add_argument("--endpoints", type=URLS, default=[],
+                        help="comma-separated https://host:2379 URLs (IPv6 in brackets)")
+    parser.add_argument("--cacert", type=FILE, help="cluster CA (TLS is always verified against it)")
+    parser.add_argument("--cert", type=FILE, help="client certificate")
+    parser.add_argument("--key", type=FILE, help="client key")
     parser.add_argument("--preset", choices=("k3s", "kubeadm", "env"),
                         help="k3s/kubeadm: the distribution's files on a control-plane node (under $CPSWAP_ETCD_ROOT); "
                              "env: PEM data from CPSWAP_ETCD_*_DATA (secret stack config)")
     parser.add_argument("--discover", choices=("kube", "openshift"),
                         help="kube: add control-plane Node IPs from the Kubernetes API; openshift: the hosts of "
                              "Running, Ready etcd pods (--etcd-namespace)")
-    parser.add_argument("--etcd-namespace", default="openshift-etcd", help="for --discover openshift")
-    parser.add_argument("--kubeconfig", help="for --discover (default: $CPSWAP_KUBECONFIG_DATA)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="per-call timeout in seconds")
+    parser.add_argument("--etcd-namespace", type=NAMESPACE, default="openshift-etcd", help="for --discover openshift")
+    parser.add_argument("--kubeconfig", type=FILE, help="for --discover (default: $CPSWAP_KUBECONFIG_DATA)")
+    parser.add_argument("--request-timeout", "--timeout", dest="timeout", type=SECONDS, default=5.0,
+                        help="per-call timeout in seconds (--timeout is the old spelling)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -51,36 +53,37 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     _member_flags(p)
     p.add_argument("--snapshot-dir", type=Path, default=Path(".cpswap/snapshots"))
     p.add_argument("--no-snapshot", action="store_true", help="skip the snapshot before removing (not advised)")
-    p.add_argument("--deadline", type=float, default=300)
+    p.add_argument("--deadline", type=SECONDS, default=300)
     p.set_defaults(func=_remove)
     p = cmds.add_parser("add", help="add a member (learner unless --voter)")
     connection_flags(p)
-    p.add_argument("--peer-url", required=True)
+    p.add_argument("--peer-url", type=URL, required=True)
     p.add_argument("--voter", action="store_true")
-    p.add_argument("--deadline", type=float, default=60)
+    p.add_argument("--deadline", type=SECONDS, default=60)
     p.set_defaults(func=_add)
     p = cmds.add_parser("promote", help="promote a learner once it is in sync")
     connection_flags(p)
     _member_flags(p)
-    p.add_argument("--deadline", type=float, default=120)
+    p.add_argument("--deadline", type=SECONDS, default=120)
     p.set_defaults(func=_promote)
     p = cmds.add_parser("wait-member", help="wait until a member is a healthy, caught-up voter")
     connection_flags(p)
     _member_flags(p)
-    p.add_argument("--max-lag", type=int, default=1000)
-    p.add_argument("--deadline", type=float, default=600)
+    p.add_argument("--max-lag", type=LAG, default=1000)
+    p.add_argument("--deadline", type=SECONDS, default=600)
     p.set_defaults(func=_wait)
 
 
 def _member_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", required=True, help="node name (k3s member names <name>-<8 hex> match too)")
-    parser.add_argument("--ip", required=True, help="the member's IP (its peer URL host)")
+    parser.add_argument("--node", "--name", dest="name", type=NAME, required=True,
+                        help="node name (k3s member names <name>-<8 hex> match too; --name is the old spelling)")
+    parser.add_argument("--ip", type=IP, required=True, help="the member's IP (its peer URL host)")
 
 
 def connect_from_args(args: argparse.Namespace, *, departing: tuple[str, str] | None = None):
     """The etcd connection of the flags; ``departing`` (name, ip) is never used as an endpoint
     found by discovery (the seed: "choose a pod that is not on the affected node")."""
-    endpoints = [e for e in args.endpoints.split(",") if e]
+    endpoints = list(args.endpoints)
     if args.discover == "kube":
         from cpswap.executors.kube import control_plane_endpoints
 

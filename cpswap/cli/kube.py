@@ -10,14 +10,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from cpswap.cli import progress
+from cpswap.cli import FILE, HOST_PORT, NAME, NAMES, POLICY_JSON, SECONDS, progress
 from cpswap.core.errors import UnsafeOperationError
+from cpswap.core.inputs import host_port
 from cpswap.executors import kube as ex
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", help="kubeconfig path (default: $CPSWAP_KUBECONFIG_DATA text)")
-    parser.add_argument("--request-timeout", type=float, default=10.0, help="per-request API timeout in seconds")
+    parser.add_argument("--kubeconfig", type=FILE, help="kubeconfig path (default: $CPSWAP_KUBECONFIG_DATA text)")
+    parser.add_argument("--request-timeout", type=SECONDS, default=10.0, help="per-request API timeout in seconds")
     parser.add_argument("--json", action="store_true")
 
 
@@ -26,52 +27,52 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     cmds = kube.add_subparsers(dest="kube_command", required=True)
     p = cmds.add_parser("inventory", help="claims pinned to a node, their owners, pods and sizes")
     _common(p)
-    p.add_argument("--node", required=True)
+    p.add_argument("--node", type=NAME, required=True)
     p.set_defaults(func=_inventory)
     p = cmds.add_parser("drain", help="cordon and empty a node; never hangs on a NotReady node")
     _common(p)
-    p.add_argument("--node", required=True)
-    p.add_argument("--timeout", "--drain-timeout", dest="drain_timeout", type=float, default=120,
-                   help="eviction wait bound in seconds (skipped on a NotReady node)")
+    p.add_argument("--node", type=NAME, required=True)
+    p.add_argument("--drain-timeout", "--timeout", dest="drain_timeout", type=SECONDS, default=120,
+                   help="eviction wait bound in seconds (skipped on a NotReady node; --timeout is the old spelling)")
     p.set_defaults(func=_drain)
     p = cmds.add_parser("delete-node", help="(drain and) delete a Node; absent counts as success")
     _common(p)
-    p.add_argument("--node", required=True)
+    p.add_argument("--node", type=NAME, required=True)
     p.add_argument("--drain", action="store_true")
-    p.add_argument("--drain-timeout", type=float, default=120)
+    p.add_argument("--drain-timeout", type=SECONDS, default=120)
     p.set_defaults(func=_delete_node)
     p = cmds.add_parser("check-kubeadm-endpoint",
                         help="kubeadm-config's controlPlaneEndpoint must be the VIP (it goes into apiserver SANs)")
     _common(p)
-    p.add_argument("--endpoint", required=True, help="the VIP as host:port")
+    p.add_argument("--endpoint", type=HOST_PORT, required=True, help="the VIP as host:port ([ipv6]:port)")
     p.set_defaults(func=_check_kubeadm_endpoint)
     p = cmds.add_parser("wait-node", help="wait until a Node is registered and Ready")
     _common(p)
-    p.add_argument("--node", required=True)
-    p.add_argument("--deadline", type=float, default=600)
+    p.add_argument("--node", type=NAME, required=True)
+    p.add_argument("--deadline", type=SECONDS, default=600)
     p.set_defaults(func=_wait_node)
     p = cmds.add_parser("cordon", help="cordon nodes, marking them so uncordon restores exactly")
     _common(p)
-    p.add_argument("--node", required=True, help="comma-separated node names")
+    p.add_argument("--node", type=NAMES, required=True, help="comma-separated node names")
     p.set_defaults(func=_cordon)
     p = cmds.add_parser("uncordon", help="uncordon the nodes cpswap cordoned (operator-cordoned ones stay)")
     _common(p)
-    p.add_argument("--node", help="comma-separated node names (default: every node cpswap marked)")
+    p.add_argument("--node", type=NAMES, help="comma-separated node names (default: every node cpswap marked)")
     p.set_defaults(func=_uncordon)
     p = cmds.add_parser("capacity", help="can the survivors' pod slots take what moves off a node?")
     _common(p)
-    p.add_argument("--node", required=True)
+    p.add_argument("--node", type=NAME, required=True)
     p.set_defaults(func=_capacity)
     p = cmds.add_parser("recover-pvcs", help="recreate stateful pods whose local-path claims were on a lost node")
     _common(p)
-    p.add_argument("--new-node", required=True)
+    p.add_argument("--new-node", type=NAME, required=True)
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--old-node")
+    where.add_argument("--old-node", type=NAME)
     where.add_argument("--orphaned", action="store_true", help="claims pinned to Nodes that no longer exist")
-    p.add_argument("--policy-json", required=True, help="the stack's cpswap:pvcRecovery object as JSON")
-    p.add_argument("--survivors", help="comma-separated nodes to cordon meanwhile (default: every other node)")
+    p.add_argument("--policy-json", type=POLICY_JSON, required=True, help="the stack's cpswap:pvcRecovery object as JSON")
+    p.add_argument("--survivors", type=NAMES, help="comma-separated nodes to cordon meanwhile (default: every other node)")
     p.add_argument("--state-dir", type=Path, default=Path(".cpswap/recovery"))
-    p.add_argument("--deadline", type=float, default=900, help="per-claim wait deadline in seconds")
+    p.add_argument("--deadline", type=SECONDS, default=900, help="per-claim wait deadline in seconds")
     p.set_defaults(func=_recover)
 
 
@@ -107,16 +108,17 @@ def _delete_node(args: argparse.Namespace) -> int:
 def _check_kubeadm_endpoint(args: argparse.Namespace) -> int:
     from cpswap.core.kubespray import endpoint_covers
 
-    host, _, port = args.endpoint.rpartition(":")
+    host, port = args.endpoint
+    shown = host_port(host, port)
     with _api(args) as api:
         cm = ex.read_config_map(api, "kube-system", "kubeadm-config")
     text = (cm.data or {}).get("ClusterConfiguration", "") if cm is not None else ""
-    ok, found = endpoint_covers(text, vip_host=host, vip_port=int(port))
+    ok, found = endpoint_covers(text, vip_host=host, vip_port=port)
     if not ok:
         raise UnsafeOperationError(
-            f"kube-system/kubeadm-config: controlPlaneEndpoint must be the VIP {args.endpoint} so joining nodes "
+            f"kube-system/kubeadm-config: controlPlaneEndpoint must be the VIP {shown} so joining nodes "
             f"use it and their apiserver certificates carry it in their SANs; found {found}")
-    print(f"kubeadm-config: controlPlaneEndpoint is the VIP {args.endpoint} ({found})")
+    print(f"kubeadm-config: controlPlaneEndpoint is the VIP {shown} ({found})")
     return 0
 
 
@@ -128,14 +130,14 @@ def _wait_node(args: argparse.Namespace) -> int:
 
 def _cordon(args: argparse.Namespace) -> int:
     with _api(args) as api:
-        ex.cordon(api, names=[n for n in args.node.split(",") if n], progress=progress)
+        ex.cordon(api, names=args.node, progress=progress)
     return 0
 
 
 def _uncordon(args: argparse.Namespace) -> int:
     with _api(args) as api:
         ex.uncordon_marked(api, progress=progress,
-                           names=[n for n in args.node.split(",") if n] if args.node else None)
+                           names=args.node)
     return 0
 
 
@@ -153,7 +155,7 @@ def _recover(args: argparse.Namespace) -> int:
         report = ex.recover_pvcs(api, new_node=args.new_node, policy_json=args.policy_json, old_node=args.old_node,
                                  orphaned=args.orphaned, state_dir=args.state_dir, deadline_s=args.deadline,
                                  progress=progress,
-                                 survivors=[n for n in args.survivors.split(",") if n] if args.survivors else None)
+                                 survivors=args.survivors)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

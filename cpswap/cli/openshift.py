@@ -1,18 +1,19 @@
 """`cpswap openshift`: delete-etcd-secrets, delete-machine, create-machine, redeploy (seed 003).
 
-Kubeconfig from ``$CPSWAP_KUBECONFIG_DATA`` (secret stack config). Progress on stderr. Not pure.
+Kubeconfig from ``--kubeconfig PATH`` or ``$CPSWAP_KUBECONFIG_DATA`` (secret stack config). Progress on stderr. Not pure.
 """
 from __future__ import annotations
 
 import argparse
 
-from cpswap.cli import progress
+from cpswap.cli import FILE, IP, NAME, NAMESPACE, OBJECT_NAME, SECONDS, SECONDS_OR_ZERO, SLOT, WORD, progress
 
 
 def _namespaces(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--etcd-namespace", default="openshift-etcd")
-    parser.add_argument("--machine-namespace", default="openshift-machine-api")
-    parser.add_argument("--node", required=True)
+    parser.add_argument("--etcd-namespace", type=NAMESPACE, default="openshift-etcd")
+    parser.add_argument("--machine-namespace", type=NAMESPACE, default="openshift-machine-api")
+    parser.add_argument("--node", type=NAME, required=True)
+    parser.add_argument("--kubeconfig", type=FILE, help="kubeconfig path (default: $CPSWAP_KUBECONFIG_DATA text)")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -23,27 +24,29 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(func=_secrets)
     p = cmds.add_parser("delete-machine", help="keep the node's Machine spec, then delete the Machine")
     _namespaces(p)
-    p.add_argument("--slot", required=True)
-    p.add_argument("--deadline", type=float, default=900)
+    p.add_argument("--slot", type=SLOT, required=True)
+    p.add_argument("--deadline", type=SECONDS, default=900)
     p.set_defaults(func=_delete_machine)
     p = cmds.add_parser("create-machine", help="the kept spec under a new name, without status and providerID")
     _namespaces(p)
-    p.add_argument("--slot", required=True)
-    p.add_argument("--ip", required=True)
-    p.add_argument("--machine", help="the new Machine's name (default: the old base name, next free index)")
-    p.add_argument("--deadline", type=float, default=3600)
+    p.add_argument("--slot", type=SLOT, required=True)
+    p.add_argument("--ip", type=IP, required=True)
+    p.add_argument("--machine", type=OBJECT_NAME,
+                   help="the new Machine's name (default: the old base name, next free index)")
+    p.add_argument("--deadline", type=SECONDS, default=3600)
     p.set_defaults(func=_create_machine)
     p = cmds.add_parser("redeploy", help="forceRedeploymentReason (unique) unless the node's etcd pod is Ready")
     _namespaces(p)
-    p.add_argument("--reason", required=True)
-    p.add_argument("--settle", type=float, default=0, help="seconds to wait for the operator before patching")
+    p.add_argument("--reason", type=WORD, required=True)
+    p.add_argument("--settle", type=SECONDS_OR_ZERO, default=0, help="seconds to wait for the operator before patching")
     p.set_defaults(func=_redeploy)
 
 
 def _secrets(args: argparse.Namespace) -> int:
     from cpswap.executors import openshift as ex
 
-    ex.delete_etcd_secrets(namespace=args.etcd_namespace, node=args.node, progress=progress)
+    ex.delete_etcd_secrets(namespace=args.etcd_namespace, node=args.node, progress=progress,
+                           kubeconfig=args.kubeconfig)
     return 0
 
 
@@ -51,7 +54,7 @@ def _delete_machine(args: argparse.Namespace) -> int:
     from cpswap.executors import openshift as ex
 
     print(ex.delete_machine(namespace=args.machine_namespace, slot=args.slot, node=args.node,
-                            deadline_s=args.deadline, progress=progress))
+                            deadline_s=args.deadline, progress=progress, kubeconfig=args.kubeconfig))
     return 0
 
 
@@ -59,7 +62,8 @@ def _create_machine(args: argparse.Namespace) -> int:
     from cpswap.executors import openshift as ex
 
     print(ex.create_machine(namespace=args.machine_namespace, slot=args.slot, node=args.node, ip=args.ip,
-                            machine=args.machine, deadline_s=args.deadline, progress=progress))
+                            machine=args.machine, deadline_s=args.deadline, progress=progress,
+                            kubeconfig=args.kubeconfig))
     return 0
 
 
@@ -67,5 +71,5 @@ def _redeploy(args: argparse.Namespace) -> int:
     from cpswap.executors import openshift as ex
 
     print(ex.redeploy(etcd_namespace=args.etcd_namespace, node=args.node, reason=args.reason, settle_s=args.settle,
-                      progress=progress))
+                      progress=progress, kubeconfig=args.kubeconfig))
     return 0

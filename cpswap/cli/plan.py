@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from cpswap.cli import REVISION, SECONDS, STACK
 from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.facts import Observation
 from cpswap.core.markdown import render_markdown
@@ -21,14 +23,18 @@ FORMATS = ("text", "json", "markdown")
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    default_stack = os.environ.get("PULUMI_STACK") or None
+    parser.add_argument("--stack", type=STACK, default=default_stack, required=default_stack is None,
+                        help="stack name: reads Pulumi.<stack>.yaml (default: $PULUMI_STACK)")
     parser.add_argument("--dir", type=Path, default=Path("."), help="project directory (default: .)")
     parser.add_argument("--json", action="store_true", help="print the plan document as JSON")
-    parser.add_argument("--base", help="git revision whose stack file is the applied membership (a PR's base)")
+    parser.add_argument("--base", type=REVISION,
+                        help="git revision whose stack file is the applied membership (a PR's base)")
     parser.add_argument("--applied", type=Path, help="saved `pulumi stack output --json` of the last deployment")
     parser.add_argument("--observe", action="store_true",
                         help="read live etcd and Kubernetes state (read-only, short timeout); off by default")
-    parser.add_argument("--timeout", type=float, default=3.0, help="observation timeout in seconds")
+    parser.add_argument("--observe-timeout", "--timeout", dest="timeout", type=SECONDS, default=3.0,
+                        help="observation timeout in seconds (--timeout is the old spelling)")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -8,10 +8,13 @@ equal to ``a.b.c.d``. ``host_port``/``url_host`` bracket IPv6 wherever a host me
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import re
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+from cpswap.core.errors import ConfigError, Violation
 
 SHELL_META = frozenset(";&|$`\\\"'<>()*?[]{}!#~ \t\n\r")
 DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -184,6 +187,53 @@ def split_host_port(value: Any) -> tuple[str, int]:
     return (ip_address(host) if is_ip(host) else host), port(number)
 
 
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+COMMIT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+_REVISION = re.compile(r"[A-Za-z0-9_./@{}^~-]{1,200}")
+
+
+def stack_name(value: Any) -> str:
+    """A Pulumi stack name as it appears in ``Pulumi.<stack>.yaml``: letters, digits, '_', '.', '-'
+    (starting alphanumeric, at most 100), so the file stays inside the project directory."""
+    if not isinstance(value, str) or not STACK_NAME.fullmatch(value) or ".." in value:
+        raise InputError("must be a stack name (letters, digits, '_', '.', '-', starting with a letter or digit, "
+                         "at most 100; no '/' or '..': Pulumi.<stack>.yaml stays in the project directory)")
+    return value
+
+
+def git_revision(value: Any) -> str:
+    """A git revision that cannot be read as an option or a path (no leading '-', no ':' or spaces)."""
+    if not isinstance(value, str) or not _REVISION.fullmatch(value) or value.startswith("-"):
+        raise InputError("must be a git revision such as origin/main, HEAD~1 or a commit id (no leading '-', "
+                         "no ':', spaces or control characters)")
+    return value
+
+
+SLOT = re.compile(r"[a-z][a-z0-9-]{0,30}")
+WORD = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def slot(value: Any) -> str:
+    if not isinstance(value, str) or not SLOT.fullmatch(value):
+        raise InputError("slot names are lowercase letters, digits and '-', starting with a letter (at most 31)")
+    return value
+
+
+def image(value: Any) -> str:
+    if not isinstance(value, str) or not IMAGE.fullmatch(value):
+        raise InputError("must be an image with its tag or digest, e.g. ghcr.io/kubean-io/spray-job:v0.12.2")
+    if value.endswith(":latest"):
+        raise InputError("must be pinned to the image used at deploy, not :latest")
+    return value
+
+
+def word(value: Any) -> str:
+    """A token written into an object or a command: [A-Za-z0-9._-], 1 to 200 characters."""
+    if not isinstance(value, str) or not WORD.fullmatch(value):
+        raise InputError("must be 1-200 of [A-Za-z0-9._-]")
+    return value
+
+
 def relative_path(value: Any) -> str:
     """A relative path of [A-Za-z0-9._/-] that stays below its base (no '..' component)."""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9._/-]+", value) or value.startswith("/"):
@@ -199,3 +249,49 @@ def absolute_path(value: Any) -> str:
     if ".." in value.split("/"):
         raise InputError("must not contain '..'")
     return value
+
+
+def node_names(value: Any) -> list[str]:
+    """A non-empty sequence of node names (a bare string is refused: it would iterate characters)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise InputError("must be a list of node names")
+    names = [dns_name(v, what="node name") for v in value]
+    if not names:
+        raise InputError("at least one node name is required")
+    return names
+
+
+def path_segment(value: Any) -> str:
+    """One segment of a Kubernetes API path (group, version, namespace, plural or name): never empty,
+    so no request can address a collection where an object was meant."""
+    return dns_name(value, what="API path segment")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def validated(**rules: Callable[[Any], Any]) -> Callable[[_F], _F]:
+    """Executors' entry guard: each keyword argument named in ``rules`` (when given and not None) must
+    pass its validator before the body runs, i.e. before the first API call; otherwise ConfigError
+    naming the function, the argument, the value and the rule."""
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            problems = []
+            for name, rule in rules.items():
+                if kwargs.get(name) is None:
+                    continue
+                try:
+                    rule(kwargs[name])
+                except InputError as exc:
+                    problems.append(Violation(f"{fn.__name__}({name}=)", _shown(kwargs[name]), str(exc)))
+            if problems:
+                raise ConfigError(problems)
+            return fn(*args, **kwargs)
+        return guarded  # type: ignore[return-value]
+    return wrap
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 120 else text[:120] + "…"

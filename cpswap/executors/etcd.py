@@ -28,7 +28,9 @@ import grpc
 import pyetcd
 from pyetcd import etcdrpc
 
-from cpswap.core.errors import DeadlineError, PermanentError, TransientError, UnsafeOperationError
+from cpswap.core import inputs
+from cpswap.core.errors import (ConfigError, DeadlineError, PermanentError, TransientError, UnsafeOperationError,
+                                Violation)
 from cpswap.core.facts import EtcdFacts, EtcdMember, url_host
 from cpswap.core.quorum import can_remove
 from cpswap.executors import etcd_wire
@@ -64,6 +66,25 @@ class Connection:
         return replace(self, endpoints=tuple(merged))
 
 
+def _peer_urls(urls: Sequence[str]) -> list[str]:
+    if isinstance(urls, str) or not urls:
+        raise inputs.InputError("at least one peer URL is required, e.g. https://10.0.0.4:2380")
+    return [inputs.endpoint_url(u) for u in urls]
+
+
+def _ip_if_given(ip: str) -> str:
+    """The CLI requires --ip; library callers may pass "" (identity by name), which
+    cpswap.core.facts.EtcdMember.matches decides; any other value must be an IP."""
+    return ip if ip == "" else inputs.ip_address(ip)
+
+
+def _endpoints(urls: Sequence[str]) -> list[str]:
+    if isinstance(urls, str):
+        raise inputs.InputError("must be a list of URLs")
+    return [inputs.endpoint_url(u) for u in urls]
+
+
+@inputs.validated(endpoints=_endpoints, timeout=inputs.seconds)
 @contextlib.contextmanager
 def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cacert: str | None = None,
                       cert: str | None = None, key: str | None = None, timeout: float = 5.0) -> Iterator[Connection]:
@@ -88,7 +109,11 @@ def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cace
                     handle.write(os.environ[var])
                 paths.append(path)
             cacert, cert, key = cacert or paths[0], cert or paths[1], key or paths[2]
-            eps += [e for e in os.environ.get("CPSWAP_ETCD_ENDPOINTS", "").split(",") if e]
+            from_env = [e for e in os.environ.get("CPSWAP_ETCD_ENDPOINTS", "").split(",") if e]
+            try:
+                eps += _endpoints(from_env)
+            except inputs.InputError as exc:
+                raise ConfigError([Violation("CPSWAP_ETCD_ENDPOINTS", ",".join(from_env)[:120], str(exc))]) from None
         elif preset in PRESETS:
             root = os.environ.get("CPSWAP_ETCD_ROOT", "/")
             ca_p, cert_p, key_p = (os.path.join(root, p) for p in PRESETS[preset])
@@ -343,6 +368,7 @@ def discover(conn: Connection, *, exclude_ip: str) -> Connection:
     return base.with_endpoints(urls)
 
 
+@inputs.validated(name=inputs.dns_name, ip=_ip_if_given, deadline_s=inputs.seconds)
 def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
                   progress: Progress = print) -> EtcdMember | None:
     """The checks before removing host ``name``/``ip``'s member (through the other members): it is
@@ -374,6 +400,7 @@ def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
     return target
 
 
+@inputs.validated(name=inputs.dns_name, ip=_ip_if_given, deadline_s=inputs.seconds)
 def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
                   progress: Progress = print) -> str:
     """Remove the member of host ``name``/``ip`` through the other members. Idempotent."""
@@ -399,6 +426,7 @@ def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
     return str(outcome)
 
 
+@inputs.validated(peer_urls=_peer_urls, deadline_s=inputs.seconds)
 def add_member(conn: Connection, *, peer_urls: tuple[str, ...], learner: bool = True, deadline_s: float = 60,
                progress: Progress = print) -> EtcdMember:
     """Add a member (a learner by default); retries the post-reconfiguration window. Idempotent."""
@@ -417,6 +445,7 @@ def add_member(conn: Connection, *, peer_urls: tuple[str, ...], learner: bool = 
     return member
 
 
+@inputs.validated(deadline_s=inputs.seconds)
 def promote_member(conn: Connection, *, member_id: int, deadline_s: float = 120, progress: Progress = print) -> None:
     """Promote a learner once it is in sync; 'not in sync' is retried until the deadline."""
     current = {m.id: m for m in member_list(conn)}
@@ -437,6 +466,7 @@ def promote_member(conn: Connection, *, member_id: int, deadline_s: float = 120,
     progress(f"promoted {member_id:x} to voter")
 
 
+@inputs.validated(name=inputs.dns_name, ip=_ip_if_given, max_lag=inputs.lag, deadline_s=inputs.seconds)
 def wait_member(conn: Connection, *, name: str, ip: str, max_lag: int = 1000, deadline_s: float = 600,
                 progress: Progress = print, poll_s: float = 0.2) -> EtcdMember:
     """Until the member is started, a voter, healthy and within ``max_lag`` raft entries of the leader."""

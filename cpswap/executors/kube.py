@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 from kubernetes import client, config as kconfig
 from kubernetes.client.exceptions import ApiException
 
+from cpswap.core import inputs
 from cpswap.core.errors import (ConfigError, PermanentError, TransientError, UnsafeOperationError,
                                 Violation)
 from cpswap.core.facts import ClaimFact, KubeFacts
@@ -89,6 +90,14 @@ def connect(*, kubeconfig: str | None = None, kubeconfig_text: str | None = None
 
 
 def _call(what: str, fn: Callable[..., Any], *args: Any, api: Api, **kwargs: Any) -> Any:
+    """Every API call: positional strings are path segments (group, version, namespace, plural, name)
+    and must be non-empty DNS-1123 names, so an empty name can never become a collection request."""
+    for arg in args:
+        if isinstance(arg, str):
+            try:
+                inputs.path_segment(arg)
+            except inputs.InputError as exc:
+                raise ConfigError([Violation(what, arg, f"refused before any request: {exc}")]) from None
     try:
         return fn(*args, _request_timeout=api.timeout, **kwargs)
     except ApiException as exc:
@@ -151,6 +160,7 @@ def _internal_ip(node: client.V1Node) -> str | None:
     return None
 
 
+@inputs.validated(timeout=inputs.seconds, port=inputs.port)
 def control_plane_endpoints(*, kubeconfig: str | None, timeout: float, port: int = 2379) -> list[str]:
     """https://<InternalIP>:<port> of Ready control-plane Nodes (etcd runs there)."""
     with connect(kubeconfig=kubeconfig, timeout=timeout) as api:
@@ -208,6 +218,7 @@ def _owner(api: Api, pvc: client.V1PersistentVolumeClaim, pods: list[client.V1Po
     return "Bare", "", names
 
 
+@inputs.validated(nodes=inputs.node_names)
 def claims_on(api: Api, *, nodes: set[str] | None = None, orphaned: bool = False) -> list[ClaimFact]:
     """Claims whose PV is pinned to one of ``nodes`` (or, with ``orphaned``, to a Node that no
     longer exists), plus unbound claims whose selected-node annotation names such a node."""
@@ -236,6 +247,7 @@ def claims_on(api: Api, *, nodes: set[str] | None = None, orphaned: bool = False
     return sorted(facts, key=lambda c: c.key)
 
 
+@inputs.validated(node=inputs.dns_name, timeout=inputs.seconds)
 def observe_kube(*, kubeconfig: str, node: str, timeout: float) -> KubeFacts:
     """Read-only facts for the departing node; never raises for reachability."""
     try:
@@ -247,6 +259,7 @@ def observe_kube(*, kubeconfig: str, node: str, timeout: float) -> KubeFacts:
         return KubeFacts(reachable=False, node=node, error=str(exc)[:300])
 
 
+@inputs.validated(name=inputs.dns_name, deadline_s=inputs.seconds)
 def wait_node(api: Api, *, name: str, deadline_s: float, progress: Progress) -> None:
     def probe() -> tuple[bool, str]:
         node = read_node(api, name)
@@ -257,6 +270,7 @@ def wait_node(api: Api, *, name: str, deadline_s: float, progress: Progress) -> 
     progress(f"node {name} is Ready")
 
 
+@inputs.validated(names=inputs.node_names)
 def cordon(api: Api, *, names: Sequence[str], progress: Progress) -> list[str]:
     """Cordon nodes that are schedulable and mark them; an already-cordoned node is left as it is."""
     marked = []
@@ -275,6 +289,7 @@ def cordon(api: Api, *, names: Sequence[str], progress: Progress) -> list[str]:
     return marked
 
 
+@inputs.validated(names=inputs.node_names)
 def uncordon_marked(api: Api, *, progress: Progress, names: Sequence[str] | None = None) -> list[str]:
     """Uncordon exactly the nodes cpswap cordoned (carrying the mark), and drop the mark; a node
     cordoned by someone else carries no mark and stays cordoned. ``names`` limits it to those nodes."""
@@ -317,6 +332,7 @@ def _still_there(api: Api, pod: client.V1Pod) -> bool:
                         api=api) is not None
 
 
+@inputs.validated(name=inputs.dns_name, timeout_s=inputs.seconds)
 def drain(api: Api, *, name: str, timeout_s: float, progress: Progress) -> None:
     """Cordon and empty a node. A NotReady node cannot confirm deletions, so its pods are
     force-deleted and nothing is awaited; otherwise evict and wait, bounded by ``timeout_s``."""
@@ -339,6 +355,7 @@ def drain(api: Api, *, name: str, timeout_s: float, progress: Progress) -> None:
         deadline_s=timeout_s, progress=progress)
 
 
+@inputs.validated(name=inputs.dns_name, drain_timeout_s=inputs.seconds)
 def delete_node(api: Api, *, name: str, drain_first: bool, drain_timeout_s: float, progress: Progress) -> str:
     if read_node(api, name) is None:
         progress(f"node {name} is already gone")
@@ -350,6 +367,7 @@ def delete_node(api: Api, *, name: str, drain_first: bool, drain_timeout_s: floa
     return "deleted"
 
 
+@inputs.validated(name=inputs.dns_name)
 def capacity(api: Api, *, name: str) -> Any:
     nodes = list_nodes(api)
     pods = all_pods(api)
@@ -525,6 +543,7 @@ def _with_interrupted(api: Api, actions: Sequence[ClaimAction], *, journal: Jour
     return result
 
 
+@inputs.validated(new_node=inputs.dns_name, old_node=inputs.dns_name, survivors=inputs.node_names, deadline_s=inputs.seconds)
 def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | None, orphaned: bool,
                  state_dir: Path, deadline_s: float, progress: Progress,
                  survivors: Sequence[str] | None = None) -> list[dict[str, Any]]:

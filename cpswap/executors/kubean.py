@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from cpswap.core import inputs
 from cpswap.core import kubespray as inv
 from cpswap.core.errors import PermanentError, TransientError
 from cpswap.core.model import KubeanSettings
@@ -40,7 +41,12 @@ class Global:
 
 
 @contextlib.contextmanager
-def connect_global(*, timeout: float = 10.0) -> Iterator[Global]:
+def connect_global(*, timeout: float = 10.0, kubeconfig: str | None = None) -> Iterator[Global]:
+    """``kubeconfig`` is a path; else env CPSWAP_GLOBAL_KUBECONFIG_DATA (the kubeconfig text)."""
+    if kubeconfig is not None:
+        with kx.connect(kubeconfig=kubeconfig, timeout=timeout) as api:
+            yield Global(api=api, objects=client.CustomObjectsApi(api.core.api_client))
+        return
     text = os.environ.get("CPSWAP_GLOBAL_KUBECONFIG_DATA")
     if not text:
         raise PermanentError("no kubeconfig for kubean's global cluster: set CPSWAP_GLOBAL_KUBECONFIG_DATA "
@@ -174,10 +180,10 @@ def _node_dead(node: str, current: client.V1Node | None, progress: Progress) -> 
     return dead
 
 
-def _fix_control_plane_pointers(*, old_ip: str, new_first: str, new_ip: str, progress: Progress) -> None:
+def _fix_control_plane_pointers(*, old_ip: str, new_first: str, new_ip: str, progress: Progress, kubeconfig: str | None = None) -> None:
     """seed 001 step 4 of the first-node case: cluster-info ``server`` and kubeadm-config
     ``controlPlaneEndpoint`` move to the new first control-plane node when they named the old one."""
-    with kx.connect(timeout=10) as api:
+    with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         for namespace, name, key, fix in (("kube-public", "cluster-info", "kubeconfig", inv.repoint_server),
                                           ("kube-system", "kubeadm-config", "ClusterConfiguration",
                                            inv.repoint_endpoint)):
@@ -195,14 +201,15 @@ def _fix_control_plane_pointers(*, old_ip: str, new_first: str, new_ip: str, pro
             progress(f"{namespace}/{name}: {key} now points at {new_first} ({new_ip}) instead of {old_ip}")
 
 
+@inputs.validated(node=inputs.dns_name, ip=inputs.ip_address, operation=inputs.dns_name, deadline_s=inputs.seconds)
 def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: Callable[[], object],
-          deadline_s: float, progress: Progress) -> None:
+          deadline_s: float, progress: Progress, kubeconfig: str | None = None, global_kubeconfig: str | None = None) -> None:
     """The departing node leaves through kubean (seed 001 steps 2-4). Idempotent; never contacts it.
 
     When an earlier run's remove operation already took the etcd member and the Node (and then
     failed in a post-hook), the operation is not run again: Kubespray fails on a missing member."""
     member = guard()  # quorum check and verified snapshot, through the surviving etcd members; None: gone
-    with connect_global() as g:
+    with connect_global(kubeconfig=global_kubeconfig) as g:
         ref, doc = read_inventory(g, kubean)
         done = _read_operation(g, operation)
         present = node in (doc["all"].get("hosts") or {}) or any(node in inv.group_hosts(doc, grp) for grp in inv.GROUPS)
@@ -210,7 +217,7 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
             progress(f"{node} is not in hosts-conf: it has left already")
             return
         others = [h for h in inv.group_hosts(doc, "kube_control_plane") if h != node]
-        with kx.connect(timeout=10) as api:
+        with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
             current = kx.read_node(api, node)
             removed_earlier = member is None and current is None
             survivors = () if removed_earlier else tuple(
@@ -240,12 +247,14 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
         new_ip = inv.host_ip(doc, new_first)
         if new_ip is None:
             raise PermanentError(f"hosts-conf: {new_first} has no ansible_host/ip")
-        _fix_control_plane_pointers(old_ip=ip, new_first=new_first, new_ip=new_ip, progress=progress)
+        _fix_control_plane_pointers(old_ip=ip, new_first=new_first, new_ip=new_ip, progress=progress,
+                                    kubeconfig=kubeconfig)
         write_inventory(g, ref, inv.without_host(doc, node), why=f"{node} removed", progress=progress)
 
 
-def inventory_add(*, kubean: KubeanSettings, node: str, ip: str, progress: Progress) -> None:
-    with connect_global() as g:
+@inputs.validated(node=inputs.dns_name, ip=inputs.ip_address)
+def inventory_add(*, kubean: KubeanSettings, node: str, ip: str, progress: Progress, kubeconfig: str | None = None, global_kubeconfig: str | None = None) -> None:
+    with connect_global(kubeconfig=global_kubeconfig) as g:
         ref, doc = read_inventory(g, kubean)
         updated = inv.with_host(doc, node, ip)
         if updated == doc:
@@ -255,10 +264,11 @@ def inventory_add(*, kubean: KubeanSettings, node: str, ip: str, progress: Progr
                         progress=progress)
 
 
-def wait(*, name: str, node: str | None, deadline_s: float, progress: Progress) -> str:
-    with connect_global() as g:
+@inputs.validated(name=inputs.dns_name, node=inputs.dns_name, deadline_s=inputs.seconds)
+def wait(*, name: str, node: str | None, deadline_s: float, progress: Progress, kubeconfig: str | None = None, global_kubeconfig: str | None = None) -> str:
+    with connect_global(kubeconfig=global_kubeconfig) as g:
         if _read_operation(g, name) is None and node is not None:
-            with kx.connect(timeout=10) as api:
+            with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
                 current = kx.read_node(api, node)
             if current is not None and kx.node_ready(current):
                 progress(f"no ClusterOperation {name} (none declared: {node} joined before cpswap managed it); "

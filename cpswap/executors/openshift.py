@@ -25,6 +25,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from cpswap.core import inputs
 from cpswap.core.errors import PermanentError
 from cpswap.core.inputs import host_port
 from cpswap.executors import kube as kx
@@ -57,6 +58,7 @@ def _etcd_pods(api: kx.Api, namespace: str) -> list[client.V1Pod]:
             and (p.metadata.labels or {}).get("app", "etcd") == "etcd"]
 
 
+@inputs.validated(namespace=inputs.dns_label, exclude_node=inputs.dns_name, exclude_ip=inputs.ip_address, timeout=inputs.seconds, port=inputs.port)
 def etcd_pod_endpoints(*, kubeconfig: str | None, namespace: str, timeout: float, port: int = 2379,
                        exclude_node: str | None = None, exclude_ip: str | None = None) -> list[str]:
     """Client URLs of Running, Ready etcd pods, without the pod of ``exclude_node``/``exclude_ip``
@@ -70,9 +72,10 @@ def etcd_pod_endpoints(*, kubeconfig: str | None, namespace: str, timeout: float
     return sorted({f"https://{host_port(p.status.host_ip, port)}" for p in pods if usable(p)})
 
 
-def delete_etcd_secrets(*, namespace: str, node: str, progress: Progress) -> list[str]:
+@inputs.validated(namespace=inputs.dns_label, node=inputs.dns_name)
+def delete_etcd_secrets(*, namespace: str, node: str, progress: Progress, kubeconfig: str | None = None) -> list[str]:
     deleted = []
-    with kx.connect(timeout=10) as api:
+    with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         for prefix in SECRET_PREFIXES:
             name = f"{prefix}{node}"
             if kx.delete_if_present(f"delete secret {namespace}/{name}", api.core.delete_namespaced_secret, name,
@@ -119,8 +122,9 @@ def next_name(old: str, taken: set[str]) -> str:
     return f"{base}{n}"
 
 
-def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, progress: Progress) -> str:
-    with kx.connect(timeout=10) as api:
+@inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, deadline_s=inputs.seconds)
+def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, progress: Progress, kubeconfig: str | None = None) -> str:
+    with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         objects = _objects(api)
         machine = next((m for m in _machines(api, namespace) if _node_of(m) == node), None)
         if machine is None:
@@ -148,9 +152,10 @@ def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, p
         return name
 
 
+@inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, ip=inputs.ip_address, machine=inputs.dns_name, deadline_s=inputs.seconds)
 def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: str | None, deadline_s: float,
-                   progress: Progress) -> str:
-    with kx.connect(timeout=10) as api:
+                   progress: Progress, kubeconfig: str | None = None) -> str:
+    with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         objects = _objects(api)
         machines = _machines(api, namespace)
         backing = next((m for m in machines if _node_of(m) == node), None)
@@ -197,8 +202,9 @@ def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: st
         return name
 
 
-def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, progress: Progress) -> str:
-    with kx.connect(timeout=10) as api:
+@inputs.validated(etcd_namespace=inputs.dns_label, node=inputs.dns_name, reason=inputs.word, settle_s=inputs.non_negative_seconds)
+def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, progress: Progress, kubeconfig: str | None = None) -> str:
+    with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         def pod_ready() -> bool:
             pods = [p for p in _etcd_pods(api, etcd_namespace) if p.spec and p.spec.node_name == node]
             return any(_pod_ready(p) for p in pods)

@@ -232,7 +232,7 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path, caps
     capsys.readouterr()
     assert cli_main(shlex.split(delete)[1:]) == 0 and "already gone" in capsys.readouterr().err  # idempotent
     assert cli_main(["kube", "recover-pvcs", "--new-node", NEW, "--orphaned", "--policy-json", "{not json"]) == 2
-    assert "--policy-json='{not json': must be a JSON object" in capsys.readouterr().err
+    assert "argument --policy-json: '{not json': not valid JSON" in capsys.readouterr().err
 
 
 def test_skip_and_manual_policies_leave_claims_alone_and_manual_is_reported(cluster, tmp_path):
