@@ -128,7 +128,7 @@ class Slot(pulumi.ComponentResource):
         return k8s.apiextensions.CustomResource(
             spec.name, api_version=spec.api_version, kind=spec.object_kind,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=spec.object_name,
-                                                labels={"app.kubernetes.io/managed-by": "cpswap"}),
+                                                labels=spec.labels()),
             spec=spec.spec_dict(),
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=depends_on,
                                         delete_before_replace=spec.delete_before_replace,

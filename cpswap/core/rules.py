@@ -343,7 +343,7 @@ def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
             views.append(ResourceView(
                 type=f"kubernetes:{spec.api_version}:{spec.object_kind}", name=spec.name,
                 inputs={"apiVersion": spec.api_version, "kind": spec.object_kind,
-                        "metadata": {"name": spec.object_name}, "spec": spec.spec_dict()},
+                        "metadata": {"name": spec.object_name, "labels": spec.labels()}, "spec": spec.spec_dict()},
                 delete_before_replace=spec.delete_before_replace,
                 timeouts={"create": _seconds(spec.create_timeout), "delete": _seconds(spec.delete_timeout)}))
             continue

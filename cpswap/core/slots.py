@@ -112,6 +112,10 @@ class ObjectSpec:
     def spec_dict(self) -> dict[str, object]:
         return json.loads(json.dumps(dict(self.spec)))
 
+    def labels(self) -> dict[str, str]:
+        """The object's labels: marked as cpswap's."""
+        return {"app.kubernetes.io/managed-by": "cpswap"}
+
     @property
     def create(self) -> str:
         return f"apply {self.api_version} {self.object_kind}/{self.object_name}: {json.dumps(dict(self.spec), sort_keys=True)}"

@@ -199,3 +199,35 @@ def test_policy_config_reaches_the_rules_through_configure(swaps):
     found = Pack(config={"cpswap-etcd-min-voters": {"minVoters": 5}}).analyze(analyze_request(plane, changed=changed))
     assert [violation_text(d) for d in found] == [
         "[cpswap-etcd-min-voters] stack prod: 3 etcd voters configured; at least 5 are required"]
+
+
+@pytest.mark.parametrize("distribution", list(SWAPS))
+def test_the_control_plane_declares_what_the_slots_register(swaps, distribution):
+    """The check at the ControlPlane stands for the later registrations: each command's and
+    ClusterOperation's inputs and options, as the servicer hands them to a resource policy, are
+    the ones the ControlPlane declared."""
+    from cpswap.core.rules import COMMAND_TYPES, OPERATION_TYPE, view_from_input
+    from cpswap.policy_pack import resource_view
+    from pulumi_policy import ResourceValidationPolicy
+
+    rec, changed = swaps[distribution]
+    seen = {}
+    capture = ResourceValidationPolicy(name="capture", description="keeps what the rules would see",
+                                       validate=lambda args, report: seen.__setitem__(args.name, resource_view(args)))
+    pack = Pack(policies=[capture])
+    registered = [r for r in rec.resources if r.type in (*COMMAND_TYPES, OPERATION_TYPE)]
+    for r in registered:
+        assert pack.analyze(analyze_request(r, changed=changed)) == []
+    declared = {v.name: v for v in map(view_from_input, _control_plane(rec).inputs["commands"])}
+    assert sorted(declared) == sorted(r.name for r in registered)
+    for name, actual in seen.items():
+        want = declared[name]
+        assert (actual.type, actual.delete_before_replace) == (want.type, want.delete_before_replace), name
+        # the SDK adds "connection" to a remote command's secret outputs
+        assert set(want.additional_secret_outputs) <= set(actual.additional_secret_outputs), name
+        assert {k: actual.timeouts[k] for k in want.timeouts} == want.timeouts, name
+        for key, value in want.inputs.items():
+            if key == "stdin":  # declared as "<secret NAME>"; registered as the secret (or unknown)
+                assert actual.inputs.get("stdin") is not None, name
+            else:
+                assert actual.inputs.get(key) == value, (name, key)
