@@ -126,7 +126,8 @@ def test_program_runs_with_exactly_the_readme_secrets(tmp_path, distribution, pa
                       cwd=tmp_path, preview=True, isolate_network=True)
     assert rec.error is None, rec.error
     assert any(r.type == "cpswap:index:ControlPlane" for r in rec.resources)
-    if own:  # the same secret given as plain config: refused before any resource
+    if distribution == "ocboot":  # a secret given as plain config: refused before any resource (one run
+        # suffices: secret_violations is the same decision for every distribution, tested above)
         key = own[0]
         plain = run_program(config={**config, key: SECRET_VALUES[key]},
                             secrets={k: SECRET_VALUES[k] for k in COMMON + own if k != key},
