@@ -153,7 +153,7 @@ OSH = OpenshiftSettings()
 @pytest.mark.parametrize("render,expected", [
     (lambda: ocp.render_openshift_etcd_leave(host=Host("ip-10-0-131-183", "10.0.131.183"), etcd=EtcdSettings(),
                                              openshift=OSH),
-     f"{CPSWAP} etcd remove --preset env --discover openshift --etcd-namespace openshift-etcd --name ip-10-0-131-183 "
+     f"{CPSWAP} etcd remove --preset env --discover openshift --etcd-namespace openshift-etcd --node ip-10-0-131-183 "
      "--ip 10.0.131.183 --snapshot-dir .cpswap/snapshots --deadline 300"),
     (lambda: ocp.render_delete_etcd_secrets(host=Host("ip-10-0-131-183", "10.0.131.183"), openshift=OSH),
      f"{CPSWAP} openshift delete-etcd-secrets --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "

@@ -67,5 +67,5 @@ def test_hostile_values_are_quoted():
     from cpswap.core.model import EtcdSettings, Host
 
     text = render_etcd_leave(host=Host(name="x; rm -rf /", ip="10.0.0.1"), etcd=EtcdSettings())
-    assert "--name 'x; rm -rf /'" in text
-    assert shlex.split(text)[shlex.split(text).index("--name") + 1] == "x; rm -rf /"
+    assert "--node 'x; rm -rf /'" in text
+    assert shlex.split(text)[shlex.split(text).index("--node") + 1] == "x; rm -rf /"

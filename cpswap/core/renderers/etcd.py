@@ -13,11 +13,11 @@ def render_etcd_leave(*, host: Host, etcd: EtcdSettings, deadline_s: int = 300) 
     Idempotent: a member already gone is success. Never contacts ``host`` itself.
     """
     return (f"{CPSWAP} etcd remove --preset {quote(etcd.preset)} --discover kube "
-            f"--name {quote(host.name)} --ip {quote(host.ip)} "
+            f"--node {quote(host.name)} --ip {quote(host.ip)} "
             f"--snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
 
 
 def render_etcd_verify(*, host: Host, etcd: EtcdSettings, max_lag: int = 1000, deadline_s: int = 600) -> str:
     """Wait until ``host``'s member is started, a voter, healthy and caught up with the leader."""
     return (f"{CPSWAP} etcd wait-member --preset {quote(etcd.preset)} --discover kube "
-            f"--name {quote(host.name)} --ip {quote(host.ip)} --max-lag {max_lag} --deadline {deadline_s}")
+            f"--node {quote(host.name)} --ip {quote(host.ip)} --max-lag {max_lag} --deadline {deadline_s}")

@@ -29,7 +29,7 @@ def render_openshift_etcd_leave(*, host: Host, etcd: EtcdSettings, openshift: Op
     pod that is not on the affected node"), after a verified snapshot."""
     return (f"{CPSWAP} etcd remove --preset {quote(etcd.preset)} --discover openshift "
             f"--etcd-namespace {quote(openshift.etcd_namespace)} "
-            f"--name {quote(host.name)} --ip {quote(host.ip)} "
+            f"--node {quote(host.name)} --ip {quote(host.ip)} "
             f"--snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
 
 
@@ -37,7 +37,7 @@ def render_openshift_etcd_verify(*, host: Host, etcd: EtcdSettings, openshift: O
                                  max_lag: int = 1000, deadline_s: int = 1800) -> str:
     return (f"{CPSWAP} etcd wait-member --preset {quote(etcd.preset)} --discover openshift "
             f"--etcd-namespace {quote(openshift.etcd_namespace)} "
-            f"--name {quote(host.name)} --ip {quote(host.ip)} --max-lag {max_lag} --deadline {deadline_s}")
+            f"--node {quote(host.name)} --ip {quote(host.ip)} --max-lag {max_lag} --deadline {deadline_s}")
 
 
 def render_delete_etcd_secrets(*, host: Host, openshift: OpenshiftSettings) -> str:
