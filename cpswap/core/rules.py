@@ -330,7 +330,8 @@ def check(*, plan: Mapping[str, Any] | None, resources: Sequence[ResourceView], 
             *check_resources(resources=resources, config=config, only=only)]
 
 
-def _seconds(text: str) -> float:
+def timeout_seconds(text: str) -> float:
+    """A Pulumi custom timeout ("10m", "90s", "1h") in seconds; 0 when unset or not of that form."""
     match = re.fullmatch(r"(\d+)([smh])", text or "")
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)] if match else 0.0
 
@@ -345,7 +346,7 @@ def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
                 inputs={"apiVersion": spec.api_version, "kind": spec.object_kind,
                         "metadata": {"name": spec.object_name, "labels": spec.labels()}, "spec": spec.spec_dict()},
                 delete_before_replace=spec.delete_before_replace,
-                timeouts={"create": _seconds(spec.create_timeout), "delete": _seconds(spec.delete_timeout)}))
+                timeouts={"create": timeout_seconds(spec.create_timeout), "delete": timeout_seconds(spec.delete_timeout)}))
             continue
         inputs: dict[str, Any] = {"create": spec.create, "update": spec.update, "delete": spec.delete,
                                   "triggers": list(spec.triggers)}
@@ -356,8 +357,8 @@ def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
         views.append(ResourceView(
             type="command:local:Command" if spec.runs_on.kind == "local" else "command:remote:Command",
             name=spec.name, inputs=inputs, delete_before_replace=spec.delete_before_replace,
-            timeouts={"create": _seconds(spec.create_timeout), "update": _seconds(spec.create_timeout),
-                      "delete": _seconds(spec.delete_timeout)},
+            timeouts={"create": timeout_seconds(spec.create_timeout), "update": timeout_seconds(spec.create_timeout),
+                      "delete": timeout_seconds(spec.delete_timeout)},
             additional_secret_outputs=("stdout", "stderr") if spec.secret_output else ()))
     return views
 

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 from google.protobuf import struct_pb2
 from pulumi.runtime.proto import analyzer_pb2
 
+from cpswap.core.rules import timeout_seconds
 from tests.support.pulumi_mocks import Recorded
 
 UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -39,11 +40,6 @@ SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _PLACEHOLDER = re.compile(r"@@stdout:([A-Za-z0-9._-]+)@@")
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def _seconds(text: str) -> float:
-    match = re.fullmatch(r"(\d+)([smh])", text or "")
-    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)] if match else 0.0
 
 
 def _unknown_from_changed(value: Any, changed: frozenset[str]) -> Any:
@@ -86,8 +82,8 @@ def _options(r: Recorded) -> analyzer_pb2.AnalyzerResourceOptions:
         deleteBeforeReplace=r.delete_before_replace, deleteBeforeReplaceDefined=r.delete_before_replace,
         additionalSecretOutputs=list(r.additional_secret_outputs),
         customTimeouts=analyzer_pb2.AnalyzerResourceOptions.CustomTimeouts(
-            create=_seconds(t.get("create", "")), update=_seconds(t.get("update", "")),
-            delete=_seconds(t.get("delete", ""))),
+            create=timeout_seconds(t.get("create", "")), update=timeout_seconds(t.get("update", "")),
+            delete=timeout_seconds(t.get("delete", ""))),
         parent=r.parent)
 
 
