@@ -18,7 +18,7 @@ from pulumi_command import local, remote
 
 from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import kubean as kb
-from cpswap.core.renderers.ocboot import config_text, render_ocboot_config
+from cpswap.core.renderers.ocboot import HOST_NETWORKS_ANNOTATION, render_ocboot_template, template_text
 from cpswap.core.rules import declared_views, view_to_input
 from cpswap.core.slots import CommandSpec, ObjectSpec, slot_commands
 
@@ -94,10 +94,12 @@ class Slot(pulumi.ComponentResource):
                 resource = self._command(spec, depends_on=previous, resources=resources)
             resources[spec.action] = resource
             previous = [resource]
+        # the slot's own hostNetworks, read at run time by another slot's ocboot join (its survivors)
+        annotations = ({HOST_NETWORKS_ANNOTATION: args.member.host_networks} if args.member.host_networks else None)
         labels = k8s.core.v1.NodePatch(
             f"{args.member.slot}-node-labels",
             metadata=k8s.meta.v1.ObjectMetaPatchArgs(
-                name=args.member.host.name, labels={"cpswap.io/slot": args.member.slot}),
+                name=args.member.host.name, labels={"cpswap.io/slot": args.member.slot}, annotations=annotations),
             opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=previous,
                                         delete_before_replace=True, retain_on_delete=True))
         self.host = pulumi.Output.from_input(args.member.host.as_dict())
@@ -108,8 +110,8 @@ class Slot(pulumi.ComponentResource):
         if spec.stdin == "ocboot-config":
             assert a.model.ocboot is not None
             ocboot = a.model.ocboot
-            return a.secrets.by_config_key("ocbootDbPassword").apply(lambda pw: config_text(render_ocboot_config(
-                joining=a.member, endpoint=a.model.endpoint, ocboot=ocboot, db_password=pw)))
+            return a.secrets.by_config_key("ocbootDbPassword").apply(lambda pw: template_text(render_ocboot_template(
+                joining=a.member, endpoint=a.model.endpoint, ocboot=ocboot, db_password=pw, user=a.model.ssh.user)))
         if spec.stdin == "k3s-token":
             return a.secrets.by_config_key("k3sToken").apply(lambda token: token + "\n")
         if spec.stdin == "keepalived-auth":

@@ -90,6 +90,7 @@ class OcbootSettings:
     enable_minio: bool = True
     high_availability: bool = True
     workdir: str = "ocboot"
+    invocation: str = "install"  # `./ocboot.sh install <config>` or the seeds' `./ocboot.sh run.py <stack> <config>`
 
 
 @dataclass(frozen=True)
@@ -391,7 +392,7 @@ def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Mem
 
 def _parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
     allowed = {"version", "stack", "dbHost", "dbUser", "dbPort", "imageRepository", "asHost",
-               "enableMinio", "highAvailability", "workdir"}
+               "enableMinio", "highAvailability", "workdir", "invocation"}
     spec = _obj(c, "ocboot", raw, allowed)
     if raw is None:
         c.add("ocboot", None, "distribution ocboot needs the ocboot block (version, dbHost, ...)")
@@ -413,10 +414,14 @@ def _parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
     workdir = spec.get("workdir", "ocboot")
     if not _fullmatch(r"[A-Za-z0-9._/-]+", workdir) or workdir.startswith("/") or ".." in workdir.split("/"):
         c.add("ocboot.workdir", workdir, "must be a relative directory (on the survivor) holding ocboot.sh")
+    invocation = spec.get("invocation", "install")
+    if invocation not in ("install", "run.py"):
+        c.add("ocboot.invocation", invocation,
+              "must be install (./ocboot.sh install <config>) or run.py (./ocboot.sh run.py <stack> <config>)")
     return OcbootSettings(
         version=str(version), db_host=str(db_host), stack=str(stack), db_user=str(user),
         db_port=_int(c, "ocboot.dbPort", spec.get("dbPort"), default=3306),
-        image_repository=str(repo), workdir=str(workdir),
+        image_repository=str(repo), workdir=str(workdir), invocation=str(invocation),
         as_host=_bool(c, "ocboot.asHost", spec.get("asHost"), default=True),
         enable_minio=_bool(c, "ocboot.enableMinio", spec.get("enableMinio"), default=True),
         high_availability=_bool(c, "ocboot.highAvailability", spec.get("highAvailability"), default=True))

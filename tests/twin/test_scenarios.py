@@ -13,7 +13,7 @@ import pytest
 from cpswap.executors import etcd as ex
 from tests.support.etcd_cluster import put_keys as write_keys
 from tests.support.pulumi_mocks import ROOT, run_program
-from tests.support.twin.cluster import Twin, digest
+from tests.support.twin.cluster import OCBOOT_SERVER_CONFIG, Twin, digest
 from tests.support.twin.hosts import available
 from tests.support.twin.operator import activated_environ
 from tests.support.twin.replayer import Replayer, Runner, StepFailed
@@ -107,9 +107,39 @@ def make_leader(twin: Twin, name: str) -> None:
         time.sleep(0.1)
 
 
+def ocboot_runs(twin: Twin) -> list[dict]:
+    """What the ocboot shim was invoked with (argv, config), in order."""
+    path = twin.workdir / "ocboot-configs.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def send_old_ocboot_shape(recording, twin: Twin) -> list:
+    """The recorded program with cp1-join replaced by what cpswap sent before issue 12:
+    `primary_master_node: {use_local: true}` without node_ip, only the new host under
+    master_nodes.hosts, `./ocboot.sh run.py virt` (the seed's invocation)."""
+    from dataclasses import replace as dc_replace
+    from shlex import quote
+
+    resources = []
+    for r in recording.resources:
+        if r.name == "cp1-join":
+            template = json.loads(r.inputs["stdin"])
+            template.pop("cpswap")
+            template["primary_master_node"]["use_local"] = True
+            name = template["master_nodes"]["hosts"][0]["hostname"]
+            create = (f"set -u; if kubectl get node {quote(NEW)} >/dev/null 2>&1; then exit 0; fi; "
+                      f"cd {quote(twin.stack_config(members={})['ocboot']['workdir'])} && umask 077 && "
+                      "cat > .cpswap-join.yml && { ./ocboot.sh run.py virt .cpswap-join.yml; rc=$?; "
+                      "rm -f .cpswap-join.yml; exit $rc; }")
+            assert name == twin.net.hosts[NEW].ip
+            r = dc_replace(r, inputs={**r.inputs, "create": create, "stdin": json.dumps(template)})
+        resources.append(r)
+    return resources
+
+
 @pytest.fixture
 def twin(tmp_path):
-    instance = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW])
+    instance = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW], k3s_server_config=OCBOOT_SERVER_CONFIG)
     yield instance
     instance.close()
     assert instance.net.leftovers() == []
@@ -127,6 +157,7 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     assert {s.op for s in steps} == {"create"}
     assert sorted(m.name for m in ex.member_list(twin.etcd_connection())) == members_before
     assert digest(twin.etcd_connection()) == before
+    assert not (twin.workdir / "ocboot-configs.jsonl").exists(), "adoption ran ocboot"
     # a second `up` with no config change runs no commands
     _, steps = up(twin, replayer, workdir, {"cp1": OLD, "cp2": N2, "cp3": N3})
     assert replayer.commands_run() == [] and {s.op for s in steps} == {"noop"}
@@ -147,6 +178,16 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     replayer.step_timeout = interrupt_recovery_once
     with Sampler(twin) as sampler:
         started = time.monotonic()
+        # the join cpswap used to send (use_local primary, the new host alone) fails on the faithful
+        # shim: the play aborts in ocboot's container; nothing joins
+        recording = run_program(config=twin.stack_config(members={"cp1": NEW, "cp2": N2, "cp3": N3}),
+                                secrets=twin.secrets(), stack="twin", cwd=workdir)
+        with pytest.raises(StepFailed, match=r"create cp1-join on \S+ failed: rc=2"):
+            replayer.up(send_old_ocboot_shape(recording, twin))
+        assert [r["argv"] for r in ocboot_runs(twin)] == [["run.py", "virt", ".cpswap-join.yml"]]
+        assert NEW not in {n.metadata.name for n in twin.emulator.core.list_node().items}
+        assert len(ex.member_list(twin.etcd_connection())) == 2
+        old_shape = list(replayer.steps)
         with pytest.raises(StepFailed, match=r"create cp1-pvcs on local failed: rc=-9"):
             up(twin, replayer, workdir, {"cp1": NEW, "cp2": N2, "cp3": N3})
         first = list(replayer.steps)
@@ -154,7 +195,7 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
         elapsed = time.monotonic() - started
     assert [(s.name, s.op) for s in steps if s.op != "noop"] == [
         ("cp1-pvcs", "create"), ("cp1-node-labels", "replace-delete"), ("cp1-node-labels", "create")]
-    replayer.steps = first + steps
+    replayer.steps = old_shape + first + steps
     print(f"\nswap wall time {elapsed:.1f}s; steps: {[(s.name, s.op, s.host) for s in replayer.commands_run()]}")
     ran = [(s.name, s.op) for s in replayer.commands_run() if s.name.startswith("cp1")]
     assert ran[:2] == [("cp1-etcd-leave", "replace-delete"), ("cp1-etcd-leave", "create")]
@@ -179,6 +220,20 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     assert sampler.samples > 5 and sampler.failures == [], f"quorum lost at {sampler.failures}"
     assert dead.connections() == connections_at_death
     assert list((workdir / ".cpswap" / "snapshots").glob("before-remove-*.db"))
+    # ocboot got the seed's shape: a live survivor as primary, the new host and the other survivor as masters
+    runs = ocboot_runs(twin)
+    assert len(runs) == 2 and runs[1]["argv"] == ["install", ".cpswap-join.yml"]
+    sent = runs[1]["config"]
+    ip = {n: twin.net.hosts[n].ip for n in (N2, N3, NEW)}
+    primary = sent["primary_master_node"]
+    assert primary["use_local"] is False and primary["hostname"] == primary["node_ip"] == ip[twin.net.vip_holder]
+    assert primary["host_networks"] == f"eth0/br0/{primary['hostname']}"
+    survivor = ip[N3 if twin.net.vip_holder == N2 else N2]
+    assert sent["master_nodes"]["hosts"] == [
+        {"user": "root", "hostname": ip[NEW], "host_networks": f"eth0/br0/{ip[NEW]}"},
+        {"user": "root", "hostname": survivor, "host_networks": f"eth0/br0/{survivor}"}]
+    leftovers = {".cpswap-join.yml", "host_inventory.yml", "oc_vars.yml"} & {p.name for p in (twin.workdir / "ocboot").iterdir()}
+    assert leftovers == set(), f"ocboot's files with the DB password were left behind: {leftovers}"
 
 
 def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):

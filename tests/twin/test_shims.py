@@ -20,46 +20,111 @@ GOOD_PRIMARY = {"hostname": "10.250.9.11", "controlplane_host": "10.250.9.100", 
 
 def _run(tmp_path: Path, tool: str, argv: list[str]) -> subprocess.CompletedProcess:
     (tmp_path / "bin").mkdir(exist_ok=True)
-    shutil.copy(SHIMS / "_twin.py", tmp_path / "bin" / "_twin.py")
+    for helper in ("_twin.py", "_ocboot.py", "_k3s.py"):
+        shutil.copy(SHIMS / helper, tmp_path / "bin" / helper)
     (tmp_path / "twin.json").write_text(json.dumps({"layout": "k3s", "vip": "10.250.9.100", "k3s_token": "T0K"}))
-    env = {"CPSWAP_TWIN": str(tmp_path), "CPSWAP_TWIN_HOST": "tw-a", "PATH": "/usr/bin:/bin"}
+    env = {"CPSWAP_TWIN": str(tmp_path), "CPSWAP_TWIN_HOST": "tw-a", "PATH": "/usr/bin:/bin",
+           "K3S_CONFIG_FILE": str(tmp_path / "no-config.yaml")}
     return subprocess.run([sys.executable, str(SHIMS / tool), *argv], env=env, capture_output=True, text=True,
                           timeout=30, cwd=tmp_path)
 
 
-CASES = [
-    ("no arguments", [], None, "unsupported invocation"),
-    ("unknown stack", ["run.py", "bogus", "c.yml"], None, "unsupported invocation"),
-    ("extra flag", ["install", "c.yml", "--force"], None, "unsupported invocation"),
-    ("both mariadb forms", ["install", "c.yml"],
-     {"primary_master_node": GOOD_PRIMARY, "mariadb_node": {}, "mariadb_ha_nodes": []}, "cannot both be set"),
-    ("unknown primary key", ["install", "c.yml"],
-     {"primary_master_node": {**GOOD_PRIMARY, "colour": "red"}}, "unknown keys ['colour']"),
-    ("unknown master key", ["install", "c.yml"],
-     {"primary_master_node": GOOD_PRIMARY, "master_nodes": {"hosts": [], "bogus": 1}}, "unknown keys ['bogus']"),
-    ("missing db_password", ["install", "c.yml"],
-     {"primary_master_node": {k: v for k, v in GOOD_PRIMARY.items() if k != "db_password"}},
-     "primary_master_node.db_password"),
+sys.path.insert(0, str(SHIMS))
+import _ocboot  # noqa: E402
+
+OCBOOT_RULES = [  # (config, rule cited in the error, message)
+    ({"primary_master_node": GOOD_PRIMARY, "mariadb_node": {"hostname": "a"}, "mariadb_ha_nodes": [{"hostname": "b"}],
+      "master_nodes": {"controlplane_host": "v", "hosts": [{"hostname": "x"}]}}, "OcbootConfig.__init__",
+     "can't coexist"),
+    ({"primary_master_node": {k: v for k, v in GOOD_PRIMARY.items() if k != "db_password"},
+      "master_nodes": {"controlplane_host": "v", "hosts": [{"hostname": "x"}]}}, "Config.ensure_get",
+     "not found 'db_password'"),
+    ({"primary_master_node": {k: v for k, v in GOOD_PRIMARY.items() if k != "hostname"},
+      "master_nodes": {"controlplane_host": "v", "hosts": [{"hostname": "x"}]}}, "Config.ensure_get",
+     "not found 'host or hostname'"),
+    ({"primary_master_node": GOOD_PRIMARY, "master_nodes": {"controlplane_host": "v", "hosts": []}},
+     "Config.ensure_get", "not found 'hosts'"),
+    ({"primary_master_node": GOOD_PRIMARY, "master_nodes": {"hosts": [{"hostname": "x"}]}}, "Config.ensure_get",
+     "not found 'controlplane_host'"),
+    ({"master_nodes": {"controlplane_host": "v", "hosts": [{"hostname": "x"}]}}, "_fetch_conf",
+     "through primary_master_node only"),
 ]
 
 
-@pytest.mark.parametrize(("argv", "config", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_ocboot_shim_refuses_loudly(tmp_path, argv, config, message):
+@pytest.mark.parametrize(("config", "rule", "message"), OCBOOT_RULES, ids=[r[2] for r in OCBOOT_RULES])
+def test_ocboot_loader_rules(config, rule, message):
+    with pytest.raises(_ocboot.OcbootError) as caught:
+        _ocboot.load(config)
+    assert rule in caught.value.rule and message in str(caught.value)
+    assert _ocboot.UPSTREAM in str(caught.value)
+
+
+def test_ocboot_loader_ignores_unknown_keys_as_ocboot_does():
+    inventory = _ocboot.load({"primary_master_node": {**GOOD_PRIMARY, "colour": "red"},
+                              "master_nodes": {"controlplane_host": "v", "bogus": 1,
+                                               "hosts": [{"hostname": "10.250.9.12"}, {"hostname": "10.250.9.13"}]}})
+    assert inventory.primary.node_ip == "10.250.9.11" and _ocboot.joins(inventory)
+
+
+PLAY_RULES = [  # what the old cpswap join sent, rule by rule
+    ({**GOOD_PRIMARY, "use_local": True}, "misc-check/tasks/os.yml", "Alpine container"),
+    ({**GOOD_PRIMARY, "hostname": "127.0.0.1"}, "config.yaml.j2", "has no node_ip"),
+]
+
+
+@pytest.mark.parametrize(("primary", "rule", "message"), PLAY_RULES, ids=[r[2] for r in PLAY_RULES])
+def test_ocboot_play_aborts(primary, rule, message):
+    inventory = _ocboot.load({"primary_master_node": primary,
+                              "master_nodes": {"controlplane_host": "v", "hosts": [{"hostname": "10.250.9.12"}]}})
+    with pytest.raises(_ocboot.OcbootError) as caught:
+        _ocboot.check_play(inventory)
+    assert rule in caught.value.rule and message in str(caught.value)
+
+
+def test_ocboot_joins_only_with_two_master_hosts():
+    one = _ocboot.load({"primary_master_node": GOOD_PRIMARY,
+                        "master_nodes": {"controlplane_host": "v", "hosts": [{"hostname": "10.250.9.12"}]}})
+    assert not _ocboot.joins(one)
+    assert not _ocboot.joins(_ocboot.load({"primary_master_node": GOOD_PRIMARY}))  # a single-server install
+
+
+CASES = [
+    ("no arguments", [], None, 2, "unsupported invocation"),
+    ("unknown stack", ["run.py", "bogus", "c.yml"], None, 2, "unsupported invocation"),
+    ("extra flag", ["install", "c.yml", "--force"], None, 2, "unsupported invocation"),
+    # lib/install.py do_install logs ConfigNotFoundException and returns None: `install` exits 0
+    ("install: missing db_password exits 0", ["install", "c.yml"],
+     {"primary_master_node": {k: v for k, v in GOOD_PRIMARY.items() if k != "db_password"}}, 0,
+     "not found 'db_password'"),
+    ("run.py: missing db_password", ["run.py", "virt", "c.yml"],
+     {"primary_master_node": {k: v for k, v in GOOD_PRIMARY.items() if k != "db_password"}}, 1,
+     "not found 'db_password'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "config", "code", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_ocboot_shim_refuses_as_ocboot_does(tmp_path, argv, config, code, message):
     if config is not None:
         (tmp_path / "c.yml").write_text(yaml.safe_dump(config))
     result = _run(tmp_path, "ocboot.sh", argv)
-    assert result.returncode != 0
+    assert result.returncode == code
     assert message in result.stderr, result.stderr
+    assert not (tmp_path / "host_inventory.yml").exists(), "the loader failed before the inventory was written"
 
 
 K3S_CASES = [
     ("not server", ["agent"], "only `k3s server`"),
-    ("unknown flag", ["server", "--server", "https://10.250.9.100:6443", "--token", "T0K", "--cluster-init", "x"],
-     "unknown flag"),
+    ("unknown flag", ["server", "--server", "https://10.250.9.100:6443", "--token", "T0K", "--bogus", "x"],
+     "Incorrect Usage: flag provided but not defined: -bogus"),
     ("no token", ["server", "--server", "https://10.250.9.100:6443"], "--token is required"),
     ("wrong server", ["server", "--server", "https://10.250.9.11:6443", "--token", "T0K"],
      "not the fixed registration address"),
     ("wrong token", ["server", "--server", "https://10.250.9.100:6443", "--token", "nope"], "--token rejected"),
+    ("unreadable token file", ["server", "--server", "https://10.250.9.100:6443", "--token-file", "/nonexistent/t"],
+     "failed to read token file /nonexistent/t"),
+    ("critical flag differs", ["server", "--server", "https://10.250.9.100:6443", "--token", "T0K",
+                               "--cluster-cidr", "10.99.0.0/16", "--disable", "servicelb"],
+     "critical configuration value mismatch between servers: cluster-cidr, disable-service-lb"),
 ]
 
 
@@ -69,3 +134,28 @@ def test_k3s_shim_refuses_loudly(tmp_path, argv, message):
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "T0K" not in result.stderr, "the join token must never be printed"
+
+
+import _k3s  # noqa: E402
+
+
+def test_k3s_reads_config_file_drop_ins_and_cli_as_k3s_does(tmp_path, monkeypatch):
+    config = tmp_path / "config.yaml"
+    config.write_text("server: https://v:6443\ntoken-file: /t\ntls-san: [a]\nbogus-key: 1\ndisable-network-policy: true\n")
+    (tmp_path / "config.yaml.d").mkdir()
+    (tmp_path / "config.yaml.d" / "10-x.yaml").write_text("tls-san: [b]\ncluster-cidr: 10.40.0.0/16\n")
+    flags, warnings = _k3s.server_flags(["--config", str(config), "--tls-san", "c", "--node-name=n1"])
+    assert flags["tls-san"] == ["a", "b", "c"] and flags["node-name"] == "n1" and flags["token-file"] == "/t"
+    assert flags["disable-network-policy"] is True and flags["cluster-cidr"] == "10.40.0.0/16"
+    assert warnings == ["Unknown flag --bogus-key found in config.yaml, skipping"]
+    with pytest.raises(_k3s.K3sError, match="no such file"):
+        _k3s.server_flags(["--config", str(tmp_path / "missing.yaml")])
+    monkeypatch.setenv("K3S_CONFIG_FILE", str(tmp_path / "absent.yaml"))
+    assert _k3s.server_flags([]) == ({}, [])  # the default file may be absent
+
+
+def test_k3s_critical_defaults_follow_the_service_cidr():
+    assert _k3s.critical({})["cluster-dns"] == "10.43.0.10"
+    assert _k3s.critical({"service-cidr": "10.96.0.0/12"})["cluster-dns"] == "10.96.0.10"
+    assert _k3s.mismatch(_k3s.critical({"disable": ["traefik"]}), _k3s.critical({})) == []  # not critical
+    assert _k3s.mismatch(_k3s.critical({"disable": ["servicelb"]}), _k3s.critical({})) == ["disable-service-lb"]

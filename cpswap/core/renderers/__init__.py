@@ -14,9 +14,9 @@ from cpswap.core.renderers.etcd import render_etcd_leave, render_etcd_verify
 from cpswap.core.renderers.k3s import render_k3s_join
 from cpswap.core.renderers.kubeadm import render_kubeadm_join, render_kubeadm_prepare
 from cpswap.core.renderers.kube import render_node_delete, render_node_verify, render_pvc_recover
-from cpswap.core.renderers.ocboot import render_ocboot_config, render_ocboot_join
+from cpswap.core.renderers.ocboot import render_ocboot_join, render_ocboot_template
 from cpswap.core.renderers.keepalived import render_keepalived_install
 
 __all__ = ["render_etcd_leave", "render_etcd_verify", "render_k3s_join", "render_kubeadm_join",
            "render_kubeadm_prepare", "render_node_delete", "render_node_verify", "render_pvc_recover",
-           "render_ocboot_config", "render_ocboot_join", "render_keepalived_install"]
+           "render_ocboot_join", "render_ocboot_template", "render_keepalived_install"]

@@ -24,6 +24,10 @@ from tests.support.twin.hosts import PRIVATE_DIRS, Network
 
 SHIMS = Path(__file__).parent / "shims"
 OCBOOT_TOKEN = "mytoken@yunionio"
+# the critical k3s server flags ocboot's config template gives every server (onecloud/roles/k3s/config/
+# templates/config.yaml.j2 with lib/ocboot.py's defaults); a joining server must match them
+OCBOOT_SERVER_CONFIG = {"flannel-backend": "none", "disable-network-policy": True, "cluster-cidr": "10.40.0.0/16",
+                        "service-cidr": "10.96.0.0/12", "cluster-domain": "cluster.local"}
 LAYOUTS = {  # (TLS dir under the host root, file names: ca, client cert, client key, server cert, server key; data)
     "k3s": ("var-lib-rancher/k3s/server/tls/etcd", ("server-ca.crt", "client.crt", "client.key", "server-client.crt",
                                                     "server-client.key"), "var-lib-rancher/k3s/server/db/etcd"),
@@ -64,10 +68,11 @@ class Twin:
     members: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # host -> etcd member name
     layout: str = "k3s"
+    k3s_server_config: dict[str, Any] = field(default_factory=dict)  # the survivors' critical k3s flags
 
     @classmethod
     def start(cls, workdir: Path, *, members: list[str], spares: list[str], seed_workloads: bool = True,
-              layout: str = "k3s") -> "Twin":
+              layout: str = "k3s", k3s_server_config: dict[str, Any] | None = None) -> "Twin":
         net = Network.create(workdir)
         twin = None
         try:
@@ -81,7 +86,8 @@ class Twin:
             client_cert, client_key = make_cert(ca=ca, directory=workdir / "pki", name="operator", sans=["operator"])
             emulator = Emulator(host=net.gateway).__enter__()
             twin = cls(workdir=workdir, net=net, emulator=emulator, controllers=Controllers(emulator), ca=ca,
-                       client_cert=client_cert, client_key=client_key, layout=layout)
+                       client_cert=client_cert, client_key=client_key, layout=layout,
+                       k3s_server_config=dict(k3s_server_config or {}))
             for name in [*members, *spares]:
                 host = net.add_host(name)
                 twin._lay_out_tls(name, host.ip)
@@ -135,7 +141,8 @@ class Twin:
         (self.workdir / "twin.json").write_text(json.dumps({
             "vip": self.net.vip, "kube_url": self.emulator.url, "k3s_token": OCBOOT_TOKEN,
             "etcd": etcd_binary(), "etcdctl": etcdctl_binary(), "ssh_key": str(self.net.client_key),
-            "hosts": {n: h.ip for n, h in self.net.hosts.items() if h.alive}, "layout": self.layout}))
+            "hosts": {n: h.ip for n, h in self.net.hosts.items() if h.alive}, "layout": self.layout,
+            "k3s_server_config": self.k3s_server_config}))
 
     def _bootstrap_etcd(self, members: list[str]) -> None:
         directory, files, data = LAYOUTS[self.layout]
@@ -161,6 +168,8 @@ class Twin:
                        f"< /dev/null & echo $!")
             pid = int(self.net.run(name, command).stdout.strip())
             self.net.hosts[name].pids.append(pid)
+            if self.layout == "k3s":
+                self._k3s_service_running(name, pid)
         self.members = list(members)
         from cpswap.executors.etcd import endpoint_health
         import time
@@ -171,6 +180,20 @@ class Twin:
             if time.monotonic() > end:
                 raise RuntimeError("twin etcd did not become healthy in 30 s")
             time.sleep(0.1)
+
+    def _k3s_service_running(self, name: str, pid: int) -> None:
+        """What an installed K3s server looks like to the service manager shim: an enabled, active
+        k3s.service (its main PID stands for k3s, which runs etcd in-process)."""
+        import hashlib
+        flags = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in self.k3s_server_config.items())
+        text = (f"[Unit]\nDescription=Lightweight Kubernetes\n[Service]\nType=notify\n"
+                f"ExecStart={self.workdir}/bin/k3s server {flags}\n")
+        (self.net.hosts[name].root / "etc-systemd-system" / "k3s.service").write_text(text)
+        state = self.workdir / name / "systemd"
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "k3s.service.json").write_text(json.dumps({
+            "active": "active", "pid": pid, "enabled": True, "loaded": text,
+            "digest": hashlib.sha256(text.encode()).hexdigest()}))
 
     def etcd_connection(self, *, timeout: float = 2.0) -> Connection:
         """The live hosts that run etcd (those whose k3s data dir holds a member)."""
@@ -192,8 +215,11 @@ class Twin:
         ocboot_dir = "../" + str((self.workdir / "ocboot").relative_to("/"))
         config: dict[str, Any] = {
             "distribution": distribution, "controlPlaneEndpoint": f"{self.net.vip}:6443",
-            "members": {slot: host if isinstance(host, dict) else {"name": host, "ip": self.net.hosts[host].ip}
-                        for slot, host in members.items()},
+            "members": {slot: host if isinstance(host, dict) else {
+                "name": host, "ip": self.net.hosts[host].ip,
+                # ocboot's <nic>/<bridge>/<ip>: each slot's NodePatch annotates its Node with it
+                **({"hostNetworks": f"eth0/br0/{self.net.hosts[host].ip}"} if distribution == "ocboot" else {})}
+                for slot, host in members.items()},
             "ssh": {"user": "root", "port": 22}, "etcd": {"preset": "env", "snapshotDir": ".cpswap/snapshots"},
             "pvcRecovery": ONECLOUD_POLICY,
         }

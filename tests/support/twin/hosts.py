@@ -1,6 +1,7 @@
 """Fake hosts for the twin: network namespaces on a bridge, each with its own address, hostname
-(UTS namespace), private /var/lib/rancher, /etc/kubernetes, /var/lib/etcd and /var/lib/etcd-backup (mount
-namespace bind mounts) and a real sshd taking key logins. Test-only; needs root and iproute2.
+(UTS namespace), private /var/lib/rancher, /etc/rancher, /etc/kubernetes, /etc/systemd/system, /var/lib/etcd
+and /var/lib/etcd-backup (mount namespace bind mounts), a real sshd taking key logins, and the
+service manager shim (``shims/systemctl``) on PATH. Test-only; needs root and iproute2.
 
 ``Network.create(workdir)`` picks a free 10.250.X.0/24 and bridge; ``add_host(name)`` starts one;
 ``run(host, cmd)`` runs a command over real SSH; ``kill(host)`` SIGKILLs the host's processes by
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PRIVATE_DIRS = {"var-lib-rancher": "/var/lib/rancher", "etc-kubernetes": "/etc/kubernetes",
-                "var-lib-etcd": "/var/lib/etcd", "var-lib-etcd-backup": "/var/lib/etcd-backup"}
+                "var-lib-etcd": "/var/lib/etcd", "var-lib-etcd-backup": "/var/lib/etcd-backup",
+                "etc-rancher": "/etc/rancher", "etc-systemd-system": "/etc/systemd/system"}
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
 

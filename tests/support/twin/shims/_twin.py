@@ -33,6 +33,12 @@ def fail(tool: str, message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def fail_plain(message: str, code: int = 1) -> None:
+    """Fail with the tool's own message and nothing added (kubectl's errors)."""
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
 def kube():
     from kubernetes import client
     cfg = client.Configuration()
