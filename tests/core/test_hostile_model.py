@@ -147,4 +147,4 @@ def test_ipv6_is_bracketed_where_a_host_meets_a_port():
     model = parse_stack_config(config_with(("members", V6), ("controlPlaneEndpoint", "[fd00::64]:6443")), stack="t")
     assert str(model.endpoint) == "[fd00::64]:6443"
     command = render_k3s_join(host=model.member("cp1").host, endpoint=model.endpoint, k3s=model.k3s)
-    assert "--server 'https://[fd00::64]:6443'" in command
+    assert 'server: "https://[fd00::64]:6443"' in command and '  - "fd00::64"' in command

@@ -3,6 +3,8 @@ real sshd, strict installer shims, the kube emulator, and the replayer standing 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import shutil
 import threading
 import time
@@ -255,11 +257,13 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
         (twin.net.hosts[NEW].root / "fail-once").write_text("the first join fails")
         swapped = {**slots, "cp2": NEW}
         # pulumi-command's error text: the command and its whole output, logging=none or not
+        # k3s runs as a service: `systemctl enable --now k3s` reports the failed start job
         with pytest.raises(StepFailed, match=r"create cp2-join on 10\.250\.\d+\.4 failed: rc=1: Process exited with "
-                                             r"status 1: running \"[^\n]*exec k3s server [^\n]*\":\nk3s: simulated "
-                                             r"failure") as failed:
+                                             r"status 1: running \"[^\n]*systemctl enable --now k3s\":\n[\s\S]*Job for "
+                                             r"k3s.service failed because the control process exited") as failed:
             k3s_up(swapped)
         assert twin.secrets()["k3sToken"] not in str(failed.value)
+        assert "k3s: simulated failure" in (twin.workdir / NEW / "k3s.service.log").read_text()
         steps = k3s_up(swapped)  # re-running `up` converges
         ran = [(s.name, s.op) for s in steps if s.op != "noop"]
         assert ("cp2-join", "create") in ran and ("cp2-etcd-leave", "replace-delete") not in ran
@@ -270,9 +274,29 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
         assert digest(conn) == before
         assert all(s.host != dead.ip for s in replayer.steps)
         assert sorted(n.metadata.name for n in twin.emulator.core.list_node().items) == sorted([OLD, N3, NEW])
+        assert_k3s_service(twin, NEW)
     finally:
         twin.close()
     assert twin.net.leftovers() == []
+
+
+def assert_k3s_service(twin: Twin, host: str) -> None:
+    """The joined k3s runs on as a service (the step returned while k3s kept running), its token
+    file and config are private, and the token is in no process's argv."""
+    state = json.loads((twin.workdir / host / "systemd" / "k3s.service.json").read_text())
+    assert state["active"] == "active" and state["enabled"] is True
+    assert Path(f"/proc/{state['pid']}").exists(), "k3s did not keep running after the join step returned"
+    root = twin.net.hosts[host].root
+    for private in ("etc-rancher/k3s/cpswap-token", "etc-rancher/k3s/config.yaml"):
+        assert (root / private).stat().st_mode & 0o777 == 0o600, private
+    assert (root / "etc-rancher/k3s/cpswap-token").read_text().strip() == twin.secrets()["k3sToken"]
+    token = twin.secrets()["k3sToken"].encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                assert token not in (proc / "cmdline").read_bytes(), f"the k3s token is in the argv of PID {proc.name}"
+            except OSError:
+                pass
 
 
 def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
@@ -363,9 +387,11 @@ class DroppingRunner(Runner):
 
 def test_ssh_drop_in_the_middle_of_a_join_converges_by_rerunning_up(tmp_path):
     """The SSH session running the k3s join on the new host drops right after the new etcd
-    learner was added, before its etcd started (the departing host is unreachable throughout).
-    Re-running `up` re-runs the join, which, like k3s, resumes the unnamed member carrying the
-    host's peer URL instead of adding a second one; the swap converges."""
+    learner was added, before its etcd started, and k3s dies in that gap too (the service
+    manager keeps a start job running when its client goes: k3s is killed here to model a crash
+    or reboot); the departing host is unreachable throughout. Re-running `up` re-runs the join,
+    which, like k3s, resumes the unnamed member carrying the host's peer URL instead of adding a
+    second one; the swap converges."""
     twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW], seed_workloads=False)
     try:
         workdir = project(tmp_path)
@@ -392,7 +418,12 @@ def test_ssh_drop_in_the_middle_of_a_join_converges_by_rerunning_up(tmp_path):
             with pytest.raises(StepFailed, match=r"create cp3-join on 10\.250\.\S+ failed: rc=-9"):
                 k3s_up(swapped)
             assert runner.cut_at is not None
-            # the cut session took the join with it: an added learner that never started remains
+            unit = json.loads((twin.workdir / NEW / "systemd" / "k3s.service.json").read_text())
+            assert unit["active"] == "activating", "the cut SSH session must not take the start job with it"
+            for pid in (unit.get("supervisor"), unit.get("pid")):  # k3s dies in the gap
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+            # an added learner that never started remains
             stale = [m for m in ex.member_list(twin.etcd_connection()) if m.is_learner]
             assert len(stale) == 1 and not stale[0].name, stale
             replayer.step_timeout = lambda step: 90.0  # a hang fails in bounded time, not at the suite timeout

@@ -144,8 +144,10 @@ def test_k3s_reads_config_file_drop_ins_and_cli_as_k3s_does(tmp_path, monkeypatc
     config.write_text("server: https://v:6443\ntoken-file: /t\ntls-san: [a]\nbogus-key: 1\ndisable-network-policy: true\n")
     (tmp_path / "config.yaml.d").mkdir()
     (tmp_path / "config.yaml.d" / "10-x.yaml").write_text("tls-san: [b]\ncluster-cidr: 10.40.0.0/16\n")
+    (tmp_path / "config.yaml.d" / "20-y.yml").write_text("tls-san+: [b2]\n")
     flags, warnings = _k3s.server_flags(["--config", str(config), "--tls-san", "c", "--node-name=n1"])
-    assert flags["tls-san"] == ["a", "b", "c"] and flags["node-name"] == "n1" and flags["token-file"] == "/t"
+    # a drop-in's key replaces config.yaml's, `key+` appends, the CLI's list flags add to both
+    assert flags["tls-san"] == ["b", "b2", "c"] and flags["node-name"] == "n1" and flags["token-file"] == "/t"
     assert flags["disable-network-policy"] is True and flags["cluster-cidr"] == "10.40.0.0/16"
     assert warnings == ["Unknown flag --bogus-key found in config.yaml, skipping"]
     with pytest.raises(_k3s.K3sError, match="no such file"):

@@ -1,9 +1,11 @@
 """k3s's server flag rules for the twin's k3s shim, each citing the k3s source. Test-only; pure.
 
 Follows github:k3s-io/k3s (docs/CONFORMANCE.md "k3s"):
-- pkg/configfilearg/parser.go: /etc/rancher/k3s/config.yaml, then config.yaml.d/*.yaml (sorted)
-  become flags before the CLI's; a key that is not a `k3s server` flag is skipped with
-  "Unknown flag --X found in config.yaml, skipping"; list values repeat the flag.
+- pkg/configfilearg/parser.go (f646604010affc6a1d3233a8a0870bca46bf80cf): /etc/rancher/k3s/config.yaml
+  ($K3S_CONFIG_FILE, --config), then config.yaml.d/*.yaml: a later file's key replaces the earlier
+  one (``key+`` appends); the result becomes flags before the CLI's; a key that is not a `k3s
+  server` flag is skipped with "Unknown flag --X found in config.yaml, skipping"; list values
+  repeat the flag.
 - urfave/cli: an unknown CLI flag is "Incorrect Usage: flag provided but not defined: -X".
 - pkg/cli/server/server.go: --token-file (K3S_TOKEN_FILE) replaces --token with the file's content.
 - pkg/daemons/config/types.go CriticalControlArgs and pkg/cluster/bootstrap.go compareConfig: a
@@ -44,24 +46,36 @@ def _known(name: str) -> bool:
 
 
 def config_args(path: Path, *, explicit: bool) -> tuple[list[str], list[str]]:
-    """Flags from the config file and its .d drop-ins, and the warnings for unknown keys."""
-    if not path.exists():
+    """Flags from the config file and its .d drop-ins (pkg/configfilearg/parser.go readConfigFile:
+    a later file's key replaces the earlier value, ``key+`` appends; keys in first-seen order;
+    lists become one ``--key=item`` each), and the warnings for keys that are not flags."""
+    drop_ins = sorted(p for p in Path(f"{path}.d").iterdir()
+                      if p.is_file() and p.suffix.lower() in (".yaml", ".yml")) if Path(f"{path}.d").is_dir() else []
+    if not path.exists() and not drop_ins:
         if explicit:
             raise K3sError(f"open {path}: no such file or directory")
         return [], []
-    args, warnings = [], []
-    drop_ins = sorted(Path(f"{path}.d").glob("*.yaml")) if Path(f"{path}.d").is_dir() else []
-    for file in (path, *drop_ins):
+    values: dict[str, object] = {}
+    for file in ([path] if path.exists() else []) + drop_ins:
         data = yaml.safe_load(file.read_text()) or {}
         if not isinstance(data, dict):
             raise K3sError(f"{file}: config is not a mapping")
-        for key, value in data.items():
-            if not _known(str(key)):
-                warnings.append(f"Unknown flag --{key} found in config.yaml, skipping")
-                continue
-            for item in (value if isinstance(value, list) else [value]):
-                text = str(item).lower() if isinstance(item, bool) else str(item)
-                args.append(f"--{key}={text}")
+        for raw_key, value in data.items():
+            key = str(raw_key)
+            append, key = key.endswith("+"), key.rstrip("+")
+            if append and key in values:
+                old = values[key] if isinstance(values[key], list) else [values[key]]
+                values[key] = old + (value if isinstance(value, list) else [value])
+            else:
+                values[key] = value
+    args, warnings = [], []
+    for key, value in values.items():
+        if not _known(key):  # parser.go stripInvalidFlags
+            warnings.append(f"Unknown flag --{key} found in config.yaml, skipping")
+            continue
+        for item in (value if isinstance(value, list) else [value]):
+            text = str(item).lower() if isinstance(item, bool) else str(item)
+            args.append(f"--{key}={text}")
     return args, warnings
 
 
