@@ -1,4 +1,4 @@
-"""`cpswap etcd`: members, health, status, snapshot, remove, add, promote, wait-member.
+"""`cpswap etcd`: members, health, status, snapshot, remove, add, promote, wait-member, change.
 
 For operators and for the program's command resources. Connection flags: ``--endpoints``,
 ``--cacert/--cert/--key``, ``--preset k3s|kubeadm|env`` and ``--discover kube|openshift`` (add the
@@ -54,24 +54,39 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--snapshot-dir", type=Path, default=Path(".cpswap/snapshots"))
     p.add_argument("--no-snapshot", action="store_true", help="skip the snapshot before removing (not advised)")
     p.add_argument("--deadline", type=SECONDS, default=300)
+    _lock_flags(p)
     p.set_defaults(func=_remove)
     p = cmds.add_parser("add", help="add a member (learner unless --voter)")
     connection_flags(p)
     p.add_argument("--peer-url", type=URL, required=True)
     p.add_argument("--voter", action="store_true")
     p.add_argument("--deadline", type=SECONDS, default=60)
+    _lock_flags(p)
     p.set_defaults(func=_add)
     p = cmds.add_parser("promote", help="promote a learner once it is in sync")
     connection_flags(p)
     _member_flags(p)
     p.add_argument("--deadline", type=SECONDS, default=120)
+    _lock_flags(p)
     p.set_defaults(func=_promote)
+    p = cmds.add_parser("change", help="the membership lock's queue and the recorded change in progress")
+    connection_flags(p)
+    p.add_argument("--clear", action="store_true",
+                   help="forget the recorded change (only when that swap was abandoned for good)")
+    p.set_defaults(func=_change)
     p = cmds.add_parser("wait-member", help="wait until a member is a healthy, caught-up voter")
     connection_flags(p)
     _member_flags(p)
     p.add_argument("--max-lag", type=LAG, default=1000)
     p.add_argument("--deadline", type=SECONDS, default=600)
     p.set_defaults(func=_wait)
+
+
+def _lock_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lock-ttl", type=int, default=ex.DEFAULT_TTL_S,
+                        help="lease TTL of the membership lock: a dead holder frees it after this many seconds")
+    parser.add_argument("--lock-wait", type=SECONDS, default=ex.DEFAULT_WAIT_S,
+                        help="how long to queue for the membership lock before giving up")
 
 
 def _member_flags(parser: argparse.ArgumentParser) -> None:
@@ -165,7 +180,8 @@ def _remove(args: argparse.Namespace) -> int:
     with connect_from_args(args, departing=(args.name, args.ip)) as conn:
         outcome = ex.remove_member(conn, name=args.name, ip=args.ip,
                                    snapshot_dir=None if args.no_snapshot else args.snapshot_dir,
-                                   deadline_s=args.deadline, progress=progress)
+                                   deadline_s=args.deadline, progress=progress, lock_ttl_s=args.lock_ttl,
+                                   lock_wait_s=args.lock_wait)
     print(json.dumps({"name": args.name, "ip": args.ip, "outcome": outcome}) if args.json else outcome)
     return 0
 
@@ -173,7 +189,7 @@ def _remove(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     with connect_from_args(args) as conn:
         member = ex.add_member(conn, peer_urls=(args.peer_url,), learner=not args.voter, deadline_s=args.deadline,
-                               progress=progress)
+                               progress=progress, lock_ttl_s=args.lock_ttl, lock_wait_s=args.lock_wait)
     print(json.dumps({"id": f"{member.id:x}", "is_learner": member.is_learner}) if args.json else f"{member.id:x}")
     return 0
 
@@ -183,7 +199,29 @@ def _promote(args: argparse.Namespace) -> int:
         member = ex.find_member(ex.member_list(conn), name=args.name, ip=args.ip)
         if member is None:
             raise PermanentError(f"promote: {args.name} ({args.ip}) is not a member")
-        ex.promote_member(conn, member_id=member.id, deadline_s=args.deadline, progress=progress)
+        ex.promote_member(conn, member_id=member.id, deadline_s=args.deadline, progress=progress,
+                          lock_ttl_s=args.lock_ttl, lock_wait_s=args.lock_wait)
+    return 0
+
+
+def _change(args: argparse.Namespace) -> int:
+    from cpswap.executors.etcd_lock import current_holders
+
+    with connect_from_args(args) as conn:
+        record = ex.read_change(conn)
+        holders = current_holders(conn)
+        if args.clear and record is not None:
+            ex.clear_change(conn)
+            progress(f"cleared the record of the removal of {record.removed} ({record.holder}, {record.at})")
+    if args.json:
+        print(json.dumps({"change": None if record is None else asdict(record),
+                          "lock_queue": [asdict(h) for h in holders], "cleared": bool(args.clear and record)}))
+    else:
+        print("change in progress: " + ("none" if record is None else
+              f"{record.removed} removed by {record.holder} at {record.at} ({record.voters_before} voters before)"
+              + (" [cleared]" if args.clear else "")))
+        print("membership lock: " + ("free" if not holders else
+              "; ".join(("held by " if i == 0 else "queued: ") + h.describe() for i, h in enumerate(holders))))
     return 0
 
 

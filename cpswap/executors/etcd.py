@@ -7,8 +7,11 @@ error is surfaced from the exception chain. The Cluster API fields its protos la
 flag, learner add, promote) go over the same channel as raw protobuf (``etcd_wire``).
 
 Guards live here whatever the caller checked: ``remove`` is idempotent, never removes the last
-voter, refuses when the projected healthy voters would fall below quorum, snapshots first, and
-retries only the transient refusals (unhealthy cluster, the post-reconfiguration window).
+voter, refuses when the projected healthy voters would fall below quorum, while another member is
+a pending learner or unstarted, or while an earlier recorded removal is not yet made good
+(``cpswap.core.membership``), snapshots first, and retries only the transient refusals (unhealthy
+cluster, the post-reconfiguration window). ``remove``, ``add`` and ``promote`` hold the cluster's
+membership lock (``etcd_lock``) so concurrent pipelines queue instead of racing.
 TLS is always verified against the cluster CA. Key material never reaches logs or messages.
 """
 from __future__ import annotations
@@ -32,8 +35,10 @@ from cpswap.core import inputs
 from cpswap.core.errors import (ConfigError, DeadlineError, PermanentError, TransientError, UnsafeOperationError,
                                 Violation)
 from cpswap.core.facts import EtcdFacts, EtcdMember, url_host
+from cpswap.core.membership import CHANGE_KEY, ChangeRecord, change_in_progress, learner_rule
 from cpswap.core.quorum import can_remove
 from cpswap.executors import etcd_wire
+from cpswap.executors.etcd_lock import DEFAULT_TTL_S, DEFAULT_WAIT_S, holder_id, membership_lock
 from cpswap.executors.waiting import wait_until
 
 Progress = Callable[[str], None]
@@ -368,11 +373,32 @@ def discover(conn: Connection, *, exclude_ip: str) -> Connection:
     return base.with_endpoints(urls)
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def read_change(conn: Connection) -> ChangeRecord | None:
+    """The recorded membership change in progress (``membership.CHANGE_KEY``), if any."""
+    def call(client: pyetcd.Etcd3Client, _: str) -> ChangeRecord | None:
+        value, _meta = client.get(CHANGE_KEY)
+        return ChangeRecord.from_json(value.decode()) if value else None
+    return _on_any(conn, "read membership change record", call)  # type: ignore[return-value]
+
+
+def write_change(conn: Connection, record: ChangeRecord) -> None:
+    _on_any(conn, "record membership change", lambda client, _: client.put(CHANGE_KEY, record.to_json()))
+
+
+def clear_change(conn: Connection) -> None:
+    _on_any(conn, "clear membership change record", lambda client, _: client.delete(CHANGE_KEY))
+
+
 @inputs.validated(name=inputs.dns_name, ip=_ip_if_given, deadline_s=inputs.seconds)
 def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
                   progress: Progress = print) -> EtcdMember | None:
-    """The checks before removing host ``name``/``ip``'s member (through the other members): it is
-    not the last voter, quorum survives its removal, and a verified snapshot is taken. Returns the
+    """The checks before removing host ``name``/``ip``'s member (through the other members): no other
+    member is pending (learner rule), no other recorded change is in progress, it is not the last
+    voter, quorum survives its removal, and a verified snapshot is taken. Returns the
     member, or None when it is already gone. Raises UnsafeOperationError with the numbers."""
     conn = discover(conn, exclude_ip=ip)
     members = _retrying("member list", lambda: member_list(conn), deadline_s=min(deadline_s, 60), progress=progress)
@@ -382,6 +408,17 @@ def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
         return None
     voters = [m for m in members if not m.is_learner]  # type: ignore[union-attr]
     label = f"{target.name or '(unstarted)'} {target.id:x}"
+    blocked = learner_rule(members, target=target)  # type: ignore[arg-type]
+    if blocked is not None:
+        raise UnsafeOperationError(f"refusing to remove {label}: {blocked}")
+    record = read_change(conn)
+    change = change_in_progress(record, members=members, name=name, ip=ip)  # type: ignore[arg-type]
+    if not change.allowed:
+        raise UnsafeOperationError(f"refusing to remove {label}: {change.reason}")
+    if record is not None:
+        progress(change.reason)
+        if change.record_done:
+            clear_change(conn)
     if not target.is_learner:
         if len(voters) <= 1:
             raise UnsafeOperationError(f"refusing to remove {label}: it is the last voter ({len(voters)} voter)")
@@ -402,12 +439,28 @@ def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
 
 @inputs.validated(name=inputs.dns_name, ip=_ip_if_given, deadline_s=inputs.seconds)
 def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
-                  progress: Progress = print) -> str:
-    """Remove the member of host ``name``/``ip`` through the other members. Idempotent."""
-    target = guard_removal(conn, name=name, ip=ip, snapshot_dir=snapshot_dir, deadline_s=deadline_s, progress=progress)
-    if target is None:
-        return "absent"
+                  progress: Progress = print, lock_ttl_s: int = DEFAULT_TTL_S,
+                  lock_wait_s: float = DEFAULT_WAIT_S) -> str:
+    """Remove the member of host ``name``/``ip`` through the other members. Idempotent. Holds the
+    cluster's membership lock from the checks to the removal (``etcd_lock``), and records the
+    change (``membership.ChangeRecord``) so no other member is removed until it is made good."""
     conn = discover(conn, exclude_ip=ip)
+    with membership_lock(conn, what=f"remove {name} ({ip})", ttl_s=lock_ttl_s, wait_s=lock_wait_s,
+                         progress=progress, connect_deadline_s=min(deadline_s, 60)) as lock:
+        target = guard_removal(conn, name=name, ip=ip, snapshot_dir=snapshot_dir, deadline_s=deadline_s,
+                               progress=progress)
+        if target is None:
+            return "absent"
+        lock.ensure_held()
+        if target.started and not target.is_learner:
+            write_change(conn, ChangeRecord(
+                removed=f"{target.name or '(unstarted)'} {target.id:x}", name=name, ip=ip,
+                voters_before=sum(1 for m in member_list(conn) if m.started and not m.is_learner),
+                holder=holder_id(), at=_now()))
+        return _remove_locked(conn, target=target, ip=ip, deadline_s=deadline_s, progress=progress)
+
+
+def _remove_locked(conn: Connection, *, target: EtcdMember, ip: str, deadline_s: float, progress: Progress) -> str:
     label = f"{target.name or '(unstarted)'} {target.id:x}"
 
     def call() -> object:
@@ -428,8 +481,19 @@ def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
 
 @inputs.validated(peer_urls=_peer_urls, deadline_s=inputs.seconds)
 def add_member(conn: Connection, *, peer_urls: tuple[str, ...], learner: bool = True, deadline_s: float = 60,
-               progress: Progress = print) -> EtcdMember:
-    """Add a member (a learner by default); retries the post-reconfiguration window. Idempotent."""
+               progress: Progress = print, lock_ttl_s: int = DEFAULT_TTL_S,
+               lock_wait_s: float = DEFAULT_WAIT_S) -> EtcdMember:
+    """Add a member (a learner by default) under the membership lock; retries the
+    post-reconfiguration window. Idempotent (an interrupted join's pending member is found by its
+    peer URL and returned)."""
+    with membership_lock(conn, what=f"add {peer_urls[0]}", ttl_s=lock_ttl_s, wait_s=lock_wait_s,
+                         progress=progress, connect_deadline_s=deadline_s) as lock:
+        lock.ensure_held()
+        return _add_locked(conn, peer_urls=peer_urls, learner=learner, deadline_s=deadline_s, progress=progress)
+
+
+def _add_locked(conn: Connection, *, peer_urls: tuple[str, ...], learner: bool, deadline_s: float,
+                progress: Progress) -> EtcdMember:
     existing = [m for m in member_list(conn) if set(m.peer_urls) & set(peer_urls)]
     if existing:
         progress(f"{peer_urls[0]} is already a member ({existing[0].id:x}); not adding")
@@ -446,8 +510,17 @@ def add_member(conn: Connection, *, peer_urls: tuple[str, ...], learner: bool = 
 
 
 @inputs.validated(deadline_s=inputs.seconds)
-def promote_member(conn: Connection, *, member_id: int, deadline_s: float = 120, progress: Progress = print) -> None:
-    """Promote a learner once it is in sync; 'not in sync' is retried until the deadline."""
+def promote_member(conn: Connection, *, member_id: int, deadline_s: float = 120, progress: Progress = print,
+                   lock_ttl_s: int = DEFAULT_TTL_S, lock_wait_s: float = DEFAULT_WAIT_S) -> None:
+    """Promote a learner once it is in sync, under the membership lock; 'not in sync' is retried
+    until the deadline."""
+    with membership_lock(conn, what=f"promote {member_id:x}", ttl_s=lock_ttl_s, wait_s=lock_wait_s,
+                         progress=progress, connect_deadline_s=min(deadline_s, 60)) as lock:
+        lock.ensure_held()
+        _promote_locked(conn, member_id=member_id, deadline_s=deadline_s, progress=progress)
+
+
+def _promote_locked(conn: Connection, *, member_id: int, deadline_s: float, progress: Progress) -> None:
     current = {m.id: m for m in member_list(conn)}
     if member_id in current and not current[member_id].is_learner:
         progress(f"{member_id:x} is already a voter")

@@ -152,17 +152,20 @@ def put_keys(conn: Connection, count: int = 200, *, prefix: str = "/registry/tes
 
 
 def digest(conn: Connection) -> tuple[int, str]:
-    """Key count and sha256 over every key and value (a linearizable full range)."""
+    """Key count and sha256 over every key and value (a linearizable full range), except cpswap's
+    own bookkeeping under ``/cpswap/`` (the membership lock and change record, ``core.membership``)."""
     import hashlib
 
     from pyetcd import etcdrpc
 
+    from cpswap.core.membership import CPSWAP_PREFIX
     from cpswap.executors import etcd as ex
 
     def call(client, _):
         resp = client.kvstub.Range(etcdrpc.RangeRequest(key=b"\0", range_end=b"\0"), conn.timeout)
         h = hashlib.sha256()
-        for kv in sorted(resp.kvs, key=lambda kv: kv.key):
+        kvs = [kv for kv in resp.kvs if not kv.key.startswith(CPSWAP_PREFIX.encode())]
+        for kv in sorted(kvs, key=lambda kv: kv.key):
             h.update(kv.key + b"=" + kv.value + b"\n")
-        return len(resp.kvs), h.hexdigest()
+        return len(kvs), h.hexdigest()
     return ex._on_any(conn, "digest", call)
