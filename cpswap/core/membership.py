@@ -62,6 +62,7 @@ class ChangeRecord:
     """A removal that is not yet made good by a replacement: stored as JSON under ``CHANGE_KEY``."""
 
     removed: str  # the removed member's label (name and id)
+    member_id: int
     name: str
     ip: str
     voters_before: int
@@ -75,7 +76,8 @@ class ChangeRecord:
     def from_json(cls, text: str) -> "ChangeRecord | None":
         try:
             raw = json.loads(text)
-            return cls(removed=str(raw["removed"]), name=str(raw["name"]), ip=str(raw["ip"]),
+            return cls(removed=str(raw["removed"]), member_id=int(raw["member_id"]), name=str(raw["name"]),
+                       ip=str(raw["ip"]),
                        voters_before=int(raw["voters_before"]), holder=str(raw["holder"]), at=str(raw["at"]))
         except (ValueError, KeyError, TypeError):
             return None
@@ -90,18 +92,19 @@ class ChangeVerdict:
     reason: str
 
 
-def change_in_progress(record: ChangeRecord | None, *, members: Sequence[EtcdMember], name: str,
-                       ip: str) -> ChangeVerdict:
-    """Decide whether a recorded earlier removal still blocks removing host ``name``/``ip``."""
+def change_in_progress(record: ChangeRecord | None, *, members: Sequence[EtcdMember], target_id: int) -> ChangeVerdict:
+    """Decide whether a recorded earlier removal still blocks removing member ``target_id``. The
+    recorded member itself is the same change resumed (recorded, then interrupted before etcd
+    removed it); once etcd removed it, a re-run finds it absent and never gets here."""
     if record is None:
         return ChangeVerdict(True, False, "no membership change in progress")
+    if record.member_id == target_id:
+        return ChangeVerdict(True, False, f"resuming the change in progress: the removal of {record.removed} "
+                                          f"was started by {record.holder} at {record.at}")
     voters = sum(1 for m in members if not m.is_learner and m.started)
     if voters >= record.voters_before and not pending_members(members):
         return ChangeVerdict(True, True, f"the earlier removal of {record.removed} is made good: {voters} started "
                                          f"voters again (it left {record.voters_before - 1} of {record.voters_before})")
-    if (ip and record.ip == ip) or (name and record.name == name):
-        return ChangeVerdict(True, False, f"resuming the change in progress: {record.removed} was removed by "
-                                          f"{record.holder} at {record.at}")
     return ChangeVerdict(False, False, (
         f"another membership change is in progress: {record.removed} ({record.name or '-'}, {record.ip or '-'}) "
         f"was removed by {record.holder} at {record.at}, leaving {record.voters_before - 1} of "

@@ -412,7 +412,7 @@ def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
     if blocked is not None:
         raise UnsafeOperationError(f"refusing to remove {label}: {blocked}")
     record = read_change(conn)
-    change = change_in_progress(record, members=members, name=name, ip=ip)  # type: ignore[arg-type]
+    change = change_in_progress(record, members=members, target_id=target.id)  # type: ignore[arg-type]
     if not change.allowed:
         raise UnsafeOperationError(f"refusing to remove {label}: {change.reason}")
     if record is not None:
@@ -454,7 +454,7 @@ def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
         lock.ensure_held()
         if target.started and not target.is_learner:
             write_change(conn, ChangeRecord(
-                removed=f"{target.name or '(unstarted)'} {target.id:x}", name=name, ip=ip,
+                removed=f"{target.name or '(unstarted)'} {target.id:x}", member_id=target.id, name=name, ip=ip,
                 voters_before=sum(1 for m in member_list(conn) if m.started and not m.is_learner),
                 holder=holder_id(), at=_now()))
         return _remove_locked(conn, target=target, ip=ip, deadline_s=deadline_s, progress=progress)
