@@ -8,17 +8,16 @@ more specific selector wins. Data classes say what a recreate loses:
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from cpswap.core.errors import Violation
+from cpswap.core.inputs import DNS1123_SUBDOMAIN
 from cpswap.core.facts import ClaimFact
 
 POLICIES = ("recreate", "skip", "manual")
 DATA_CLASSES = ("replicated", "disposable", "unique")
 OWNERS = ("statefulset", "operator")
-_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class ClaimAction:
 
 def _check_selector(selector: str) -> str | None:
     parts = selector.split("/")
-    if len(parts) > 2 or not all(_K8S_NAME.fullmatch(p) for p in parts):
+    if len(parts) > 2 or not all(DNS1123_SUBDOMAIN.fullmatch(p) for p in parts):
         return "must be a namespace or namespace/claim of lowercase DNS-1123 names"
     return None
 

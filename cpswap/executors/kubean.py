@@ -180,7 +180,8 @@ def _node_dead(node: str, current: client.V1Node | None, progress: Progress) -> 
     return dead
 
 
-def _fix_control_plane_pointers(*, old_ip: str, new_first: str, new_ip: str, progress: Progress, kubeconfig: str | None = None) -> None:
+def _fix_control_plane_pointers(*, old_ip: str, new_first: str, new_ip: str, progress: Progress,
+                                kubeconfig: str | None = None) -> None:
     """seed 001 step 4 of the first-node case: cluster-info ``server`` and kubeadm-config
     ``controlPlaneEndpoint`` move to the new first control-plane node when they named the old one."""
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
@@ -253,7 +254,8 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
 
 
 @inputs.validated(node=inputs.dns_name, ip=inputs.ip_address)
-def inventory_add(*, kubean: KubeanSettings, node: str, ip: str, progress: Progress, kubeconfig: str | None = None, global_kubeconfig: str | None = None) -> None:
+def inventory_add(*, kubean: KubeanSettings, node: str, ip: str, progress: Progress,
+                  kubeconfig: str | None = None, global_kubeconfig: str | None = None) -> None:
     with connect_global(kubeconfig=global_kubeconfig) as g:
         ref, doc = read_inventory(g, kubean)
         updated = inv.with_host(doc, node, ip)
@@ -265,7 +267,8 @@ def inventory_add(*, kubean: KubeanSettings, node: str, ip: str, progress: Progr
 
 
 @inputs.validated(name=inputs.dns_name, node=inputs.dns_name, deadline_s=inputs.seconds)
-def wait(*, name: str, node: str | None, deadline_s: float, progress: Progress, kubeconfig: str | None = None, global_kubeconfig: str | None = None) -> str:
+def wait(*, name: str, node: str | None, deadline_s: float, progress: Progress, kubeconfig: str | None = None,
+         global_kubeconfig: str | None = None) -> str:
     with connect_global(kubeconfig=global_kubeconfig) as g:
         if _read_operation(g, name) is None and node is not None:
             with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:

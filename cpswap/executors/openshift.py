@@ -58,7 +58,8 @@ def _etcd_pods(api: kx.Api, namespace: str) -> list[client.V1Pod]:
             and (p.metadata.labels or {}).get("app", "etcd") == "etcd"]
 
 
-@inputs.validated(namespace=inputs.dns_label, exclude_node=inputs.dns_name, exclude_ip=inputs.ip_address, timeout=inputs.seconds, port=inputs.port)
+@inputs.validated(namespace=inputs.dns_label, exclude_node=inputs.dns_name, exclude_ip=inputs.ip_address,
+                  timeout=inputs.seconds, port=inputs.port)
 def etcd_pod_endpoints(*, kubeconfig: str | None, namespace: str, timeout: float, port: int = 2379,
                        exclude_node: str | None = None, exclude_ip: str | None = None) -> list[str]:
     """Client URLs of Running, Ready etcd pods, without the pod of ``exclude_node``/``exclude_ip``
@@ -123,7 +124,8 @@ def next_name(old: str, taken: set[str]) -> str:
 
 
 @inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, deadline_s=inputs.seconds)
-def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, progress: Progress, kubeconfig: str | None = None) -> str:
+def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, progress: Progress,
+                   kubeconfig: str | None = None) -> str:
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         objects = _objects(api)
         machine = next((m for m in _machines(api, namespace) if _node_of(m) == node), None)
@@ -152,7 +154,8 @@ def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, p
         return name
 
 
-@inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, ip=inputs.ip_address, machine=inputs.dns_name, deadline_s=inputs.seconds)
+@inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, ip=inputs.ip_address,
+                  machine=inputs.dns_name, deadline_s=inputs.seconds)
 def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: str | None, deadline_s: float,
                    progress: Progress, kubeconfig: str | None = None) -> str:
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
@@ -202,8 +205,10 @@ def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: st
         return name
 
 
-@inputs.validated(etcd_namespace=inputs.dns_label, node=inputs.dns_name, reason=inputs.word, settle_s=inputs.non_negative_seconds)
-def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, progress: Progress, kubeconfig: str | None = None) -> str:
+@inputs.validated(etcd_namespace=inputs.dns_label, node=inputs.dns_name, reason=inputs.word,
+                  settle_s=inputs.non_negative_seconds)
+def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, progress: Progress,
+             kubeconfig: str | None = None) -> str:
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         def pod_ready() -> bool:
             pods = [p for p in _etcd_pods(api, etcd_namespace) if p.spec and p.spec.node_name == node]
