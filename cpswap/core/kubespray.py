@@ -16,13 +16,26 @@ from typing import Any
 
 import yaml
 
+from cpswap.core.documents import DocumentError, parse_yaml
+from cpswap.core.errors import PermanentError
 from cpswap.core.inputs import host_port, same_address, url_host
 
 GROUPS = ("kube_control_plane", "kube_node", "etcd")
 
 
+def _mapping(text: str, *, what: str) -> dict[str, Any]:
+    """A YAML mapping read from the cluster (bounded, strict: cpswap.core.documents); else PermanentError."""
+    try:
+        doc = parse_yaml(text) or {}
+    except DocumentError as exc:
+        raise PermanentError(f"{what}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PermanentError(f"{what}: must be a YAML mapping, found {type(doc).__name__}")
+    return doc
+
+
 def parse_inventory(text: str) -> dict[str, Any]:
-    doc = yaml.safe_load(text) or {}
+    doc = _mapping(text, what="hosts-conf hosts.yml")
     if not isinstance(doc, dict) or not isinstance(doc.get("all"), dict):
         raise ValueError("hosts-conf hosts.yml has no top-level 'all' mapping")
     return doc
@@ -101,7 +114,7 @@ def _swap_host(url: str, old_ip: str, new_host: str) -> str:
 
 def repoint_server(kubeconfig_text: str, *, old_ip: str, new_host: str) -> tuple[str, bool]:
     """cluster-info's ``kubeconfig``: every cluster ``server`` at ``old_ip`` moves to ``new_host``."""
-    doc = yaml.safe_load(kubeconfig_text) or {}
+    doc = _mapping(kubeconfig_text, what="kube-public/cluster-info kubeconfig")
     changed = False
     for entry in doc.get("clusters") or []:
         cluster = entry.get("cluster") or {}
@@ -115,7 +128,7 @@ def repoint_server(kubeconfig_text: str, *, old_ip: str, new_host: str) -> tuple
 
 def repoint_endpoint(cluster_configuration: str, *, old_ip: str, new_host: str) -> tuple[str, bool]:
     """kubeadm-config's ``ClusterConfiguration``: ``controlPlaneEndpoint`` at ``old_ip`` moves."""
-    doc = yaml.safe_load(cluster_configuration) or {}
+    doc = _mapping(cluster_configuration, what="kube-system/kubeadm-config ClusterConfiguration")
     endpoint = doc.get("controlPlaneEndpoint")
     if not isinstance(endpoint, str):
         return cluster_configuration, False
@@ -129,7 +142,7 @@ def repoint_endpoint(cluster_configuration: str, *, old_ip: str, new_host: str) 
 def endpoint_covers(cluster_configuration: str, *, vip_host: str, vip_port: int) -> tuple[bool, str]:
     """Is the VIP kubeadm's ``controlPlaneEndpoint`` (kubeadm then puts it into every apiserver
     certificate's SANs) or at least listed in ``apiServer.certSANs``? Returns (ok, what was found)."""
-    doc = yaml.safe_load(cluster_configuration) or {}
+    doc = _mapping(cluster_configuration, what="kube-system/kubeadm-config ClusterConfiguration")
     endpoint = str(doc.get("controlPlaneEndpoint") or "")
     sans = [str(s) for s in ((doc.get("apiServer") or {}).get("certSANs") or [])]
     found = f"controlPlaneEndpoint={endpoint or '(unset)'}, certSANs={sans}"

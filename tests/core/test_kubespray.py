@@ -175,3 +175,24 @@ def test_etcd_reset_moves_the_data_dir_contents_not_the_mount_point():
     text = ocp.render_etcd_reset(host=Host("ip-10-0-131-183", "10.0.131.183", rebuild=1))
     assert "mv /var/lib/etcd " not in text
     assert "find /var/lib/etcd -mindepth 1 -maxdepth 1 -exec mv -t /var/lib/etcd-backup/etcd-data.$stamp {} +" in text
+
+
+@pytest.mark.parametrize("text,message", [
+    ("- a\n", "must be a YAML mapping, found list"),
+    ("a: &a [*a]\n", "recursive alias"),
+    ("{\n", "not valid YAML"),
+    ("a: 1\na: 2\n", "duplicate key"),
+], ids=["list", "recursive", "truncated", "duplicate"])
+@pytest.mark.parametrize("read", [
+    lambda t: inv.endpoint_covers(t, vip_host="10.0.0.100", vip_port=6443),
+    lambda t: inv.repoint_server(t, old_ip="10.0.0.1", new_host="10.0.0.2"),
+    lambda t: inv.repoint_endpoint(t, old_ip="10.0.0.1", new_host="10.0.0.2"),
+    lambda t: inv.parse_inventory(t),
+], ids=["endpoint_covers", "repoint_server", "repoint_endpoint", "parse_inventory"])
+def test_yaml_read_from_the_cluster_is_bounded_and_a_clear_error(read, text, message):
+    """kubeadm-config, cluster-info and hosts-conf come from the cluster: malformed ones are a
+    PermanentError naming the object (exit 1), never a traceback (issue 13)."""
+    from cpswap.core.errors import PermanentError
+
+    with pytest.raises(PermanentError, match=message):
+        read(text)
