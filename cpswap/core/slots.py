@@ -213,7 +213,8 @@ def _openshift(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
             update=_record(member, "etcd membership unchanged"),
             delete=ocp.render_openshift_etcd_leave(host=host, etcd=model.etcd, openshift=osh), triggers=triggers,
             secret_env=LOCAL_SECRET_ENV, delete_timeout="10m",
-            reason="remove the member through a healthy etcd pod on another node, after a verified snapshot"),
+            reason="remove the member through a healthy etcd pod on another node, after a verified snapshot; "
+                   "with an Active ControlPlaneMachineSet the etcd operator removes it when the Machine goes"),
         CommandSpec(
             name=f"{member.slot}-etcd-secrets", action="etcd-secrets-delete", runs_on=local,
             create=_record(member, "has etcd peer/serving/metrics secrets; they are deleted when this slot changes"),
@@ -239,9 +240,11 @@ def _openshift(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
             reason="the crashlooping etcd static pod's manifest and data directory are moved aside on the node"))
     specs.append(CommandSpec(
         name=f"{member.slot}-redeploy", action="etcd-redeploy", runs_on=local,
-        create=ocp.render_redeploy(member=member, openshift=osh), update=_record(member, "redeployed earlier"),
+        create=ocp.render_redeploy(member=member, openshift=osh, etcd=model.etcd),
+        update=_record(member, "redeployed earlier"),
         delete=None, triggers=triggers, secret_env=LOCAL_SECRET_ENV, create_timeout="10m",
-        reason="forceRedeploymentReason (unique) unless the etcd operator already added the member"))
+        reason="forceRedeploymentReason (unique) unless the etcd operator already added the member; the quorum "
+               "guard is off only while the revision controller would refuse, and always turned back on"))
     return tuple(specs)
 
 

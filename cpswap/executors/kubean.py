@@ -4,7 +4,12 @@ Not pure (HTTP to two API servers: kubean's global cluster, from CPSWAP_GLOBAL_K
 and the managed cluster, from CPSWAP_KUBECONFIG_DATA). Every wait has a deadline and prints
 progress. A ClusterOperation is immutable once it runs (kubean digests it), so a Failed one is
 never edited: the run stops naming its job; the next run sees the failure it reported (annotation
-``cpswap.io/failure-reported``) and resubmits the same spec under the same name.
+``cpswap.io/failure-reported``) and resubmits the same spec under the same name. Before it does,
+the Failed operation is deleted with Foreground propagation and the run waits until both the
+operation and its Job ``kubean-<operation>-job`` are gone: kubean names the Job after the
+operation and ADOPTS an existing Job of that name (kubean-io/kubean pkg/controllers/clusterops/
+controller.go ``CreateKubeSprayJob``: a successful Get of ``GenerateJobName`` is used as the new
+operation's job), so a leftover Failed Job would fail the resubmission at once without running.
 """
 from __future__ import annotations
 
@@ -38,6 +43,10 @@ class Global:
     @property
     def core(self) -> client.CoreV1Api:
         return self.api.core
+
+    @property
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.api.core.api_client)
 
 
 @contextlib.contextmanager
@@ -133,10 +142,8 @@ def run_operation(g: Global, *, name: str, body: dict[str, Any] | None, deadline
             _report_failure(g, name, job)
             raise _failed(name, job)
         progress(f"ClusterOperation {name}: failed earlier (job {job}, reported); resubmitting the same spec")
-        _call(f"delete ClusterOperation {name}", g.objects.delete_cluster_custom_object, GROUP, VERSION,
-              "clusteroperations", name, g=g)
-        wait_until(f"ClusterOperation {name} deleted", lambda: (_read_operation(g, name) is None, "deleting"),
-                   deadline_s=60, progress=progress)
+        delete_operation(g, name=name, job_namespace=((op.get("status") or {}).get("jobRef") or {}).get(
+            "namespace") or kb.JOB_NAMESPACE, deadline_s=120, progress=progress)
         # resubmit only the fields cpswap sets: kubean fills hostsConfRef, varsConfRef and
         # entrypointSHRef itself (a snapshot of the inventory at first sight)
         own = body or {"metadata": {"name": name}, "spec": {k: v for k, v in (op.get("spec") or {}).items()
@@ -159,6 +166,24 @@ def run_operation(g: Global, *, name: str, body: dict[str, Any] | None, deadline
     wait_until(f"ClusterOperation {name}", probe, deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
     progress(f"ClusterOperation {name}: Succeeded (job {_job(final)})")
     return _job(final)
+
+
+def delete_operation(g: Global, *, name: str, job_namespace: str, deadline_s: float, progress: Progress) -> None:
+    """Delete the operation with Foreground propagation (its Job goes first: it is owned by the
+    operation) and wait until the operation and ``kubean-<name>-job`` are both gone."""
+    job = kb.job_name(name)
+    kx.delete_if_present(f"global cluster: delete ClusterOperation {name}", g.objects.delete_cluster_custom_object,
+                         GROUP, VERSION, "clusteroperations", name, api=g.api,
+                         body=client.V1DeleteOptions(propagation_policy="Foreground"))
+
+    def gone() -> tuple[bool, str]:
+        op = _read_operation(g, name)
+        left = _read(f"read job {job_namespace}/{job}", g.batch.read_namespaced_job, job, job_namespace, g=g)
+        waiting = [w for w, present in ((f"ClusterOperation {name}", op is not None),
+                                        (f"job {job_namespace}/{job}", left is not None)) if present]
+        return not waiting, "waiting for " + " and ".join(waiting) + " to go (kubean would adopt the old job)"
+    wait_until(f"ClusterOperation {name} and its job deleted", gone, deadline_s=deadline_s, progress=progress)
+    progress(f"ClusterOperation {name} and job {job_namespace}/{job}: deleted")
 
 
 def _failed(name: str, job: str) -> PermanentError:

@@ -12,7 +12,16 @@ etcd operator's forced redeployment. Not pure (HTTP to the API server via the of
   index, as the seed advises) and without status and providerID; waits for Running and a nodeRef.
   A node already backed by a Machine is adopted.
 - ``redeploy``: the ``forceRedeploymentReason`` patch, with a unique value, unless the node's etcd
-  pod is already Running and Ready (the operator scaled it in by itself, or a first ``up``).
+  pod is already Running and Ready (the operator scaled it in by itself, or a first ``up``). When
+  the etcd operator's revision precondition would create no revision (``core.openshift.revision_blocked``:
+  2 healthy of 2 members after a hand removal, every node at the latest revision) the quorum guard
+  is turned off for the patch (``unsupportedConfigOverrides``, marked with the annotation
+  ``cpswap.io/quorum-guard-disabled-by``) until the new revision exists, and ALWAYS turned back on:
+  in a ``finally``, and at the start of every redeploy and leave (a run killed in between).
+- ControlPlaneMachineSet (``controlplanemachinesets/cluster`` Active): ``create_machine`` creates
+  nothing and adopts the Machine the CPMS created (checked against the slot's node);
+  ``leave_member`` leaves the member's removal to the etcd operator when
+  ``core.openshift.membership_owner`` says so (the Machine's deletion drives it), after a snapshot.
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from cpswap.core import inputs
+from cpswap.core import openshift as rules
 from cpswap.core.errors import PermanentError
 from cpswap.core.inputs import host_port
 from cpswap.executors import kube as kx
@@ -34,6 +43,8 @@ from cpswap.executors.waiting import wait_until
 Progress = Callable[[str], None]
 MACHINE = ("machine.openshift.io", "v1beta1", "machines")
 ETCD_OPERATOR = ("operator.openshift.io", "v1", "etcds")
+CPMS = ("machine.openshift.io", "v1", "controlplanemachinesets")
+MASTER_ROLE = "machine.openshift.io/cluster-api-machine-role"
 SECRET_PREFIXES = ("etcd-peer-", "etcd-serving-", "etcd-serving-metrics-")
 DROP_ANNOTATIONS = ("machine.openshift.io/instance-state",)
 
@@ -123,17 +134,37 @@ def next_name(old: str, taken: set[str]) -> str:
     return f"{base}{n}"
 
 
-@inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, deadline_s=inputs.seconds)
+def read_cpms(api: kx.Api, namespace: str) -> dict[str, Any] | None:
+    """``controlplanemachinesets/cluster`` (the only one the CPMS operator reconciles), or None."""
+    return kx.read_or_none(f"read controlplanemachinesets/cluster in {namespace}",
+                           _objects(api).get_namespaced_custom_object, *CPMS[:2], namespace, CPMS[2], "cluster",
+                           api=api)
+
+
+def _masters(machines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in machines if ((m.get("metadata") or {}).get("labels") or {}).get(MASTER_ROLE) == "master"]
+
+
+def membership_owner(*, namespace: str, node: str, kubeconfig: str | None = None) -> rules.MembershipOwner:
+    with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
+        machine = next((m for m in _machines(api, namespace) if _node_of(m) == node), None)
+        return rules.membership_owner(cpms=rules.cpms_state(read_cpms(api, namespace)), machine=machine, node=node)
+
+
 def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, progress: Progress,
                    kubeconfig: str | None = None) -> str:
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         objects = _objects(api)
-        machine = next((m for m in _machines(api, namespace) if _node_of(m) == node), None)
+        machines = _machines(api, namespace)
+        machine = next((m for m in machines if _node_of(m) == node), None)
         if machine is None:
             progress(f"no Machine in {namespace} has nodeRef {node}: already deleted")
             return "absent"
         name = machine["metadata"]["name"]
-        data = {"machine.json": json.dumps(machine, sort_keys=True), "node": node}
+        siblings = sorted(m["metadata"]["name"] for m in _masters(machines) if m["metadata"]["name"] != name)
+        cpms = rules.cpms_state(read_cpms(api, namespace))
+        data = {"machine.json": json.dumps(machine, sort_keys=True), "node": node, "siblings": json.dumps(siblings),
+                "cpms": cpms}
         body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=_template_name(slot), namespace=namespace,
                                                                labels={"app.kubernetes.io/managed-by": "cpswap"}),
                                   data=data)
@@ -144,18 +175,75 @@ def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, p
                 raise
             kx._call("replace machine template", api.core.replace_namespaced_config_map, _template_name(slot),
                      namespace, body, api=api)
-        progress(f"Machine {name} (node {node}): spec kept in configmap {namespace}/{_template_name(slot)}")
+        progress(f"Machine {name} (node {node}): spec kept in configmap {namespace}/{_template_name(slot)}"
+                 + (" (controlplanemachinesets/cluster is Active: it creates the replacement)" if cpms == "Active"
+                    else ""))
         kx.delete_if_present(f"delete machine {name}", objects.delete_namespaced_custom_object, *MACHINE[:2],
                              namespace, MACHINE[2], name, api=api)
-        wait_until(f"Machine {name} deleted",
-                   lambda: (all(m["metadata"]["name"] != name for m in _machines(api, namespace)), "deleting"),
-                   deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
+
+        def gone() -> tuple[bool, str]:
+            current = next((m for m in _machines(api, namespace) if m["metadata"]["name"] == name), None)
+            if current is None:
+                return True, "deleted"
+            hooks = [h.get("name") for h in ((current.get("spec") or {}).get("lifecycleHooks") or {}).get(
+                "preDrain") or []]
+            return False, f"deleting; preDrain hooks {', '.join(hooks)} (the etcd operator releases its hook once " \
+                          f"the member is gone)" if hooks else "deleting"
+        wait_until(f"Machine {name} deleted", gone, deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
         progress(f"Machine {name}: deleted")
         return name
 
 
-@inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, ip=inputs.ip_address,
-                  machine=inputs.dns_name, deadline_s=inputs.seconds)
+def _wait_running(api: kx.Api, namespace: str, name: str, *, deadline_s: float, progress: Progress) -> dict[str, Any]:
+    objects = _objects(api)
+    final: dict[str, Any] = {}
+
+    def probe() -> tuple[bool, str]:
+        current = kx._call(f"read machine {name}", objects.get_namespaced_custom_object, *MACHINE[:2], namespace,
+                           MACHINE[2], name, api=api)
+        status = current.get("status") or {}
+        phase = status.get("phase") or "Pending"
+        if phase == "Failed":
+            raise PermanentError(f"Machine {name} failed: {status.get('errorMessage') or status.get('errorReason')}")
+        final.clear()
+        final.update(current)
+        return phase == "Running" and bool(_node_of(current)), f"{phase}, node {_node_of(current) or '-'}"
+
+    wait_until(f"Machine {name}", probe, deadline_s=deadline_s, progress=progress, max_delay_s=10.0)
+    return final
+
+
+def _check_node(machine: dict[str, Any], *, slot: str, node: str, made_by: str) -> str:
+    name, got = machine["metadata"]["name"], _node_of(machine)
+    if got != node:
+        raise PermanentError(f"Machine {name} ({made_by}) provisioned node {got}, but members.{slot}.name is {node}: "
+                             f"set members.{slot} to {got} and its IP, then re-run")
+    return name
+
+
+def _adopt_cpms_replacement(api: kx.Api, *, namespace: str, slot: str, node: str, old: dict[str, Any],
+                            siblings: list[str], deadline_s: float, progress: Progress) -> str:
+    """controlplanemachinesets/cluster is Active: it creates the replacement; cpswap creates nothing."""
+    found: list[str] = []
+
+    def probe() -> tuple[bool, str]:
+        found[:] = rules.cpms_replacements(machines=_machines(api, namespace), siblings=siblings,
+                                           old=old["metadata"]["name"])
+        return bool(found), (f"waiting for the ControlPlaneMachineSet to create the replacement of "
+                             f"{old['metadata']['name']}")
+    wait_until("CPMS replacement Machine", probe, deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
+    if len(found) > 1:
+        raise PermanentError(f"controlplanemachinesets/cluster created {len(found)} Machines ({', '.join(found)}) "
+                             f"besides {', '.join(siblings)}: expected one replacement of {old['metadata']['name']}; "
+                             f"resolve by hand and re-run")
+    progress(f"controlplanemachinesets/cluster is Active: adopting its replacement Machine {found[0]} (cpswap creates "
+             f"no copy, which would be a fourth control-plane Machine)")
+    machine = _wait_running(api, namespace, found[0], deadline_s=deadline_s, progress=progress)
+    name = _check_node(machine, slot=slot, node=node, made_by="created by controlplanemachinesets/cluster")
+    progress(f"Machine {name}: Running, node {node}")
+    return name
+
+
 def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: str | None, deadline_s: float,
                    progress: Progress, kubeconfig: str | None = None) -> str:
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
@@ -166,12 +254,20 @@ def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: st
             progress(f"node {node} is backed by Machine {backing['metadata']['name']}: nothing to create")
             return backing["metadata"]["name"]
         cm = kx.read_config_map(api, namespace, _template_name(slot))
+        cpms = rules.cpms_state(read_cpms(api, namespace))
         if cm is None:
             raise PermanentError(
                 f"no Machine backs node {node} and there is no template {namespace}/{_template_name(slot)}: the "
                 f"slot's leave keeps the old Machine's spec there; create the Machine by the method used at "
                 f"install, or restore the template")
         old = json.loads(cm.data["machine.json"])
+        if cpms == "Active":
+            if machine:
+                progress(f"members.{slot}.machine={machine} is ignored: controlplanemachinesets/cluster names its "
+                         f"Machines")
+            siblings = json.loads(cm.data.get("siblings") or "[]")
+            return _adopt_cpms_replacement(api, namespace=namespace, slot=slot, node=node, old=old, siblings=siblings,
+                                           deadline_s=deadline_s, progress=progress)
         taken = {m["metadata"]["name"] for m in machines} | {old["metadata"]["name"]}
         name = machine or next_name(old["metadata"]["name"], taken)
         existing = next((m for m in machines if m["metadata"]["name"] == name), None)
@@ -184,32 +280,47 @@ def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: st
             kx._call(f"create machine {name}", objects.create_namespaced_custom_object, *MACHINE[:2], namespace,
                      MACHINE[2], body, api=api)
             progress(f"Machine {name}: created from {old['metadata']['name']}'s spec (no status, no providerID)")
-        final: dict[str, Any] = {}
-
-        def probe() -> tuple[bool, str]:
-            current = kx._call(f"read machine {name}", objects.get_namespaced_custom_object, *MACHINE[:2], namespace,
-                               MACHINE[2], name, api=api)
-            status = current.get("status") or {}
-            phase = status.get("phase") or "Pending"
-            if phase == "Failed":
-                raise PermanentError(f"Machine {name} failed: {status.get('errorMessage') or status.get('errorReason')}")
-            final.update(current)
-            return phase == "Running" and bool(_node_of(current)), f"{phase}, node {_node_of(current) or '-'}"
-
-        wait_until(f"Machine {name}", probe, deadline_s=deadline_s, progress=progress, max_delay_s=10.0)
-        got = _node_of(final)
-        if got != node:
-            raise PermanentError(f"Machine {name} provisioned node {got}, but members.{slot}.name is {node}: "
-                                 f"set members.{slot} to {got} and its IP, then re-run")
-        progress(f"Machine {name}: Running, node {got}")
+        final = _wait_running(api, namespace, name, deadline_s=deadline_s, progress=progress)
+        _check_node(final, slot=slot, node=node, made_by="cpswap's copy")
+        progress(f"Machine {name}: Running, node {node}")
         return name
 
 
-@inputs.validated(etcd_namespace=inputs.dns_label, node=inputs.dns_name, reason=inputs.word,
-                  settle_s=inputs.non_negative_seconds)
+def redeploy_patch(value: str) -> dict[str, Any]:
+    return {"spec": {"forceRedeploymentReason": value}}
+
+
+def _etcd_cr(api: kx.Api) -> dict[str, Any]:
+    return kx._call("read etcd/cluster", _objects(api).get_cluster_custom_object, *ETCD_OPERATOR[:2],
+                    ETCD_OPERATOR[2], "cluster", api=api)
+
+
+def _set_guard(api: kx.Api, *, disabled: bool, owner: str) -> None:
+    kx._call("patch etcd/cluster unsupportedConfigOverrides", _objects(api).patch_cluster_custom_object,
+             *ETCD_OPERATOR[:2], ETCD_OPERATOR[2], "cluster", rules.guard_patch(disabled=disabled, owner=owner),
+             api=api)
+
+
+def restore_guard(*, progress: Progress, api: kx.Api | None = None, kubeconfig: str | None = None) -> bool:
+    """Turn the quorum guard back on if cpswap turned it off (a run killed in between); True if it did."""
+    if api is None:
+        with kx.connect(kubeconfig=kubeconfig, timeout=10) as fresh:
+            return restore_guard(progress=progress, api=fresh)
+    owner = rules.guard_owner(_etcd_cr(api))
+    if owner is None:
+        return False
+    _set_guard(api, disabled=False, owner=owner)
+    progress(f"etcd/cluster: quorum guard turned back on ({rules.GUARD_KEY} removed; it was turned off by {owner})")
+    return True
+
+
 def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, progress: Progress,
+             members_health: Callable[[], tuple[int, int]], deadline_s: float = 300,
              kubeconfig: str | None = None) -> str:
+    """``members_health()`` -> (healthy members, all members), read from etcd now."""
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
+        restore_guard(progress=progress, api=api)
+
         def pod_ready() -> bool:
             pods = [p for p in _etcd_pods(api, etcd_namespace) if p.spec and p.spec.node_name == node]
             return any(_pod_ready(p) for p in pods)
@@ -224,7 +335,45 @@ def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, pr
                 progress(f"etcd pod on {node} became Ready without a redeployment")
                 return "not-needed"
         value = f"{reason}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
-        kx._call("patch etcd/cluster", _objects(api).patch_cluster_custom_object, *ETCD_OPERATOR[:2],
-                 ETCD_OPERATOR[2], "cluster", {"spec": {"forceRedeploymentReason": value}}, api=api)
-        progress(f"etcd/cluster: forceRedeploymentReason={value} (the operator rolls out a new revision)")
+        etcd = _etcd_cr(api)
+        healthy, total = members_health()
+        blocked = rules.revision_blocked(etcd=etcd, healthy=healthy, total=total)
+        before = int((etcd.get("status") or {}).get("latestAvailableRevision") or 0)
+        if blocked is None:
+            kx._call("patch etcd/cluster", _objects(api).patch_cluster_custom_object, *ETCD_OPERATOR[:2],
+                     ETCD_OPERATOR[2], "cluster", redeploy_patch(value), api=api)
+            progress(f"etcd/cluster: forceRedeploymentReason={value} (the operator rolls out a new revision)")
+            return value
+        progress(f"etcd/cluster: the revision controller would not roll a revision now ({blocked}); turning the "
+                 f"quorum guard off ({rules.GUARD_KEY}) until it has")
+        try:
+            _set_guard(api, disabled=True, owner=reason)
+            kx._call("patch etcd/cluster", _objects(api).patch_cluster_custom_object, *ETCD_OPERATOR[:2],
+                     ETCD_OPERATOR[2], "cluster", redeploy_patch(value), api=api)
+            progress(f"etcd/cluster: forceRedeploymentReason={value}")
+
+            def rolled() -> tuple[bool, str]:
+                latest = int((_etcd_cr(api).get("status") or {}).get("latestAvailableRevision") or 0)
+                return latest > before, f"latestAvailableRevision {latest} (was {before})"
+            wait_until("a new etcd revision", rolled, deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
+        finally:
+            _set_guard(api, disabled=False, owner=reason)
+            progress("etcd/cluster: quorum guard turned back on")
         return value
+
+
+def leave_member(*, namespace: str, node: str, snapshot: Callable[[], object], remove: Callable[[], object],
+                 progress: Progress, kubeconfig: str | None = None) -> str:
+    """The departing member leaves: by hand (``remove``, quorum-guarded with its own snapshot) unless
+    the etcd operator owns it (``core.openshift.membership_owner``), then only ``snapshot``."""
+    with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
+        restore_guard(progress=progress, api=api)
+        machine = next((m for m in _machines(api, namespace) if _node_of(m) == node), None)
+        decision = rules.membership_owner(cpms=rules.cpms_state(read_cpms(api, namespace)), machine=machine,
+                                          node=node)
+    progress(f"membership of {node}: {decision.owner} ({decision.reason})")
+    if decision.owner == "operator":
+        snapshot()
+        progress(f"{node}: member left to the etcd operator; it is removed when the Machine is deleted")
+        return "left-to-operator"
+    return str(remove())

@@ -153,8 +153,8 @@ OSH = OpenshiftSettings()
 @pytest.mark.parametrize("render,expected", [
     (lambda: ocp.render_openshift_etcd_leave(host=Host("ip-10-0-131-183", "10.0.131.183"), etcd=EtcdSettings(),
                                              openshift=OSH),
-     f"{CPSWAP} etcd remove --preset env --discover openshift --etcd-namespace openshift-etcd --node ip-10-0-131-183 "
-     "--ip 10.0.131.183 --snapshot-dir .cpswap/snapshots --deadline 300"),
+     f"{CPSWAP} openshift leave --preset env --discover openshift --etcd-namespace openshift-etcd --machine-namespace "
+     "openshift-machine-api --node ip-10-0-131-183 --ip 10.0.131.183 --snapshot-dir .cpswap/snapshots --deadline 300"),
     (lambda: ocp.render_delete_etcd_secrets(host=Host("ip-10-0-131-183", "10.0.131.183"), openshift=OSH),
      f"{CPSWAP} openshift delete-etcd-secrets --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
      "--node ip-10-0-131-183"),
@@ -163,9 +163,10 @@ OSH = OpenshiftSettings()
      f"{CPSWAP} openshift create-machine --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
      "--slot cp1 --node ip-10-0-133-53 --ip 10.0.133.53 --machine clustername-8qw5l-master-3 --deadline 3600"),
     (lambda: ocp.render_redeploy(member=Member("cp1", Host("ip-10-0-131-183", "10.0.131.183", rebuild=1)),
-                                 openshift=OSH),
-     f"{CPSWAP} openshift redeploy --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
-     "--node ip-10-0-131-183 --reason cpswap-cp1-ip-10-0-131-183-r1 --settle 0"),
+                                 openshift=OSH, etcd=EtcdSettings()),
+     f"{CPSWAP} openshift redeploy --preset env --discover openshift --etcd-namespace openshift-etcd "
+     "--machine-namespace openshift-machine-api --node ip-10-0-131-183 --reason cpswap-cp1-ip-10-0-131-183-r1 "
+     "--settle 0 --deadline 300"),
 ])
 def test_openshift_command_text(render, expected):
     assert render() == expected

@@ -10,8 +10,10 @@ import pytest
 from kubernetes import client
 
 from cpswap.core import kubespray as inv
+from cpswap.core import openshift as ocp_rules
 from cpswap.core.errors import PermanentError
-from cpswap.core.model import KubeanSettings
+from cpswap.core.model import Host, KubeanSettings
+from cpswap.core.renderers import kubean as kb
 from cpswap.executors import kubean as kx
 from cpswap.executors import openshift as ox
 from tests.support.kube_emulator import Emulator, register_node, set_node_ready
@@ -22,13 +24,37 @@ M1, M2, M3 = "centos-master1", "centos-master2", "centos-master3"
 
 
 class FakeKubean(threading.Thread):
-    """Sets each new ClusterOperation Running, then Succeeded (or Failed, once, when asked). Bounded."""
+    """Sets each new ClusterOperation Running, then Succeeded (or Failed, once, when asked), with the
+    Job ``kubean-<name>-job`` that kubean names after it. As kubean (pkg/controllers/clusterops/
+    controller.go CreateKubeSprayJob) it ADOPTS a Job of that name that exists already: its Failed
+    condition fails the new operation at once. The Job of a deleted operation is collected
+    ``gc_delay_s`` later (the garbage collector). Bounded."""
 
-    def __init__(self, emu: Emulator, *, fail_first: bool = False, lifetime_s: float = 60) -> None:
+    def __init__(self, emu: Emulator, *, fail_first: bool = False, lifetime_s: float = 60,
+                 gc_delay_s: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.objects = client.CustomObjectsApi(emu.api_client)
+        self.batch = client.BatchV1Api(emu.api_client)
         self.fail_first, self.end, self.seen = fail_first, time.monotonic() + lifetime_s, []
+        self.gc_delay_s, self.adopted, self._gone_at = gc_delay_s, [], {}
         self.stop_event = threading.Event()
+
+    def _job(self, name: str, *, failed: bool) -> str:
+        job = f"kubean-{name}-job"
+        try:
+            old = self.batch.read_namespaced_job(job, "kubean-system")
+        except client.exceptions.ApiException:
+            old = None
+        if old is not None:  # adopted: its outcome is the operation's
+            self.adopted.append(job)
+            return "Failed" if any(c.type == "Failed" for c in (old.status.conditions or [])) else "Succeeded"
+        self.batch.create_namespaced_job("kubean-system", client.V1Job(
+            metadata=client.V1ObjectMeta(name=job, namespace="kubean-system"),
+            spec=client.V1JobSpec(template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+                restart_policy="Never", containers=[client.V1Container(name="kubean", image=KUBEAN.image)]))),
+            status=client.V1JobStatus(conditions=[client.V1JobCondition(
+                type="Failed" if failed else "Complete", status="True")])))
+        return "Failed" if failed else "Succeeded"
 
     def run(self) -> None:
         while not self.stop_event.is_set() and time.monotonic() < self.end:
@@ -36,14 +62,24 @@ class FakeKubean(threading.Thread):
                 ops = self.objects.list_cluster_custom_object("kubean.io", "v1alpha1", "clusteroperations")["items"]
             except client.exceptions.ApiException:
                 ops = []
+            present = {op["metadata"]["name"] for op in ops}
+            for name in [n for n in self.seen if n not in present]:
+                gone = self._gone_at.setdefault(name, time.monotonic())
+                if time.monotonic() - gone >= self.gc_delay_s:
+                    try:
+                        self.batch.delete_namespaced_job(f"kubean-{name}-job", "kubean-system")
+                    except client.exceptions.ApiException:
+                        pass
+                    self.seen.remove(name)
+                    self._gone_at.pop(name)
             for op in ops:
                 name = op["metadata"]["name"]
                 if (op.get("status") or {}).get("status"):
                     continue
-                failed = self.fail_first and not any(s == name for s in self.seen)
+                failed = self.fail_first and name not in self.seen
                 self.seen.append(name)
-                status = {"status": "Failed" if failed else "Succeeded",
-                          "jobRef": {"name": f"kubean-{name}-job{len(self.seen)}", "namespace": "kubean-system"}}
+                status = {"status": self._job(name, failed=failed),
+                          "jobRef": {"name": f"kubean-{name}-job", "namespace": "kubean-system"}}
                 self.objects.patch_cluster_custom_object("kubean.io", "v1alpha1", "clusteroperations", name,
                                                          {"status": status})
                 self.fail_first = self.fail_first and not failed
@@ -111,19 +147,58 @@ def test_first_node_leave_reorders_removes_and_repoints_then_rejoin_appends(kube
         assert inv.group_hosts(_inventory(emu), "kube_control_plane") == [M2, M3, M1]  # seed 001's final order
 
 
-def test_a_failed_operation_stops_with_the_job_and_the_rerun_resubmits(kubean_env):
+def test_a_failed_operation_stops_with_the_job_and_the_rerun_resubmits(kubean_env, monkeypatch):
+    """The re-run deletes the Failed operation with Foreground propagation and waits until its Job is
+    gone too: kubean would adopt the old, Failed Job of the same name and fail at once."""
     emu = kubean_env
     body = {"apiVersion": "kubean.io/v1alpha1", "kind": "ClusterOperation", "metadata": {"name": "cpswap-cp2-join-x"},
             "spec": {"cluster": "centos", "image": KUBEAN.image, "actionType": "playbook", "action": "cluster.yml"}}
     lines: list[str] = []
-    with FakeKubean(emu, fail_first=True):
+    deletes: list[object] = []
+    real_delete = client.CustomObjectsApi.delete_cluster_custom_object
+
+    def recording_delete(self, *args, **kwargs):
+        deletes.append(kwargs.get("body"))
+        return real_delete(self, *args, **kwargs)
+    monkeypatch.setattr(client.CustomObjectsApi, "delete_cluster_custom_object", recording_delete)
+    with FakeKubean(emu, fail_first=True, gc_delay_s=1.0) as kubean:
         with kx.connect_global() as g:
             with pytest.raises(PermanentError, match=r"ClusterOperation cpswap-cp2-join-x failed: job "
-                                                     r"kubean-system/kubean-cpswap-cp2-join-x-job1"):
+                                                     r"kubean-system/kubean-cpswap-cp2-join-x-job"):
                 kx.run_operation(g, name="cpswap-cp2-join-x", body=body, deadline_s=20, progress=lines.append)
         job = kx.wait(name="cpswap-cp2-join-x", node=None, deadline_s=20, progress=lines.append)
-    assert job == "kubean-system/kubean-cpswap-cp2-join-x-job2"
+    assert job == "kubean-system/kubean-cpswap-cp2-join-x-job"
+    assert kubean.adopted == [], "the resubmission reused the old Failed Job"
+    assert [getattr(d, "propagation_policy", None) for d in deletes] == ["Foreground"]
     assert any("failed earlier" in line and "resubmitting" in line for line in lines), lines
+    assert any("waiting for job kubean-system/kubean-cpswap-cp2-join-x-job to go" in line for line in lines), lines
+
+
+def test_the_fake_kubean_adopts_a_leftover_job(kubean_env):
+    """The stand-in is live: without the wait, the old Failed Job fails the resubmission at once."""
+    emu = kubean_env
+    body = {"apiVersion": "kubean.io/v1alpha1", "kind": "ClusterOperation", "metadata": {"name": "op-y"},
+            "spec": {"cluster": "centos", "image": KUBEAN.image, "actionType": "playbook", "action": "cluster.yml"}}
+    objects = client.CustomObjectsApi(emu.api_client)
+    with FakeKubean(emu, fail_first=True, gc_delay_s=30) as kubean:
+        with kx.connect_global() as g:
+            with pytest.raises(PermanentError):
+                kx.run_operation(g, name="op-y", body=body, deadline_s=20, progress=lambda _: None)
+            objects.delete_cluster_custom_object("kubean.io", "v1alpha1", "clusteroperations", "op-y")
+            with pytest.raises(PermanentError, match="kubean-op-y-job"):
+                kx.run_operation(g, name="op-y", body=body, deadline_s=20, progress=lambda _: None)
+    assert kubean.adopted == ["kubean-op-y-job"]
+
+
+def test_operation_names_fit_kubeans_job_name():
+    long_host = Host(name="node-" + "a" * 55, ip="10.6.0.20", rebuild=2)
+    name = kb.operation_name(slot="cp1", action="remove", host=long_host)
+    assert len(kb.job_name(name)) <= 63 and name.startswith("cpswap-cp1-remove-node-aaa")
+    assert name == kb.operation_name(slot="cp1", action="remove", host=long_host)  # deterministic
+    other = kb.operation_name(slot="cp1", action="remove", host=Host(name=long_host.name, ip="10.6.0.20", rebuild=3))
+    assert other != name
+    assert kb.operation_name(slot="cp1", action="join", host=Host(name="centos-master4", ip="10.6.0.14")) \
+        == "cpswap-cp1-join-centos-master4"
 
 
 def test_wait_without_an_operation_accepts_a_ready_node_only(kubean_env):
@@ -210,10 +285,10 @@ def test_create_machine_without_a_kept_spec_refuses_clearly(openshift_env):
 def test_redeploy_patches_a_unique_reason_unless_the_etcd_pod_is_ready(openshift_env):
     emu, objects = openshift_env
     first = ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="cpswap-cp1-ip-10-0-133-53-r0",
-                        settle_s=0, progress=print)
+                        settle_s=0, progress=print, members_health=lambda: (3, 3))
     time.sleep(0.01)
     second = ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="cpswap-cp1-ip-10-0-133-53-r0",
-                         settle_s=0, progress=print)
+                         settle_s=0, progress=print, members_health=lambda: (3, 3))
     assert first != second and first.startswith("cpswap-cp1-ip-10-0-133-53-r0-")
     etcd = objects.get_cluster_custom_object("operator.openshift.io", "v1", "etcds", "cluster")
     assert etcd["spec"]["forceRedeploymentReason"] == second
@@ -223,13 +298,165 @@ def test_redeploy_patches_a_unique_reason_unless_the_etcd_pod_is_ready(openshift
     emu.core.patch_namespaced_pod_status("etcd-ip-10-0-133-53", "openshift-etcd", {"status": {
         "phase": "Running", "hostIP": "10.0.133.53", "conditions": [{"type": "Ready", "status": "True"}]}})
     assert ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="x", settle_s=0,
-                       progress=print) == "not-needed"
+                       progress=print, members_health=lambda: (3, 3)) == "not-needed"
     assert ox.etcd_pod_endpoints(kubeconfig=None, namespace="openshift-etcd", timeout=5) == ["https://10.0.133.53:2379"]
     # the departing node's pod is never an endpoint for its own removal, by name or by address
     assert ox.etcd_pod_endpoints(kubeconfig=None, namespace="openshift-etcd", timeout=5,
                                  exclude_node="ip-10-0-133-53") == []
     assert ox.etcd_pod_endpoints(kubeconfig=None, namespace="openshift-etcd", timeout=5,
                                  exclude_ip="10.0.133.53") == []
+
+
+ETCD = ("operator.openshift.io", "v1", "etcds")
+MACHINES = ("machine.openshift.io", "v1beta1", "openshift-machine-api", "machines")
+
+
+def _stable_at(objects, revision: int) -> None:
+    objects.patch_cluster_custom_object(*ETCD, "cluster", {"status": {
+        "latestAvailableRevision": revision,
+        "nodeStatuses": [{"nodeName": n, "currentRevision": revision} for n in ("ip-10-0-154-204", "ip-10-0-164-97")]}})
+
+
+class FakeRevisionController(threading.Thread):
+    """cluster-etcd-operator's revision controller with its precondition reduced to the override:
+    a new forceRedeploymentReason rolls a revision only while the quorum guard is off. Bounded."""
+
+    def __init__(self, objects, *, lifetime_s: float = 20) -> None:
+        super().__init__(daemon=True)
+        self.objects, self.end, self.stop_event = objects, time.monotonic() + lifetime_s, threading.Event()
+        self.rolled: list[tuple[str, bool]] = []
+
+    def run(self) -> None:
+        seen = ""
+        while not self.stop_event.is_set() and time.monotonic() < self.end:
+            cr = self.objects.get_cluster_custom_object(*ETCD, "cluster")
+            reason = cr["spec"].get("forceRedeploymentReason") or ""
+            unsafe = ocp_rules.unsafe_override(cr)
+            if reason != seen and unsafe:
+                seen = reason
+                latest = cr["status"]["latestAvailableRevision"] + 1
+                self.rolled.append((reason, unsafe))
+                self.objects.patch_cluster_custom_object(*ETCD, "cluster", {"status": {"latestAvailableRevision": latest}})
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.join(5)
+
+
+def test_redeploy_turns_the_quorum_guard_off_only_while_the_revision_controller_needs_it(openshift_env):
+    """2 healthy of 2 members, every node at the latest revision: CheckSafeToScaleCluster refuses, so
+    the guard goes off around the patch and is back on afterwards, other overrides kept."""
+    emu, objects = openshift_env
+    _stable_at(objects, 7)
+    objects.patch_cluster_custom_object(*ETCD, "cluster", {"spec": {"unsupportedConfigOverrides": {"other": 1}}})
+    lines: list[str] = []
+    with FakeRevisionController(objects) as controller:
+        value = ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-131-183", reason="cpswap-cp3-x-r1",
+                            settle_s=0, progress=lines.append, members_health=lambda: (2, 2), deadline_s=10)
+    assert controller.rolled == [(value, True)]
+    cr = objects.get_cluster_custom_object(*ETCD, "cluster")
+    assert cr["spec"]["unsupportedConfigOverrides"] == {"other": 1}
+    assert ocp_rules.GUARD_ANNOTATION not in (cr["metadata"].get("annotations") or {})
+    assert cr["status"]["latestAvailableRevision"] == 8
+    assert any("2 healthy member(s) out of the 3 required" in line for line in lines), lines
+
+
+def test_the_quorum_guard_is_back_on_after_a_failure_and_on_a_rerun(openshift_env):
+    emu, objects = openshift_env
+    _stable_at(objects, 7)
+    with pytest.raises(Exception, match="new etcd revision"):  # no revision controller: the wait times out
+        ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-131-183", reason="cpswap-cp3-x-r1", settle_s=0,
+                    progress=print, members_health=lambda: (2, 2), deadline_s=1)
+    cr = objects.get_cluster_custom_object(*ETCD, "cluster")
+    assert not ocp_rules.unsafe_override(cr) and ocp_rules.guard_owner(cr) is None
+    # a run killed while the guard was off (the finally never ran): the next run turns it back on
+    objects.patch_cluster_custom_object(*ETCD, "cluster", ocp_rules.guard_patch(disabled=True, owner="cpswap-cp3-x-r1"))
+    lines: list[str] = []
+    assert ox.restore_guard(progress=lines.append) is True
+    cr = objects.get_cluster_custom_object(*ETCD, "cluster")
+    assert not ocp_rules.unsafe_override(cr) and ocp_rules.guard_owner(cr) is None
+    assert ox.restore_guard(progress=lines.append) is False
+    # an override the operator set by hand is not cpswap's to turn off
+    objects.patch_cluster_custom_object(*ETCD, "cluster", {"spec": {"unsupportedConfigOverrides": {
+        ocp_rules.GUARD_KEY: True}}})
+    assert ox.restore_guard(progress=lines.append) is False
+    assert ocp_rules.unsafe_override(objects.get_cluster_custom_object(*ETCD, "cluster"))
+
+
+def _cpms(objects, state: str) -> None:
+    objects.create_namespaced_custom_object("machine.openshift.io", "v1", "openshift-machine-api",
+                                            "controlplanemachinesets", {
+        "apiVersion": "machine.openshift.io/v1", "kind": "ControlPlaneMachineSet",
+        "metadata": {"name": "cluster", "namespace": "openshift-machine-api"}, "spec": {"state": state, "replicas": 3}})
+
+
+def _hooked(objects, name: str) -> None:
+    objects.patch_namespaced_custom_object(*MACHINES, name, {"spec": {"lifecycleHooks": {"preDrain": [
+        {"name": ocp_rules.HOOK_NAME, "owner": ocp_rules.HOOK_OWNER}]}}})
+
+
+@pytest.mark.parametrize("provisions,error", [("ip-10-0-133-53", None),
+                                              ("ip-10-0-140-1", "provisioned node ip-10-0-140-1, but members.cp1.name")])
+def test_an_active_cpms_replacement_is_adopted_and_nothing_is_created(openshift_env, provisions, error):
+    emu, objects = openshift_env
+    _cpms(objects, "Active")
+    for i in range(3):
+        objects.patch_namespaced_custom_object(*MACHINES, f"clustername-8qw5l-master-{i}", {"metadata": {"labels": {
+            "machine.openshift.io/cluster-api-machine-role": "master"}}})
+    lines: list[str] = []
+    ox.delete_machine(namespace="openshift-machine-api", slot="cp1", node="ip-10-0-131-183", deadline_s=10,
+                      progress=lines.append)
+    created: list[str] = []
+
+    def cpms() -> None:  # the CPMS controller: one replacement in index 0, then the Machine API runs it
+        time.sleep(0.3)
+        name = "clustername-8qw5l-master-x7k2p-0"
+        objects.create_namespaced_custom_object(*MACHINES, {
+            "apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine",
+            "metadata": {"name": name, "labels": {"machine.openshift.io/cluster-api-machine-role": "master"}},
+            "spec": {"providerSpec": {"value": {"instanceType": "m4.xlarge"}}}})
+        created.append(name)
+        time.sleep(0.3)
+        objects.patch_namespaced_custom_object(*MACHINES, name, {"status": {
+            "phase": "Running", "nodeRef": {"kind": "Node", "name": provisions}}})
+
+    thread = threading.Thread(target=cpms, daemon=True)
+    thread.start()
+    try:
+        if error:
+            with pytest.raises(PermanentError, match=error):
+                ox.create_machine(namespace="openshift-machine-api", slot="cp1", node="ip-10-0-133-53",
+                                  ip="10.0.133.53", machine=None, deadline_s=10, progress=lines.append)
+        else:
+            assert ox.create_machine(namespace="openshift-machine-api", slot="cp1", node="ip-10-0-133-53",
+                                     ip="10.0.133.53", machine=None, deadline_s=10,
+                                     progress=lines.append) == "clustername-8qw5l-master-x7k2p-0"
+    finally:
+        thread.join(5)
+    names = {m["metadata"]["name"] for m in objects.list_namespaced_custom_object(*MACHINES)["items"]}
+    assert names == {"clustername-8qw5l-master-1", "clustername-8qw5l-master-2", *created}, "cpswap created a Machine"
+    assert any("adopting its replacement" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("state,hook,owner", [("Active", True, "operator"), ("Active", False, "cpswap"),
+                                              ("Inactive", True, "cpswap"), (None, True, "cpswap")])
+def test_membership_is_left_to_the_operator_only_with_an_active_cpms_and_its_hook(openshift_env, state, hook, owner):
+    emu, objects = openshift_env
+    if state:
+        _cpms(objects, state)
+    if hook:
+        _hooked(objects, "clustername-8qw5l-master-0")
+    calls: list[str] = []
+    got = ox.leave_member(namespace="openshift-machine-api", node="ip-10-0-131-183",
+                          snapshot=lambda: calls.append("snapshot"), remove=lambda: calls.append("remove") or "removed",
+                          progress=print)
+    assert calls == (["snapshot"] if owner == "operator" else ["remove"])
+    assert got == ("left-to-operator" if owner == "operator" else "removed")
 
 
 def test_leave_after_a_partly_successful_remove_skips_the_operation(kubean_env):

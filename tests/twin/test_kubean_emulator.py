@@ -181,9 +181,21 @@ def test_non_first_member_swap_and_the_mistakes_around_it(tmp_path):
             out = _run(twin, kubean, "op-unknown", {**kb.join_spec(), "action": "grow.yml"})
             assert (out.status, out.job) == ("Failed", None) and "unknown playbook type" in out.message
             assert "jobRef" not in _op(twin, "op-unknown")["status"]
-            long_name = "swap-" + "x" * 50  # kubean-<name>-job would exceed a Job name's 63 characters
-            out = _run(twin, kubean, long_name, kb.join_spec())
-            assert (out.status, out.job) == ("Failed", None) and "at most 63 characters" in out.message
+            # kubean-<name>-job over 63 characters: the Job create is refused and kubean requeues for
+            # ever; the operation is accepted (digest, entrypoint) but never gets a status
+            long_name = "swap-" + "x" * 50
+            kb.create_operation(twin, long_name, kb.join_spec())
+            end = time.monotonic() + 5
+            while not any(long_name in e for e in kubean.errors) and time.monotonic() < end:
+                time.sleep(0.1)
+            assert any("requeues it for ever" in e for e in kubean.errors), kubean.errors
+            kubean.settle()
+            stuck = _op(twin, long_name)
+            assert stuck["status"].get("digest") and "status" not in stuck["status"], stuck["status"]
+            assert long_name not in kubean.outcomes
+            kb._custom(twin).delete_cluster_custom_object(kb.GROUP, kb.VERSION, kb.OPERATIONS, long_name)
+            kubean.settle()
+            kubean.errors.clear()
             # an operation naming an unknown Cluster is requeued by kubean forever, without a status
             kb.create_operation(twin, "op-nocluster", {**kb.join_spec(), "cluster": "prod"})
             end = time.monotonic() + 5
@@ -213,6 +225,20 @@ def test_non_first_member_swap_and_the_mistakes_around_it(tmp_path):
                     break
                 assert time.monotonic() < end, "the deleted operation's Job was not collected"
                 time.sleep(0.1)
+            # a Job left under the operation's name (a resubmission that did not wait for the old one
+            # to go) is adopted by kubean: the new operation fails at once and nothing runs
+            batch.create_namespaced_job(kb.NAMESPACE, client.V1Job(
+                metadata=client.V1ObjectMeta(name="kubean-op-adopt-job", namespace=kb.NAMESPACE),
+                spec=client.V1JobSpec(template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+                    restart_policy="Never", containers=[client.V1Container(name="kubean", image=kb.DEPLOY_IMAGE)]))),
+                status=client.V1JobStatus(conditions=[client.V1JobCondition(
+                    type="Failed", status="True", reason="BackoffLimitExceeded", message="an earlier run")])))
+            mark = len(kubean.ssh_log)
+            out = _run(twin, kubean, "op-adopt", kb.leave_spec("kb-2", dead=False))
+            assert out.status == "Failed" and "adopted job kubean-op-adopt-job" in out.message, out
+            assert kubean.adopted == [("op-adopt", "kubean-op-adopt-job", "Failed")]
+            assert kubean.ssh_log[mark:] == [] and _members(twin) == names
+            kb._custom(twin).delete_cluster_custom_object(kb.GROUP, kb.VERSION, kb.OPERATIONS, "op-adopt")
             assert _members(twin) == names
 
             twin.kill("kb-2")

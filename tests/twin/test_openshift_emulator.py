@@ -302,8 +302,21 @@ def test_crashloop_case_with_stale_secrets_and_a_dirty_data_dir(started):
     ocp.ceo.settle(3)  # without a new revision the operator leaves a known node alone
     assert ocp.ceo.ssh_targets == []
 
-    # stale certificates: the forced redeployment adds nothing and says why
-    force_redeploy(ocp, f"single-master-recovery-{time.time_ns()}")
+    # the revision controller's precondition (CheckSafeToScaleCluster): 2 healthy of 2 members and
+    # every node at the latest revision, so a forced redeployment rolls no revision...
+    reason = f"single-master-recovery-{time.time_ns()}"
+    force_redeploy(ocp, reason)
+    held = wait_for("the precondition holding the revision", lambda: ocp.ceo.blocked.get(reason), timeout_s=20)
+    assert "found 2 healthy member(s) out of the 3 required by the HAScalingStrategy" in held, held
+    ocp.ceo.settle(3)
+    assert ocp.ceo.revisions == [] and etcd_cr(ocp)["status"]["latestAvailableRevision"] == INITIAL_REVISION
+    # ...until the quorum guard is off (the documented unsupportedConfigOverrides key); it goes back on
+    _custom(ocp).patch_cluster_custom_object(*ETCD_CR, "cluster", {"spec": {"unsupportedConfigOverrides": {
+        "useUnsupportedUnsafeNonHANonProductionUnstableEtcd": "true"}}})
+    wait_for("revision +1", lambda: ocp.ceo.revisions == [(INITIAL_REVISION + 1, reason)], timeout_s=20)
+    assert ocp.ceo.unsafe_at_revision == [True]
+    _custom(ocp).patch_cluster_custom_object(*ETCD_CR, "cluster", {"spec": {"unsupportedConfigOverrides": None}})
+    # stale certificates: the new revision adds nothing and says why
     stale = wait_for("EtcdCertSignerControllerDegraded", lambda: (c := condition(
         ocp, "EtcdCertSignerControllerDegraded"))["status"] == "True" and c, timeout_s=20)
     assert f"node {C} has no etcd member" in stale["message"] and f"etcd-peer-{C}" in stale["message"]

@@ -209,6 +209,10 @@ def test_machine_case_replaces_the_dead_members_machine(started, tmp_path):
         assert reason.startswith(f"cpswap-cp1-{D}-r0-"), reason
         assert ocp.ceo.revisions == [(INITIAL_REVISION + 1, reason)]
         assert etcd_cr(ocp)["spec"]["forceRedeploymentReason"] == reason
+    # a new node without a revision makes the revision unstable: no quorum guard toggle is needed
+    assert True not in ocp.ceo.unsafe_at_revision
+    # the member was removed by hand before the Machine's deletion: its preDrain hook was released
+    assert "membership of " + A + ": cpswap" in leave and ocp.ceo.removed_members == []
     assert [n for n, _ in ocp.ceo.installs] == [D] and ocp.ceo.ssh_targets == [D]
     # 5. three healthy voters, the data intact, quorum throughout, the dead host never contacted
     assert healthy_voters(ocp) == sorted([B, C, D])
@@ -283,6 +287,14 @@ def test_crashloop_case_resets_etcd_on_the_node_and_keeps_the_machine(started, t
     reason = stdout_of(replayer, "cp3-redeploy")
     assert reason.startswith(f"cpswap-cp3-{C}-r1-"), reason
     assert ocp.ceo.revisions == [(INITIAL_REVISION + 1, reason)]
+    # the revision controller's precondition refuses with 2 of 2 healthy members: the redeploy had the
+    # quorum guard off for that revision, and it is back on
+    redeploy = log_of(replayer, "cp3-redeploy", "create")
+    assert "2 healthy member(s) out of the 3 required" in redeploy and "quorum guard turned back on" in redeploy
+    assert ocp.ceo.unsafe_at_revision == [True]
+    assert "useUnsupportedUnsafeNonHANonProductionUnstableEtcd" not in (
+        etcd_cr(ocp)["spec"].get("unsupportedConfigOverrides") or {})
+    assert "cpswap.io/quorum-guard-disabled-by" not in (etcd_cr(ocp)["metadata"].get("annotations") or {})
     assert ocp.ceo.installs == [(C, INITIAL_REVISION + 1)] and ocp.ceo.ssh_targets == [C]
     assert healthy_voters(ocp) == sorted([A, B, C])
     member = next(m for m in members(ocp) if m["name"] == C)

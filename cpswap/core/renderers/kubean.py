@@ -14,6 +14,7 @@ kubean runs Kubespray playbooks as ``ClusterOperation`` objects on the global cl
 """
 from __future__ import annotations
 
+import hashlib
 from shlex import quote
 from typing import Any
 
@@ -38,10 +39,28 @@ def _kubean_flags(kubean: KubeanSettings) -> str:
     return f"--cluster {quote(kubean.cluster)} --namespace {quote(kubean.namespace)} --image {quote(kubean.image)}"
 
 
+JOB_NAMESPACE = "kubean-system"  # where kubean runs its Jobs (its own namespace)
+# kubean names an operation's Job ``kubean-<operation>-job`` (pkg/controllers/clusterops/controller.go
+# GenerateJobName); Kubernetes refuses a Job whose name, copied into the pod template's
+# ``batch.kubernetes.io/job-name`` label, exceeds a label value's 63 characters, and kubean then
+# requeues the operation for ever with no status. So an operation name has at most 63 - 11.
+MAX_OPERATION_NAME = 63 - len("kubean--job")
+
+
+def job_name(operation: str) -> str:
+    return f"kubean-{operation}-job"
+
+
 def operation_name(*, slot: str, action: str, host: Host) -> str:
-    """Deterministic, unique per host and rebuild: ``cpswap-cp1-join-node1`` (``-r2`` after rebuilds)."""
+    """Deterministic, unique per host and rebuild: ``cpswap-cp1-join-node1`` (``-r2`` after rebuilds).
+    A name longer than ``MAX_OPERATION_NAME`` keeps its start and ends in 8 hex of its sha256, so
+    kubean can create its Job; it stays a DNS-1123 label (lower-case host names, as the model requires)."""
     suffix = f"-r{host.rebuild}" if host.rebuild else ""
-    return f"cpswap-{slot}-{action}-{host.name}{suffix}"[:253]
+    name = f"cpswap-{slot}-{action}-{host.name}{suffix}"
+    if len(name) <= MAX_OPERATION_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:MAX_OPERATION_NAME - 9].rstrip('-.')}-{digest}"
 
 
 def remove_operation(*, name: str, node: str, kubean: KubeanSettings, dead: bool,

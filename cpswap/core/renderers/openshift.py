@@ -23,12 +23,18 @@ def _ns(openshift: OpenshiftSettings) -> str:
     return f"--etcd-namespace {quote(openshift.etcd_namespace)} --machine-namespace {quote(openshift.machine_namespace)}"
 
 
+def _etcd_flags(etcd: EtcdSettings, openshift: OpenshiftSettings) -> str:
+    return (f"--preset {quote(etcd.preset)} --discover openshift --etcd-namespace {quote(openshift.etcd_namespace)} "
+            f"--machine-namespace {quote(openshift.machine_namespace)}")
+
+
 def render_openshift_etcd_leave(*, host: Host, etcd: EtcdSettings, openshift: OpenshiftSettings,
                                 deadline_s: int = 300) -> str:
     """Remove the member through the endpoints of Running etcd pods on other nodes (seed: "choose a
-    pod that is not on the affected node"), after a verified snapshot."""
-    return (f"{CPSWAP} etcd remove --preset {quote(etcd.preset)} --discover openshift "
-            f"--etcd-namespace {quote(openshift.etcd_namespace)} "
+    pod that is not on the affected node"), after a verified snapshot; with an Active
+    ControlPlaneMachineSet and the etcd operator's preDrain hook on the node's Machine, only the
+    snapshot: the operator removes the member when the Machine is deleted (cpswap.core.openshift)."""
+    return (f"{CPSWAP} openshift leave {_etcd_flags(etcd, openshift)} "
             f"--node {quote(host.name)} --ip {quote(host.ip)} "
             f"--snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
 
@@ -59,9 +65,12 @@ def redeploy_reason(*, member: Member) -> str:
     return f"cpswap-{member.slot}-{member.host.name}-r{member.host.rebuild}"
 
 
-def render_redeploy(*, member: Member, openshift: OpenshiftSettings, settle_s: int = 0) -> str:
-    return (f"{CPSWAP} openshift redeploy {_ns(openshift)} --node {quote(member.host.name)} "
-            f"--reason {quote(redeploy_reason(member=member))} --settle {settle_s}")
+def render_redeploy(*, member: Member, openshift: OpenshiftSettings, etcd: EtcdSettings, settle_s: int = 0,
+                    deadline_s: int = 300) -> str:
+    """forceRedeploymentReason; the etcd flags let it tell whether the operator's revision
+    precondition needs the quorum guard off (cpswap.core.openshift.revision_blocked)."""
+    return (f"{CPSWAP} openshift redeploy {_etcd_flags(etcd, openshift)} --node {quote(member.host.name)} "
+            f"--reason {quote(redeploy_reason(member=member))} --settle {settle_s} --deadline {deadline_s}")
 
 
 def render_etcd_reset(*, host: Host, recheck_s: int = 5) -> str:

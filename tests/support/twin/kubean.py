@@ -35,10 +35,19 @@ ConfigMap; later operations are ``Blocked`` while an earlier one runs; the Job
 then ``Succeeded|Failed`` and ``endTime``; the Job gets a Complete/Failed condition whose message
 is the twin's reason (real kubean keeps it in the pod log; the twin also writes
 ``<twin workdir>/kubean-jobs/<job>.log``). Deleting an operation garbage-collects its Job and
-entrypoint ConfigMap. Refused before any Job (Failed, no jobRef, as kubean does): a malformed image
-name, a missing hosts-conf/vars-conf, an unknown actionType or builtin playbook, a job name over 63
-characters. An operation naming an unknown Cluster stays without status (kubean requeues it
-forever) and is reported in ``.errors``. Unlike kubean (whose digest skips extraArgs and which stops
+entrypoint ConfigMap on the emulator's next poll (background propagation: the operation is gone
+first; kmock ignores a Foreground delete's propagationPolicy, so the product must wait for the Job
+itself). A Job ``kubean-<op>-job`` that already exists when the operation starts is ADOPTED, as
+kubean's ``CreateKubeSprayJob`` does (kubean-io/kubean@07f3c6c1 pkg/controllers/clusterops/
+controller.go: a successful Get of ``GenerateJobName`` is used): its Failed/Complete condition
+becomes the operation's outcome at once and nothing runs (``.adopted``). Refused before any Job
+(Failed, no jobRef, as kubean does): a malformed image name, a missing hosts-conf/vars-conf, an
+unknown actionType or builtin playbook. A Job name over 63 characters (it is the pod template's
+``batch.kubernetes.io/job-name`` label value: kubernetes pkg/apis/batch/validation/validation.go
+``validateGeneratedSelector``) makes the Job create fail; kubean's Reconcile logs it and requeues
+after 3 s for ever, so the operation keeps its digest and refs and never gets a status (reported
+in ``.errors``). An operation naming an unknown Cluster also stays without status (kubean
+requeues it forever) and is reported in ``.errors``. Unlike kubean (whose digest skips extraArgs and which stops
 looking once an operation finished), any spec edit after acceptance is reported in ``.errors``.
 
 Inside the Job (Failed, with jobRef): the one-shot fault ``<twin workdir>/kubean-fail-once``
@@ -528,6 +537,7 @@ class KubeanOperator:
         self._lock = threading.Lock()
         self.errors: list[str] = []
         self.outcomes: dict[str, Outcome] = {}
+        self.adopted: list[tuple[str, str, str]] = []  # (operation, job, outcome) of Jobs kubean adopted
         self.ssh_log: list[tuple[str, str, str]] = []
         self.passes = 0  # completed reconcile passes
 
@@ -648,11 +658,6 @@ class KubeanOperator:
             self._error(f"ClusterOperation {record.name}: Cluster {spec.get('cluster')!r} not found; kubean "
                         "requeues it forever without a status")
             return
-        job = f"kubean-{record.name}-job"
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", record.name) or len(job) > 63:
-            message = f"Job {job!r} cannot be created: a Job name is a DNS label of at most 63 characters"
-            self._error(f"ClusterOperation {record.name}: {message}")
-            return self._fail_early(record, message)
         if not valid_image_name(spec.get("image")):
             return self._fail_early(record, f"wrong image format {spec.get('image')!r}")
         refs = {key: (cluster.get("spec") or {}).get(key) or {} for key in ("hostsConfRef", "varsConfRef")}
@@ -689,6 +694,14 @@ class KubeanOperator:
             data={"entrypoint.sh": script}))
         self._custom.patch_cluster_custom_object(GROUP, VERSION, OPERATIONS, record.name, {"spec": {
             **copies, "entrypointSHRef": {"name": f"{record.name}-entrypoint", "namespace": NAMESPACE}}})
+        job = f"kubean-{record.name}-job"
+        if len(job) > 63:
+            # CreateKubeSprayJob's Create is refused (the pod template's job-name label value is at
+            # most 63 characters); Reconcile logs it and requeues after 3 s, for ever: no status
+            record.state = "stuck"
+            self._error(f"ClusterOperation {record.name}: Job {job!r} cannot be created (a label value is at most 63 "
+                        f"characters): kubean requeues it for ever, with no status")
+            return
         record.state = "queued"
 
     @staticmethod
@@ -719,6 +732,17 @@ class KubeanOperator:
     def _execute(self, record: _Record) -> None:
         job = _Job(f"kubean-{record.name}-job")
         status, message = "Failed", ""
+        adopted = self._existing_job(job.name)
+        if adopted is not None:  # CreateKubeSprayJob: a Job of that name is taken as this operation's
+            status, message = adopted
+            job.say(f"Job {job.name} exists already: adopted (kubean's CreateKubeSprayJob); its outcome is {status}")
+            self.adopted.append((record.name, job.name, status))
+            self._status(record.name, {"status": "Running", "jobRef": {"name": job.name, "namespace": NAMESPACE},
+                                       "startTime": _now(), "action": record.spec.get("action")})
+            self._status(record.name, {"status": status, "endTime": _now()})
+            record.state = "done"
+            self.outcomes[record.name] = Outcome(status, message, job.name, job.log)
+            return
         try:
             self._batch.create_namespaced_job(NAMESPACE, client.V1Job(
                 metadata=client.V1ObjectMeta(name=job.name, namespace=NAMESPACE, owner_references=[
@@ -754,6 +778,21 @@ class KubeanOperator:
         finally:
             record.state = "done"
             self.outcomes[record.name] = Outcome(status, message, job.name, job.log)
+
+    def _existing_job(self, name: str) -> tuple[str, str] | None:
+        """The outcome of a Job that already exists under this name, or None (kubean's
+        FetchJobConditionStatusAndCompletionTime: a Failed/Complete condition decides)."""
+        try:
+            existing = self._batch.read_namespaced_job(name, NAMESPACE)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        for condition in (existing.status.conditions or []) if existing.status else []:
+            if condition.status == "True" and condition.type in ("Complete", "Failed"):
+                return ("Succeeded" if condition.type == "Complete" else "Failed",
+                        f"adopted job {name}: {condition.message or condition.reason}")
+        return "Failed", f"adopted job {name} without a finished condition"
 
     def _job(self, record: _Record, job: _Job) -> None:
         spec = record.spec

@@ -125,6 +125,9 @@ MANIFEST = "etc-kubernetes/manifests/etcd-pod.yaml"  # under a host root; /etc/k
 SECRET_KINDS = ("etcd-peer", "etcd-serving", "etcd-serving-metrics")
 INITIAL_REVISION = 3
 FAIL_ONCE = "machine-fail-once"
+GUARD_KEY = "useUnsupportedUnsafeNonHANonProductionUnstableEtcd"
+HOOK_NAME, HOOK_OWNER = "EtcdQuorumOperator", "clusteroperator/etcd"  # ceohelpers/common.go
+CPMS = ("machine.openshift.io", "v1", MACHINE_NS, "controlplanemachinesets")
 DEGRADED = ("EtcdCertSignerControllerDegraded", "ClusterMemberControllerDegraded", "InstallerControllerDegraded")
 
 
@@ -139,6 +142,40 @@ def _ready(node: client.V1Node) -> bool:
 def _control_plane(node: client.V1Node) -> bool:
     labels = node.metadata.labels or {}
     return "node-role.kubernetes.io/master" in labels or "node-role.kubernetes.io/control-plane" in labels
+
+
+def _unsafe(etcd: dict[str, Any]) -> bool:
+    """isUnsupportedUnsafeEtcd (cluster-etcd-operator pkg/operator/ceohelpers/unsupported_override.go):
+    the key as a bool, or a string strconv.ParseBool reads as true."""
+    value = ((etcd.get("spec") or {}).get("unsupportedConfigOverrides") or {}).get(GUARD_KEY)
+    return value is True or (isinstance(value, str) and value in ("1", "t", "T", "TRUE", "true", "True"))
+
+
+def _url_host(url: str) -> str:
+    return url.split("//", 1)[-1].rsplit(":", 1)[0]
+
+
+def _machine_ips(machine: dict[str, Any]) -> set[str]:
+    return {a.get("address") for a in (machine.get("status") or {}).get("addresses") or []
+            if a.get("type") == "InternalIP"}
+
+
+def _pre_drain(machine: dict[str, Any]) -> list[dict[str, str]]:
+    return list(((machine.get("spec") or {}).get("lifecycleHooks") or {}).get("preDrain") or [])
+
+
+def cpms_object(*, state: str, replicas: int, strategy: str = "RollingUpdate") -> dict[str, Any]:
+    """``controlplanemachinesets/cluster`` (machine.openshift.io/v1) as the installer creates it;
+    tests/core/test_crd_schemas.py validates it against the upstream CRD."""
+    labels = {ROLE_LABEL: "master", TYPE_LABEL: "master", "machine.openshift.io/cluster-api-cluster": "twin"}
+    return {"apiVersion": "machine.openshift.io/v1", "kind": "ControlPlaneMachineSet",
+            "metadata": {"name": "cluster", "namespace": MACHINE_NS},
+            "spec": {"state": state, "replicas": replicas, "strategy": {"type": strategy},
+                     "selector": {"matchLabels": labels},
+                     "template": {"machineType": "machines_v1beta1_machine_openshift_io",
+                                  "machines_v1beta1_machine_openshift_io": {
+                                      "metadata": {"labels": labels},
+                                      "spec": {"providerSpec": {"value": _provider_spec("twin-a")}}}}}}
 
 
 def _internal_ip(node: client.V1Node) -> str | None:
@@ -245,6 +282,8 @@ class MachineAPI(_Loop):
         self.deleted: set[str] = set()
         self.failed: dict[str, str] = {}
         self.terminated_live: list[str] = []
+        self.cpms_created: list[str] = []
+        self.drain_blocked: set[str] = set()
 
     def seed(self, nodes: list[str]) -> dict[str, str]:
         """Machines for the initial control-plane nodes; returns node -> Machine name."""
@@ -261,6 +300,7 @@ class MachineAPI(_Loop):
                              "labels": {ROLE_LABEL: "master", TYPE_LABEL: "master",
                                         "machine.openshift.io/cluster-api-cluster": "twin"}},
                 "spec": {"metadata": {}, "providerSpec": {"value": value},
+                         "lifecycleHooks": {"preDrain": [{"name": HOOK_NAME, "owner": HOOK_OWNER}]},
                          "providerID": f"twin:///{zone}/i-{pysecrets.token_hex(8)}"},
                 "status": {"phase": "Running", "nodeRef": {"kind": "Node", "name": node},
                            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": node}],
@@ -283,6 +323,7 @@ class MachineAPI(_Loop):
 
     def reconcile(self) -> None:
         items = self.custom.list_namespaced_custom_object(*MACHINES)["items"]
+        self._cpms(items)
         seen = set()
         for machine in items:
             meta = machine.get("metadata") or {}
@@ -303,8 +344,55 @@ class MachineAPI(_Loop):
             self.deleted.add(name)
             self._provisioning.pop(name, None)
 
+    def _cpms(self, items: list[dict[str, Any]]) -> None:
+        """The ControlPlaneMachineSet controller (openshift/cluster-control-plane-machine-set-operator
+        pkg/controllers/controlplanemachineset/controller.go: only ``cluster``, only ``Active``;
+        updates.go: an index whose Machine is deleted, or missing, gets one replacement, named
+        ``<cluster>-<role>-<5 random>-<index>`` by pkg/machineproviders/providers/openshift/machine/
+        v1beta1/provider.go ``getMachineName``; the old one is not touched again)."""
+        try:
+            cpms = self.custom.get_namespaced_custom_object(*CPMS, "cluster")
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        if (cpms.get("spec") or {}).get("state") != "Active":
+            return
+        by_index: dict[int, list[dict[str, Any]]] = {}
+        for machine in items:
+            meta = machine.get("metadata") or {}
+            if (meta.get("labels") or {}).get(ROLE_LABEL) != "master":
+                continue
+            digits = meta.get("name", "").rsplit("-", 1)[-1]
+            if digits.isdigit():
+                by_index.setdefault(int(digits), []).append(machine)
+        for index in range(int(cpms["spec"].get("replicas") or 0)):
+            machines = by_index.get(index, [])
+            if any(not (m.get("metadata") or {}).get("deletionTimestamp") for m in machines):
+                continue
+            value = self.provider_specs[index % len(self.provider_specs)]
+            name = f"twin-master-{pysecrets.token_hex(3)[:5]}-{index}"
+            self.custom.create_namespaced_custom_object(*MACHINES, {
+                "apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine",
+                "metadata": {"name": name, "namespace": MACHINE_NS, "labels": {
+                    ROLE_LABEL: "master", TYPE_LABEL: "master", "machine.openshift.io/cluster-api-cluster": "twin"},
+                    "ownerReferences": [{"apiVersion": "machine.openshift.io/v1", "kind": "ControlPlaneMachineSet",
+                                         "name": "cluster", "uid": cpms["metadata"].get("uid", "cpms"),
+                                         "controller": True, "blockOwnerDeletion": True}]},
+                "spec": {"metadata": {}, "providerSpec": {"value": value}}})
+            self.cpms_created.append(name)
+            self._event(f"controlplanemachineset: index {index} has no Machine that is not being deleted: created "
+                        f"{name}")
+
     def _delete(self, name: str, machine: dict[str, Any]) -> None:
         node = ((machine.get("status") or {}).get("nodeRef") or {}).get("name")
+        hooks = _pre_drain(machine)
+        if hooks and node:  # machine-api-operator pkg/controller/machine/drain_controller.go: "Drain blocked by pre-drain hook"
+            if name not in self.drain_blocked:
+                self.drain_blocked.add(name)
+                self._event(f"{name}: not draining machine: lifecycle blocked by pre-drain hook "
+                            f"{[h.get('name') for h in hooks]}")
+            return
         host = self.twin.net.hosts.get(node) if node else None
         if host is not None and host.alive:
             self.terminated_live.append(node)
@@ -430,6 +518,11 @@ class EtcdOperator(_Loop):
         self.installs: list[tuple[str, int]] = []
         self.ssh_targets: list[str] = []
         self._proc: subprocess.Popen | None = None
+        self.blocked: dict[str, str] = {}  # forceRedeploymentReason -> why the precondition held it back
+        self.unsafe_at_revision: list[bool] = []  # per rolled revision: was the quorum guard off
+        self.removed_members: list[str] = []  # members the removal controller took out
+        self.desired = 3  # controlPlane replicas (install-config)
+        self._ignored: set[tuple[str, str]] = set()
 
     # -- seeding -----------------------------------------------------------------------------
     def seed(self, nodes: list[str]) -> None:
@@ -522,24 +615,117 @@ class EtcdOperator(_Loop):
     # -- one pass --------------------------------------------------------------------------------
     def reconcile(self) -> None:
         cr = self.custom.get_cluster_custom_object(*ETCD_CR, "cluster")
-        reason = (cr.get("spec") or {}).get("forceRedeploymentReason") or ""
-        if reason != self.reason:
-            if reason in self.reasons:
-                self.errors.append(f"{self.name}: forceRedeploymentReason {reason!r} was used before: it must be "
-                                   f"unique (runbook: append a timestamp)")
-            self.reasons.append(reason)
-            self.reason = reason
-            self.revision += 1
-            self.revisions.append((self.revision, reason))
-            self._event(f"revision {self.revision} (forceRedeploymentReason {reason!r})")
         nodes = {n.metadata.name: n for n in self.core.list_node().items if _control_plane(n)}
         self._kubelet(nodes)
         view = self._view()
+        masters = [m for m in self.custom.list_namespaced_custom_object(*MACHINES)["items"]
+                   if ((m.get("metadata") or {}).get("labels") or {}).get(ROLE_LABEL) == "master"]
         if view.ok:
-            self._scale(nodes, view)
+            self._hooks(masters, view)
+            if self._member_removal(masters, view):
+                view = self._view()
+        reason = (cr.get("spec") or {}).get("forceRedeploymentReason") or ""
+        if reason != self.reason:
+            blocked = self._precondition(cr, view)
+            if blocked is not None:
+                if reason not in self.blocked:
+                    self.blocked[reason] = blocked
+                    self._event(f"revision controller: no revision for forceRedeploymentReason {reason!r}: {blocked}")
+            else:
+                if reason in self.reasons:
+                    self.errors.append(f"{self.name}: forceRedeploymentReason {reason!r} was used before: it must "
+                                       f"be unique (runbook: append a timestamp)")
+                self.reasons.append(reason)
+                self.reason = reason
+                self.revision += 1
+                self.revisions.append((self.revision, reason))
+                self.unsafe_at_revision.append(_unsafe(cr))
+                self._event(f"revision {self.revision} (forceRedeploymentReason {reason!r})")
+        if view.ok:
+            self._scale(nodes, view, masters)
             view = self._view()
         self._report(nodes, view)
         self._write_status()
+
+    # -- revision precondition, machine deletion hooks, member removal ------------------------
+    def _precondition(self, cr: dict[str, Any], view: "_View") -> str | None:
+        """CheckSafeToScaleCluster (cluster-etcd-operator pkg/operator/ceohelpers/bootstrap.go), the
+        revision controller's precondition (pkg/operator/starter.go WithRevisionControllerPrecondition):
+        None (a revision may be created) while a revision rolls out or a node has none, with the
+        unsupported override, or with at least 3 healthy members and fault tolerance."""
+        if any(r != self.revision for r in self.node_revisions.values()):
+            return None
+        if _unsafe(cr):
+            return None
+        if not view.ok:
+            return f"CheckSafeToScaleCluster couldn't determine member health: {view.error}"
+        healthy, total = len([m for m in view.members if m["ID"] in view.healthy]), len(view.members)
+        if healthy < 3:
+            return (f"CheckSafeToScaleCluster found {healthy} healthy member(s) out of the 3 required by the "
+                    f"HAScalingStrategy")
+        quorum = total // 2 + 1
+        if total - quorum < 1 or healthy - quorum < 1:
+            return f"etcd cluster has quorum of {quorum} and {healthy} healthy members which is not fault tolerant"
+        return None
+
+    def _hooks(self, masters: list[dict[str, Any]], view: "_View") -> None:
+        """MachineDeletionHooksController (pkg/operator/machinedeletionhooks/machinedeletionhooks.go):
+        the preDrain hook on every master Machine not being deleted; removed from a Machine pending
+        deletion once no member (learners included) has one of its InternalIPs."""
+        member_ips = {_url_host(u) for m in view.members for u in m.get("peerURLs", [])}
+        for machine in masters:
+            name = machine["metadata"]["name"]
+            hooks = _pre_drain(machine)
+            has = any(h.get("name") == HOOK_NAME and h.get("owner") == HOOK_OWNER for h in hooks)
+            deleting = bool(machine["metadata"].get("deletionTimestamp"))
+            if not deleting and not has:
+                hooks = [h for h in hooks if h.get("name") != HOOK_NAME] + [{"name": HOOK_NAME, "owner": HOOK_OWNER}]
+                self._patch_hooks(name, hooks)
+                self._event(f"preDrain hook {HOOK_NAME} added to Machine {name}")
+            elif deleting and has and not (_machine_ips(machine) & member_ips):
+                self._patch_hooks(name, [h for h in hooks if h.get("name") != HOOK_NAME])
+                self._event(f"preDrain hook {HOOK_NAME} removed from Machine {name}: it hosts no member")
+
+    def _patch_hooks(self, name: str, hooks: list[dict[str, str]]) -> None:
+        self.custom.patch_namespaced_custom_object(*MACHINES, name, {"spec": {"lifecycleHooks": {"preDrain": hooks}}})
+
+    def _member_removal(self, masters: list[dict[str, Any]], view: "_View") -> bool:
+        """ClusterMemberRemovalController.attemptToScaleDown
+        (pkg/operator/clustermemberremovalcontroller/clustermemberremovalcontroller.go), with a stable
+        revision: the voting member of a master Machine pending deletion (with the hook) is removed
+        when it is unhealthy and the healthy voters make quorum of the desired replicas, or when it
+        is healthy and a replacement already joined (more voters than desired, all healthy). One
+        member at a time. Not modelled: removeMemberWithoutMachine, attemptToRemoveLearningMember."""
+        if any(r != self.revision for r in self.node_revisions.values()):
+            return False
+        voters = [m for m in view.members if m.get("name") and not m.get("isLearner")]
+        healthy = [m for m in voters if m["ID"] in view.healthy]
+        if len(voters) < self.desired:
+            return False
+        if len(healthy) < self.desired // 2 + 1:
+            self._event(f"ScaleDown: ignoring scale down since the number of healthy voting members ({len(healthy)}) "
+                        f"< minimum required to maintain quorum ({self.desired // 2 + 1})")
+            return False
+        for machine in masters:
+            if not machine["metadata"].get("deletionTimestamp") or not any(
+                    h.get("name") == HOOK_NAME for h in _pre_drain(machine)):
+                continue
+            ips = _machine_ips(machine)
+            member = next((m for m in voters if _url_host(m["peerURLs"][0]) in ips), None)
+            if member is None:
+                continue
+            unhealthy = member["ID"] not in view.healthy
+            if not unhealthy and not (len(voters) > self.desired and len(healthy) == len(voters)):
+                continue  # a healthy member leaves only after its replacement joined
+            endpoints = [u for m in healthy for u in m.get("clientURLs", [])[:1]]
+            result = self._etcdctl(endpoints, "member", "remove", format(member["ID"], "x"))
+            if result.returncode == 0:
+                self.removed_members.append(member["name"])
+                self._event(f"removed member {member['name']} of Machine {machine['metadata']['name']} pending "
+                            f"deletion ({'unhealthy' if unhealthy else 'replaced'})")
+                return True
+            self._event(f"removing member {member['name']} failed: {result.stderr.strip()[-200:]}")
+        return False
 
     def _kubelet(self, nodes: dict[str, client.V1Node]) -> None:
         pods = {p.metadata.name for p in self.core.list_namespaced_pod(ETCD_NS).items}
@@ -555,7 +741,7 @@ class EtcdOperator(_Loop):
         peer = f"https://{ip}:2380" if ip else None
         return next((m for m in view.members if m.get("name") == name or peer in m.get("peerURLs", [])), None)
 
-    def _scale(self, nodes: dict[str, client.V1Node], view: _View) -> None:
+    def _scale(self, nodes: dict[str, client.V1Node], view: _View, masters: list[dict[str, Any]]) -> None:
         candidates, own = [], {}
         for name, node in sorted(nodes.items()):
             member = self._member_of(view, name, _internal_ip(node))
@@ -590,8 +776,19 @@ class EtcdOperator(_Loop):
                 found["ClusterMemberControllerDegraded"].append(
                     f"not adding {name}: {', '.join(problems)}; etcd refuses a new member while a member is unhealthy")
                 continue
-            host = self.twin.net.hosts.get(name)
             ip = _internal_ip(nodes[name])
+            machine = next((m for m in masters if ip in _machine_ips(m)), None)
+            gate = ("no Machine found referencing this node's internal IP" if machine is None else
+                    f"its machine ({machine['metadata']['name']}) is pending deletion"
+                    if machine["metadata"].get("deletionTimestamp") else
+                    f"its machine ({machine['metadata']['name']}) is missing the PreDrain deletion hook"
+                    if not any(h.get("name") == HOOK_NAME for h in _pre_drain(machine)) else None)
+            if gate is not None:  # clustermembercontroller.go: the Machine API is functional here
+                if (name, gate) not in self._ignored:
+                    self._ignored.add((name, gate))
+                    self._event(f"Ignoring node ({name}) for scale-up since {gate}")
+                continue
+            host = self.twin.net.hosts.get(name)
             if host is None or not host.alive or host.ip != ip:
                 found["InstallerControllerDegraded"].append(
                     f"node {name} ({ip}) is not a live twin host: not contacted")
@@ -736,7 +933,8 @@ class OpenShiftTwin:
 
     @classmethod
     def start(cls, workdir: Path, *, members: list[str], spares: list[str] | dict[str, str] = (),
-              lifetime_s: float = 240, provision_s: float = 1.0) -> "OpenShiftTwin":
+              lifetime_s: float = 240, provision_s: float = 1.0, cpms: str | None = None) -> "OpenShiftTwin":
+        """``cpms``: ``Active``/``Inactive`` creates controlplanemachinesets/cluster in that state."""
         spare_hosts = list(spares.values()) if isinstance(spares, dict) else list(spares)
         twin = Twin.start(workdir, members=members, spares=spare_hosts, seed_workloads=False, layout="kubeadm")
         machines = ceo = None
@@ -750,6 +948,8 @@ class OpenShiftTwin:
             ceo.seed(members)
             machines = MachineAPI(twin, spares=spares, provision_s=provision_s, lifetime_s=lifetime_s)
             machine_of = machines.seed(members)
+            if cpms is not None:
+                machines.custom.create_namespaced_custom_object(*CPMS, cpms_object(state=cpms, replicas=len(members)))
             machines.start()
             ceo.start()
             return cls(twin=twin, machines=machines, ceo=ceo, machine_of=machine_of)

@@ -1,0 +1,142 @@
+"""OpenShift decisions (seed 003, issue 12), taken from cluster-etcd-operator's and the
+control-plane machine set operator's source. Pure: data in, decision out; the executor
+(cpswap/executors/openshift.py) reads the objects and acts.
+
+Sources (openshift/cluster-etcd-operator at b4786ae33ca2aceae72d67e6644e9928ead71f18):
+- Revision precondition: pkg/operator/starter.go wires ``WithRevisionControllerPrecondition(quorumSafe)``;
+  ``quorumSafe`` is ``ceohelpers.CheckSafeToScaleCluster`` (pkg/operator/ceohelpers/bootstrap.go):
+  safe when the revision is not stable (``IsRevisionStable``: latestAvailableRevision 0, or a node
+  whose currentRevision differs), or the scaling strategy is ``UnsafeScalingStrategy`` (the
+  ``unsupportedConfigOverrides.useUnsupportedUnsafeNonHANonProductionUnstableEtcd`` key parsed as a
+  bool, pkg/operator/ceohelpers/unsupported_override.go), else when at least 3 members are healthy
+  and the cluster is fault tolerant (pkg/etcdcli/health.go ``IsQuorumFaultTolerantErr``,
+  quorum ``members/2+1``). ``forceRedeploymentReason`` reaches the revision controller only
+  through the ``etcd-pod`` ConfigMap (pkg/operator/targetconfigcontroller/targetconfigcontroller.go),
+  so a forced redeployment after a hand removal (2 healthy of 2 members, every node at the
+  latest revision: seed 003's crashloop case) creates NO revision: it stalls until the guard is
+  off. A new Node appears in ``nodeStatuses`` without a revision (library-go
+  staticpod/controller/node/node_controller.go), which makes the revision unstable, so the
+  Machine case does not stall.
+- Machine deletion hook: pkg/operator/machinedeletionhooks/machinedeletionhooks.go adds the
+  preDrain hook ``EtcdQuorumOperator`` owned by ``clusteroperator/etcd`` (ceohelpers/common.go)
+  to every master Machine while the Machine API is functional (ceohelpers/machine_api.go), and
+  removes it from a Machine pending deletion once no member has the Machine's InternalIP.
+- Member removal: pkg/operator/clustermemberremovalcontroller/clustermemberremovalcontroller.go
+  ``attemptToScaleDown`` removes the member of a master Machine pending deletion (with the hook):
+  an unhealthy one when the healthy voters still make quorum of the desired replicas, a healthy
+  one only once the voters exceed the desired count (a replacement joined: add before remove).
+- ControlPlaneMachineSet (openshift/cluster-control-plane-machine-set-operator at
+  85f92f79174d6df783f631eb3187f0e11e89cc96): pkg/controllers/controlplanemachineset/controller.go
+  reconciles only ``controlplanemachinesets/cluster`` whose ``spec.state`` is ``Active``
+  (``isActive``); updates.go creates a replacement in the index of a Machine that "needs updating
+  (or has been deleted)" (RollingUpdate, ``createRollingUpdateReplacementMachines``) or is deleted
+  (OnDelete, ``createOnDeleteReplacementMachines``). A copy made by cpswap would be a fourth
+  Machine. The CRD's default state is ``Inactive``.
+
+Decisions here: ``revision_blocked`` (the precondition), ``cpms_state``, ``membership_owner`` and
+``cpms_replacements``; ``guard_patch`` is the merge patch that turns the guard off and on again
+without touching other overrides.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+GUARD_KEY = "useUnsupportedUnsafeNonHANonProductionUnstableEtcd"
+GUARD_ANNOTATION = "cpswap.io/quorum-guard-disabled-by"
+HOOK_NAME, HOOK_OWNER = "EtcdQuorumOperator", "clusteroperator/etcd"
+HA_MINIMUM = 3
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def guard_patch(*, disabled: bool, owner: str) -> dict[str, Any]:
+    """The etcd/cluster merge patch: the override key on (quorum guard off) with cpswap's marker
+    annotation, or both removed (guard back on). Other overrides are left as they are."""
+    return {"metadata": {"annotations": {GUARD_ANNOTATION: owner if disabled else None}},
+            "spec": {"unsupportedConfigOverrides": {GUARD_KEY: True if disabled else None}}}
+
+
+def unsafe_override(etcd: Mapping[str, Any]) -> bool:
+    """``isUnsupportedUnsafeEtcd``: the key as a bool, or a string Go's strconv.ParseBool accepts."""
+    overrides = (etcd.get("spec") or {}).get("unsupportedConfigOverrides") or {}
+    value = overrides.get(GUARD_KEY) if isinstance(overrides, Mapping) else None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value in _TRUE  # the operator errors on anything else (assumes HA): not unsafe
+    return False
+
+
+def guard_owner(etcd: Mapping[str, Any]) -> str | None:
+    """Who (which cpswap step) turned the guard off, or None: cpswap never turns on a guard it did not turn off."""
+    return ((etcd.get("metadata") or {}).get("annotations") or {}).get(GUARD_ANNOTATION)
+
+
+def revision_blocked(*, etcd: Mapping[str, Any], healthy: int, total: int) -> str | None:
+    """Why CEO's revision controller would create no new revision now (``CheckSafeToScaleCluster``),
+    or None when it would."""
+    status = etcd.get("status") or {}
+    latest = int(status.get("latestAvailableRevision") or 0)
+    if latest == 0 or any(int(n.get("currentRevision") or 0) != latest for n in status.get("nodeStatuses") or []):
+        return None  # a revision is still rolling out (or a new node has none): always safe
+    if unsafe_override(etcd):
+        return None
+    if healthy < HA_MINIMUM:
+        return (f"CheckSafeToScaleCluster found {healthy} healthy member(s) out of the {HA_MINIMUM} required by "
+                f"the HAScalingStrategy")
+    quorum = total // 2 + 1
+    if total - quorum < 1 or healthy - quorum < 1:
+        return f"etcd cluster has quorum of {quorum} and {healthy} healthy members which is not fault tolerant"
+    return None
+
+
+def cpms_state(cpms: Mapping[str, Any] | None) -> str:
+    """``absent``, ``Inactive`` or ``Active`` (the CRD's default is Inactive)."""
+    if cpms is None:
+        return "absent"
+    return str((cpms.get("spec") or {}).get("state") or "Inactive")
+
+
+def has_etcd_hook(machine: Mapping[str, Any]) -> bool:
+    hooks = ((machine.get("spec") or {}).get("lifecycleHooks") or {}).get("preDrain") or []
+    return any(h.get("name") == HOOK_NAME and h.get("owner") == HOOK_OWNER for h in hooks)
+
+
+@dataclass(frozen=True)
+class MembershipOwner:
+    owner: str  # "operator" | "cpswap"
+    reason: str
+
+
+def membership_owner(*, cpms: str, machine: Mapping[str, Any] | None, node: str) -> MembershipOwner:
+    """Who removes the departing member. The operator does when a ControlPlaneMachineSet is Active
+    (it creates the replacement, so a healthy member is removed only after the new one joined) and
+    the node's Machine carries the etcd operator's preDrain hook (its MachineDeletionHooksController
+    runs only with a functional Machine API, and so does the ClusterMemberRemovalController). Else
+    cpswap removes it by hand (seed 003): without CPMS nothing but cpswap adds the replacement, and
+    etcd refuses an add while a voter is down."""
+    if machine is None:
+        return MembershipOwner("cpswap", f"no Machine backs {node}: the etcd operator cannot tie the member to a "
+                                         f"deletion")
+    name = (machine.get("metadata") or {}).get("name")
+    if cpms != "Active":
+        return MembershipOwner("cpswap", f"controlplanemachinesets/cluster is {cpms}: nothing but cpswap creates "
+                                         f"{name}'s replacement")
+    if not has_etcd_hook(machine):
+        return MembershipOwner("cpswap", f"Machine {name} has no preDrain hook {HOOK_NAME} ({HOOK_OWNER}): the etcd "
+                                         f"operator's Machine API controllers are not running")
+    return MembershipOwner("operator", f"controlplanemachinesets/cluster is Active and Machine {name} carries the "
+                                       f"preDrain hook {HOOK_NAME}: deleting it lets the etcd operator remove the "
+                                       f"member (add before remove for a healthy one)")
+
+
+def cpms_replacements(*, machines: Iterable[Mapping[str, Any]], siblings: Iterable[str], old: str) -> list[str]:
+    """Control-plane Machines that are neither the deleted one nor one that existed beside it when
+    it was deleted: what the ControlPlaneMachineSet created."""
+    known = {old, *siblings}
+    return sorted(name for m in machines
+                  if (name := (m.get("metadata") or {}).get("name")) not in known
+                  and ((m.get("metadata") or {}).get("labels") or {}).get(
+                      "machine.openshift.io/cluster-api-machine-role") == "master"
+                  and not (m.get("metadata") or {}).get("deletionTimestamp"))
