@@ -335,8 +335,10 @@ def test_crashloop_case_with_stale_secrets_and_a_dirty_data_dir(started):
     # runbook 2.4.2's node shell, kept inside the fake host's private mounts: move the static pod
     # manifest and the data out (the twin's /var/lib/etcd is a mount point, as on a node whose
     # etcd has its own disk, so the directory itself cannot be moved)
+    ocp.ceo.pause()  # not while an installer retry runs on C: the kubelet must see the manifest gone
     twin.net.run(C, "mkdir -p /etc/kubernetes/etcd-backup && mv /etc/kubernetes/manifests/etcd-pod.yaml "
                     "/etc/kubernetes/etcd-backup/ && mv /var/lib/etcd/member /etc/kubernetes/etcd-backup/")
+    ocp.ceo.paused.clear()
     wait_for("the installer done on C", lambda: (C, INITIAL_REVISION + 1) in ocp.ceo.installs, timeout_s=90)
     assert healthy_voters(ocp, [A, B, C])
     assert any(f"mirror pod etcd-{C} removed" in e for e in ocp.ceo.events)

@@ -103,6 +103,7 @@ import secrets as pysecrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -523,6 +524,7 @@ class EtcdOperator(_Loop):
         self.removed_members: list[str] = []  # members the removal controller took out
         self.desired = 3  # controlPlane replicas (install-config)
         self._ignored: set[tuple[str, str]] = set()
+        self._pass_lock = threading.Lock()
 
     # -- seeding -----------------------------------------------------------------------------
     def seed(self, nodes: list[str]) -> None:
@@ -613,7 +615,19 @@ class EtcdOperator(_Loop):
         return view
 
     # -- one pass --------------------------------------------------------------------------------
+    def pause(self, *, timeout_s: float = 200) -> None:
+        """Stop reconciling and wait (bounded) until a pass in flight (an installer run included) has
+        ended, so a test can change a node without racing the operator; ``paused.clear()`` resumes."""
+        self.paused.set()
+        if not self._pass_lock.acquire(timeout=timeout_s):
+            raise RuntimeError(f"{self.name}: a pass did not end within {timeout_s:.0f} s")
+        self._pass_lock.release()
+
     def reconcile(self) -> None:
+        with self._pass_lock:
+            self._reconcile()
+
+    def _reconcile(self) -> None:
         cr = self.custom.get_cluster_custom_object(*ETCD_CR, "cluster")
         nodes = {n.metadata.name: n for n in self.core.list_node().items if _control_plane(n)}
         self._kubelet(nodes)
@@ -796,6 +810,7 @@ class EtcdOperator(_Loop):
             if time.monotonic() < self._retry_at.get(name, 0):
                 found["InstallerControllerDegraded"].append(self._failure(name))
                 continue
+            self._kubelet({name: nodes[name]})  # the kubelet runs on its own: a moved manifest is seen first
             if not self._install(name, host, secrets):
                 found["InstallerControllerDegraded"].append(self._failure(name))
             break  # one member at a time
