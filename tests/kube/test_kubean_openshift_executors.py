@@ -23,7 +23,23 @@ KUBEAN = KubeanSettings(cluster="centos", image="ghcr.io/kubean-io/spray-job:v0.
 M1, M2, M3 = "centos-master1", "centos-master2", "centos-master3"
 
 
-class FakeKubean(threading.Thread):
+class _FakeLoop(threading.Thread):
+    """A bounded fake controller thread, used as a context manager (started on enter, stopped on exit)."""
+
+    def __init__(self, *, lifetime_s: float) -> None:
+        super().__init__(daemon=True)
+        self.end, self.stop_event = time.monotonic() + lifetime_s, threading.Event()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.join(5)
+
+
+class FakeKubean(_FakeLoop):
     """Sets each new ClusterOperation Running, then Succeeded (or Failed, once, when asked), with the
     Job ``kubean-<name>-job`` that kubean names after it. As kubean (pkg/controllers/clusterops/
     controller.go CreateKubeSprayJob) it ADOPTS a Job of that name that exists already: its Failed
@@ -32,12 +48,11 @@ class FakeKubean(threading.Thread):
 
     def __init__(self, emu: Emulator, *, fail_first: bool = False, lifetime_s: float = 60,
                  gc_delay_s: float = 0.5) -> None:
-        super().__init__(daemon=True)
+        super().__init__(lifetime_s=lifetime_s)
         self.objects = client.CustomObjectsApi(emu.api_client)
         self.batch = client.BatchV1Api(emu.api_client)
-        self.fail_first, self.end, self.seen = fail_first, time.monotonic() + lifetime_s, []
+        self.fail_first, self.seen = fail_first, []
         self.gc_delay_s, self.adopted, self._gone_at = gc_delay_s, [], {}
-        self.stop_event = threading.Event()
 
     def _job(self, name: str, *, failed: bool) -> str:
         job = f"kubean-{name}-job"
@@ -84,14 +99,6 @@ class FakeKubean(threading.Thread):
                                                          {"status": status})
                 self.fail_first = self.fail_first and not failed
             time.sleep(0.05)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.join(5)
 
 
 @pytest.fixture
@@ -317,13 +324,13 @@ def _stable_at(objects, revision: int) -> None:
         "nodeStatuses": [{"nodeName": n, "currentRevision": revision} for n in ("ip-10-0-154-204", "ip-10-0-164-97")]}})
 
 
-class FakeRevisionController(threading.Thread):
+class FakeRevisionController(_FakeLoop):
     """cluster-etcd-operator's revision controller with its precondition reduced to the override:
     a new forceRedeploymentReason rolls a revision only while the quorum guard is off. Bounded."""
 
     def __init__(self, objects, *, lifetime_s: float = 20) -> None:
-        super().__init__(daemon=True)
-        self.objects, self.end, self.stop_event = objects, time.monotonic() + lifetime_s, threading.Event()
+        super().__init__(lifetime_s=lifetime_s)
+        self.objects = objects
         self.rolled: list[tuple[str, bool]] = []
 
     def run(self) -> None:
@@ -338,14 +345,6 @@ class FakeRevisionController(threading.Thread):
                 self.rolled.append((reason, unsafe))
                 self.objects.patch_cluster_custom_object(*ETCD, "cluster", {"status": {"latestAvailableRevision": latest}})
             time.sleep(0.05)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.join(5)
 
 
 def test_redeploy_turns_the_quorum_guard_off_only_while_the_revision_controller_needs_it(openshift_env):

@@ -119,7 +119,8 @@ def stdout_of(replayer: Replayer, name: str) -> str:
 
 
 def log_of(replayer: Replayer, name: str, op: str) -> str:
-    return next(entry for entry in replayer.runner.log if entry.startswith(f"{op} {name} "))
+    """The latest run of ``op`` on ``name`` (an adoption's create comes first)."""
+    return [entry for entry in replayer.runner.log if entry.startswith(f"{op} {name} ")][-1]
 
 
 def assert_no_errors(ocp: OpenShiftTwin) -> None:
