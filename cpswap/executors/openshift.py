@@ -34,6 +34,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from cpswap.core import inputs
 from cpswap.core import openshift as rules
 from cpswap.core.errors import PermanentError
 from cpswap.core.inputs import host_port
@@ -145,12 +146,14 @@ def _masters(machines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in machines if ((m.get("metadata") or {}).get("labels") or {}).get(MASTER_ROLE) == "master"]
 
 
+@inputs.validated(namespace=inputs.dns_label, node=inputs.dns_name)
 def membership_owner(*, namespace: str, node: str, kubeconfig: str | None = None) -> rules.MembershipOwner:
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         machine = next((m for m in _machines(api, namespace) if _node_of(m) == node), None)
         return rules.membership_owner(cpms=rules.cpms_state(read_cpms(api, namespace)), machine=machine, node=node)
 
 
+@inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, deadline_s=inputs.seconds)
 def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, progress: Progress,
                    kubeconfig: str | None = None) -> str:
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
@@ -244,6 +247,8 @@ def _adopt_cpms_replacement(api: kx.Api, *, namespace: str, slot: str, node: str
     return name
 
 
+@inputs.validated(namespace=inputs.dns_label, slot=inputs.slot, node=inputs.dns_name, ip=inputs.ip_address,
+                  machine=inputs.dns_name, deadline_s=inputs.seconds)
 def create_machine(*, namespace: str, slot: str, node: str, ip: str, machine: str | None, deadline_s: float,
                    progress: Progress, kubeconfig: str | None = None) -> str:
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
@@ -314,6 +319,8 @@ def restore_guard(*, progress: Progress, api: kx.Api | None = None, kubeconfig: 
     return True
 
 
+@inputs.validated(etcd_namespace=inputs.dns_label, node=inputs.dns_name, reason=inputs.word,
+                  settle_s=inputs.non_negative_seconds, deadline_s=inputs.seconds)
 def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, progress: Progress,
              members_health: Callable[[], tuple[int, int]], deadline_s: float = 300,
              kubeconfig: str | None = None) -> str:
@@ -362,6 +369,7 @@ def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, pr
         return value
 
 
+@inputs.validated(namespace=inputs.dns_label, node=inputs.dns_name)
 def leave_member(*, namespace: str, node: str, snapshot: Callable[[], object], remove: Callable[[], object],
                  progress: Progress, kubeconfig: str | None = None) -> str:
     """The departing member leaves: by hand (``remove``, quorum-guarded with its own snapshot) unless
