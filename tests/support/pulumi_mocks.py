@@ -8,8 +8,10 @@ subprocess per run gives each run a clean engine) and returns a ``Recording``:
   type, name, parent URN, inputs (plain JSON; secret values unwrapped, their paths listed in
   ``secret_paths``) and the options the engine would see: deleteBeforeReplace, dependencies,
   replaceOnChanges, customTimeouts, additionalSecretOutputs, retainOnDelete, provider, and
-  ``property_dependencies`` (RegisterResourceRequest.propertyDependencies: input key → the URNs
-  whose outputs its value came from; keys without any are left out).
+  ``property_dependencies`` (RegisterResourceRequest.propertyDependencies, pulumi/pulumi
+  proto/pulumi/resource.proto at 1b5949891b3cefcb9974752b24a5ecef0acc86c8: input key → the URNs
+  whose outputs its value came from; keys without any are left out). The engine builds its
+  dependency graph and dependent replacements from them (see tests/support/twin/replayer.py).
 - ``outputs``: the stack outputs (known at preview if ``preview=True`` shows them).
 - ``logs``: what the program logged (info/warn/error).
 - ``error``: the exception text if the program raised (no resources after that point).
