@@ -295,6 +295,13 @@ def test_a_command_printing_a_secret_it_was_given_is_caught(tmp_path):
         Replayer(Runner(cwd=tmp_path)).up([leaky])
     quiet = Recorded(**{**leaky.__dict__, "inputs": {**leaky.inputs, "create": "read -r line; echo read"}})
     Replayer(Runner(cwd=tmp_path)).up([quiet])
+    # a whole secret object (the SDK marks `connection` secret for its key): only its secret entries count
+    connected = Recorded(**{**quiet.__dict__, "secret_paths": ("connection",), "inputs": {
+        **quiet.inputs, "create": "echo host 10.0.0.7", "connection": {"host": "10.0.0.7", "privateKey": "PRIVATE-KEY-1"}}})
+    Replayer(Runner(cwd=tmp_path)).up([connected])
+    with pytest.raises(AssertionError, match="secret input 'connection'"):
+        Replayer(Runner(cwd=tmp_path)).up([Recorded(**{**connected.__dict__, "inputs": {
+            **connected.inputs, "create": "echo PRIVATE-KEY-1 >&2"}})])
 
 
 def test_a_failed_delete_before_replace_stays_pending_replacement_and_is_not_deleted_twice(tmp_path, journal):

@@ -54,8 +54,9 @@ Commands (COMMAND provider/pkg/provider/local/commandOutputs.go ``run``, remote/
   CLI prints it: ``Runner.log`` gets that text and ``StepFailed`` carries it in full;
 - derived secrets (test-bed rule): a command's stdout and stderr, which a failure would print,
   must not contain a secret the command was given (its secret ``stdin``, ``environment`` or
-  connection key: the whole value if one line, else each ``KEY=value``/``key: value`` value whose
-  key names a token, key, password, secret or certificate, and each PEM body line); a leak raises
+  connection key; of a whole secret object, the entries whose key names a secret): the whole
+  value if one line, else each ``KEY=value``/``key: value`` value whose key names a token, key,
+  password, secret or certificate, and each PEM body line. A leak raises
   ``SecretInOutput``, whatever ``logging`` and the exit code.
 
 Kubernetes objects go to the emulated API with the official client, through the kubeconfig of
@@ -181,9 +182,10 @@ def _value_at(inputs: Any, path: str) -> Any:
 def secret_fragments(value: Any) -> Iterator[str]:
     """The parts of a secret input a command must never print (see the module docstring)."""
     if not isinstance(value, str):
-        if isinstance(value, dict):
-            for item in value.values():
-                yield from secret_fragments(item)
+        if isinstance(value, dict):  # a whole object marked secret (the SDK marks `connection` so for its key)
+            for key, item in value.items():
+                if SECRET_KEY_WORDS.search(key):
+                    yield from secret_fragments(item)
         return
     lines = [line.strip() for line in value.strip().splitlines() if line.strip()]
     if len(lines) == 1:
