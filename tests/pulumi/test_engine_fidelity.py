@@ -84,3 +84,98 @@ def test_kubean_clean_playbook_patch_takes_over_the_seeds_configmap_key(tmp_path
             Replayer(Runner(cwd=tmp_path)).up([live, unforced])
         Replayer(Runner(cwd=tmp_path)).up([live, patch])
         assert emu.core.read_namespaced_config_map(name, namespace).data == patch.inputs["data"]
+
+
+# A failed command's error text holds its whole stdout and stderr whatever `logging` says
+# (pulumi-command provider/pkg/provider/local/commandOutputs.go and remote/commandOutputs.go `run`:
+# fmt.Errorf("%w: running %q:\n%s", err, cmd, stdouterrbuf)). So a command given a secret must
+# never print it, and a command whose stdout IS a secret must print it only as its last act, after
+# every check passed (`set -e`), so that no failure prints it. Checked on the text of every command
+# every distribution registers; the twin's replayer also checks every output it sees at run time.
+STATEMENTS = re.compile(r";|&&|\|\||\n|\bthen\b|\bdo\b|\belse\b|[{}]")
+PRINTERS = re.compile(r"(?<![\w./-])(echo|printf|cat|tee)(?![\w-])")
+TO_FILE = re.compile(r"(?<![&\d])>\s*(?![&>])\S")
+READ_VARS = re.compile(r"\bread\s+(?:-[a-z]+\s+)*([A-Za-z_][A-Za-z0-9_ ]*)")
+
+
+def _secret_vars(r) -> set[str]:
+    text = r.inputs.get("create") or ""
+    names = {key.split(".", 1)[1] for key in r.secret_paths if key.startswith("environment.")}
+    if "stdin" in r.secret_paths:
+        read = {n for m in READ_VARS.finditer(text) for n in m.group(1).split()}
+        names |= read
+        # values copied from a read variable (`case $k in TOKEN) TOKEN=$v;; ...`)
+        names |= {m.group(1) for v in read for m in re.finditer(rf"\b([A-Za-z_][A-Za-z0-9_]*)=\"?\${v}\b", text)}
+    return names
+
+
+def _uses(statement: str, name: str) -> bool:
+    return re.search(rf"\$(?:\{{)?{name}\b", statement) is not None  # ${#NAME} (its length) does not match
+
+
+def print_risks(r) -> list[str]:
+    """Where command ``r``'s text could print a secret it is given, or its secret stdout before
+    all its checks passed (empty: none)."""
+    risks: list[str] = []
+    secret_stdout = "stdout" in r.additional_secret_outputs
+    if not (r.secret_paths or secret_stdout):
+        return risks
+    secret = _secret_vars(r)
+    for field in ("create", "update", "delete"):
+        text = r.inputs.get(field) or ""
+        statements = [s for s in STATEMENTS.split(text) if s.strip()]
+        if re.search(r"\bset\s+-[a-z]*x|\bxtrace\b|\b(ba)?sh\s+-x\b", text):
+            risks.append(f"{field}: shell tracing prints every expanded value")
+        for statement in statements:
+            printer = PRINTERS.search(statement)
+            if printer is None or TO_FILE.search(statement):
+                continue
+            if any(_uses(statement[printer.start():], name) for name in secret):
+                risks.append(f"{field}: prints a secret variable: {statement.strip()}")
+            elif "stdin" in r.secret_paths and re.search(r"\bcat\s*($|\|)", statement):
+                risks.append(f"{field}: prints its secret stdin: {statement.strip()}")
+        if secret_stdout and field == "create" and statements:
+            if not text.startswith("set -e"):
+                risks.append("create: secret stdout without `set -e`: a failure may follow a print")
+            if not PRINTERS.search(statements[-1]):
+                risks.append(f"create: the secret output is not printed last: {statements[-1].strip()}")
+            early = [s.strip() for s in statements[:-1] if PRINTERS.search(s) and not TO_FILE.search(s) and ">&2" not in s]
+            risks.extend(f"create: prints before its last statement: {s}" for s in early)
+    return risks
+
+
+def test_no_command_prints_a_secret_where_a_failure_would_show_it(recording):
+    _, rec = recording
+    given = [r for r in rec.commands() if r.secret_paths or "stdout" in r.additional_secret_outputs]
+    assert given and {r.name: print_risks(r) for r in given} == {r.name: [] for r in given}
+
+
+def _command(text: str, *, secret_paths=("stdin",), secret_stdout: bool = False, env: dict | None = None):
+    from tests.support.pulumi_mocks import Recorded
+
+    return Recorded(type="command:remote:Command", name="c", parent="", custom=True,
+                    inputs={"create": text, "environment": env or {}}, secret_paths=tuple(secret_paths),
+                    delete_before_replace=True, dependencies=(), replace_on_changes=(), custom_timeouts={},
+                    additional_secret_outputs=("stdout", "stderr") if secret_stdout else (),
+                    retain_on_delete=False, provider="", urn="urn:c")
+
+
+@pytest.mark.parametrize("text,kw,risky", [
+    ("IFS= read -r K3S_TOKEN; exec k3s server --token \"$K3S_TOKEN\"", {}, False),
+    ("IFS= read -r K3S_TOKEN; echo \"joining with $K3S_TOKEN\"; exec k3s server", {}, True),
+    ("read -r k v; case $k in TOKEN) TOKEN=$v;; esac; printf '%s' \"$TOKEN\"", {}, True),
+    ("set -eux; IFS= read -r T; exec k3s server --token \"$T\"", {}, True),
+    ("umask 077 && cat > conf.yml && ./ocboot.sh run.py virt conf.yml", {}, False),
+    ("cat | ./install.sh", {}, True),
+    ("IFS= read -r AUTH; printf '%s' conf | sed \"s/x/$AUTH/\" > /etc/k.conf", {}, False),
+    ("IFS= read -r AUTH; echo \"${#AUTH} characters\" >&2", {}, False),
+    ("cpswap --expect-version=1 etcd remove", {"secret_paths": ("environment.CPSWAP_ETCD_KEY_DATA",)}, False),
+    ("echo \"$CPSWAP_ETCD_KEY_DATA\" | base64 -d", {"secret_paths": ("environment.CPSWAP_ETCD_KEY_DATA",)}, True),
+    ("set -eu; key=$(make-key); test -n \"$key\"; printf 'KEY=%s\\n' \"$key\"",
+     {"secret_paths": (), "secret_stdout": True}, False),
+    ("set -eu; key=$(make-key); printf 'KEY=%s\\n' \"$key\"; test -n \"$key\"",
+     {"secret_paths": (), "secret_stdout": True}, True),
+    ("key=$(make-key); printf 'KEY=%s\\n' \"$key\"", {"secret_paths": (), "secret_stdout": True}, True),
+])
+def test_print_risks_are_found(text, kw, risky):
+    assert bool(print_risks(_command(text, **kw))) is risky, print_risks(_command(text, **kw))
