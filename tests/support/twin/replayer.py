@@ -259,7 +259,7 @@ def _exit_error(kind: str, rc: int) -> str:
     """The error the provider wraps: Go's exec.ExitError locally, x/crypto/ssh's ExitError remotely."""
     if kind == "command:remote:Command":
         return f"Process exited with status {rc}"
-    return f"signal: killed" if rc == -9 else (f"signal: {-rc}" if rc < 0 else f"exit status {rc}")
+    return "signal: killed" if rc == -9 else (f"signal: {-rc}" if rc < 0 else f"exit status {rc}")
 
 
 def _differs_on(paths: tuple[str, ...], old: dict[str, Any], new: dict[str, Any]) -> bool:
