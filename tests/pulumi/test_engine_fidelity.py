@@ -113,6 +113,35 @@ def _uses(statement: str, name: str) -> bool:
     return re.search(rf"\$(?:\{{)?{name}\b", statement) is not None  # ${#NAME} (its length) does not match
 
 
+FILTERS = {"echo", "printf", "cat", "tee", "sed", "awk", "tr", "cut", "head", "tail", "grep", "base64", "xargs", "sort"}
+
+
+def _shell_statements(text: str) -> list[str]:
+    """The statements of ``text``: single-quoted strings blanked (nothing expands inside them),
+    each ``{ a; b; } >file`` or ``{ ...; } | cmd`` group distributed over its statements, then
+    split at ``;``, ``&&``, ``||``, ``then``, ``do``, ``else`` and newlines."""
+    text = re.sub(r"'[^']*'", "'_'", text)
+    group = re.compile(r"\{([^{}]*)\}\s*((?<![&\d])>\s*\S+|\|(?!\|)[^;&|{}]*)?")
+    while True:
+        replaced = group.sub(lambda m: "; ".join(f"{part.strip()} {m.group(2) or ''}" for part in
+                                                 re.split(r";|&&|\|\|", m.group(1)) if part.strip()), text)
+        if replaced == text:
+            break
+        text = replaced
+    return [part for part in STATEMENTS.split(text) if part.strip()]
+
+
+def _reaches_output(statement: str, start: int) -> bool:
+    """Whether what the stage at ``start`` writes can reach the command's stdout or stderr (both
+    are in a failure's text): not when redirected to a file, nor when piped into a command that
+    consumes it rather than passing it on."""
+    if TO_FILE.search(statement):
+        return False
+    stages = re.split(r"(?<!\|)\|(?!\|)", statement[start:])
+    last = stages[-1].split()
+    return len(stages) == 1 or not last or last[0] in FILTERS
+
+
 def print_risks(r) -> list[str]:
     """Where command ``r``'s text could print a secret it is given, or its secret stdout before
     all its checks passed (empty: none)."""
@@ -123,12 +152,12 @@ def print_risks(r) -> list[str]:
     secret = _secret_vars(r)
     for field in ("create", "update", "delete"):
         text = r.inputs.get(field) or ""
-        statements = [s for s in STATEMENTS.split(text) if s.strip()]
+        statements = _shell_statements(text)
         if re.search(r"\bset\s+-[a-z]*x|\bxtrace\b|\b(ba)?sh\s+-x\b", text):
             risks.append(f"{field}: shell tracing prints every expanded value")
         for statement in statements:
             printer = PRINTERS.search(statement)
-            if printer is None or TO_FILE.search(statement):
+            if printer is None or not _reaches_output(statement, printer.start()):
                 continue
             if any(_uses(statement[printer.start():], name) for name in secret):
                 risks.append(f"{field}: prints a secret variable: {statement.strip()}")
@@ -139,7 +168,8 @@ def print_risks(r) -> list[str]:
                 risks.append("create: secret stdout without `set -e`: a failure may follow a print")
             if not PRINTERS.search(statements[-1]):
                 risks.append(f"create: the secret output is not printed last: {statements[-1].strip()}")
-            early = [s.strip() for s in statements[:-1] if PRINTERS.search(s) and not TO_FILE.search(s) and ">&2" not in s]
+            early = [s.strip() for s in statements[:-1] if PRINTERS.search(s) and ">&2" not in s
+                     and _reaches_output(s, PRINTERS.search(s).start())]
             risks.extend(f"create: prints before its last statement: {s}" for s in early)
     return risks
 
@@ -166,7 +196,13 @@ def _command(text: str, *, secret_paths=("stdin",), secret_stdout: bool = False,
     ("read -r k v; case $k in TOKEN) TOKEN=$v;; esac; printf '%s' \"$TOKEN\"", {}, True),
     ("set -eux; IFS= read -r T; exec k3s server --token \"$T\"", {}, True),
     ("umask 077 && cat > conf.yml && ./ocboot.sh run.py virt conf.yml", {}, False),
-    ("cat | ./install.sh", {}, True),
+    ("cat | ./install.sh", {}, False),
+    ("cat | tee /tmp/x", {}, True),
+    ("{ printf '%s' 'head'; cat; } > /etc/k3s/config.yaml && chmod 600 /etc/k3s/config.yaml", {}, False),
+    ("{ printf '%s\\n' \"$nodes\"; cat; } | python3 -c 'import sys; sys.stdin.read()'", {}, False),
+    ("{ echo start; cat; }", {}, True),
+    ("IFS= read -r T; echo 'no $T here'", {}, False),
+    ("IFS= read -r T; echo \"$T\" >&2", {}, True),
     ("IFS= read -r AUTH; printf '%s' conf | sed \"s/x/$AUTH/\" > /etc/k.conf", {}, False),
     ("IFS= read -r AUTH; echo \"${#AUTH} characters\" >&2", {}, False),
     ("cpswap --expect-version=1 etcd remove", {"secret_paths": ("environment.CPSWAP_ETCD_KEY_DATA",)}, False),
