@@ -412,7 +412,7 @@ def _parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
     if not _fullmatch(r"[A-Za-z0-9._:/-]+", repo):
         c.add("ocboot.imageRepository", repo, "must be a registry path such as registry.cn-beijing.aliyuncs.com/yunionio")
     workdir = spec.get("workdir", "ocboot")
-    if not _fullmatch(r"[A-Za-z0-9._/-]+", workdir) or workdir.startswith("/") or ".." in workdir.split("/"):
+    if not _fullmatch(r"[A-Za-z0-9._/-]+", workdir) or workdir.startswith("/"):
         c.add("ocboot.workdir", workdir, "must be a relative directory (on the survivor) holding ocboot.sh")
     invocation = spec.get("invocation", "install")
     if invocation not in ("install", "run.py"):
