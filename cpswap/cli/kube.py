@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cpswap.cli import FILE, HOST_PORT, NAME, NAMES, POLICY_JSON, SECONDS, progress
-from cpswap.core.errors import UnsafeOperationError
+from cpswap.core.errors import ConfigError, UnsafeOperationError, Violation
 from cpswap.core.inputs import host_port
 from cpswap.executors import kube as ex
 
@@ -66,9 +66,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = cmds.add_parser("recover-pvcs", help="recreate stateful pods whose local-path claims were on a lost node")
     _common(p)
     p.add_argument("--new-node", type=NAME, required=True)
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--old-node", type=NAME)
-    where.add_argument("--orphaned", action="store_true", help="claims pinned to Nodes that no longer exist")
+    p.add_argument("--old-node", type=NAME, help="the departed node: only claims pinned to it are taken")
+    p.add_argument("--orphaned", action="store_true",
+                   help="with --old-node: only once that Node no longer exists; alone: claims pinned to any Node "
+                        "that no longer exists")
     p.add_argument("--policy-json", type=POLICY_JSON, required=True, help="the stack's cpswap:pvcRecovery object as JSON")
     p.add_argument("--survivors", type=NAMES, help="comma-separated nodes to cordon meanwhile (default: every other node)")
     p.add_argument("--state-dir", type=Path, default=Path(".cpswap/recovery"))
@@ -151,6 +152,8 @@ def _capacity(args: argparse.Namespace) -> int:
 
 
 def _recover(args: argparse.Namespace) -> int:
+    if not args.old_node and not args.orphaned:
+        raise ConfigError([Violation("--old-node", "", "give the departed node (--old-node), --orphaned, or both")])
     with _api(args) as api:
         report = ex.recover_pvcs(api, new_node=args.new_node, policy_json=args.policy_json, old_node=args.old_node,
                                  orphaned=args.orphaned, state_dir=args.state_dir, deadline_s=args.deadline,

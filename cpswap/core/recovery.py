@@ -179,3 +179,77 @@ def check_capacity(*, survivors: Sequence[NodeCapacity], moving_pods: int) -> Ca
                                f"{moving_pods} pods must move but the survivors have {free} free pod slots "
                                f"({detail}); raise kubelet max-pods or add a node first")
     return CapacityVerdict(True, free, moving_pods, f"{moving_pods} pods fit in {free} free pod slots ({detail})")
+
+
+@dataclass(frozen=True)
+class NodeRole:
+    """A Node as recovery sees it: its name, labels and whether it carries a control-plane role label."""
+
+    name: str
+    control_plane: bool
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RecoveryScope:
+    """Which Nodes recovery cordons meanwhile and whose claims it takes. Decided before any call."""
+
+    cordon: tuple[str, ...]
+    claim_nodes: tuple[str, ...] | None  # None: every Node that no longer exists (the old --orphaned)
+    left_schedulable: tuple[str, ...]  # nodes no moving pod can land on, and the new node
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cordon": list(self.cordon), "claim_nodes": None if self.claim_nodes is None else
+                list(self.claim_nodes), "left_schedulable": list(self.left_schedulable), "reason": self.reason}
+
+
+def selector_admits(node: NodeRole, selector: Mapping[str, str]) -> bool:
+    """A pod's ``spec.nodeSelector`` admits a Node when every key/value is among its labels (the
+    Kubernetes rule; an empty selector admits every Node). Required node affinity is not read: a pod
+    with it counts as admitted everywhere its nodeSelector allows, so more nodes are cordoned, never fewer."""
+    labels = dict(node.labels)
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def recovery_scope(*, nodes: Sequence[NodeRole], new_node: str, old_node: str | None, orphaned: bool,
+                   survivors: Sequence[str] | None,
+                   selectors: Sequence[Mapping[str, str]] | None = None) -> tuple[RecoveryScope, tuple[Violation, ...]]:
+    """Decide the cordon set and the claim scope.
+
+    Cordon: the Nodes other than ``new_node`` that a moving pod could land on, judged by the
+    ``nodeSelector`` of each moving pod's template (``selectors``; None when not known: every other
+    Node). Onecloud's workloads select control-plane nodes, so only the surviving control-plane Nodes
+    are cordoned and workers stay schedulable. ``survivors`` given: exactly those that exist.
+    Claims: those pinned to ``old_node``; with ``orphaned`` as well, only once ``old_node`` no longer
+    exists; ``orphaned`` alone keeps the old meaning (any Node that no longer exists).
+    """
+    problems: list[Violation] = []
+    existing = {n.name for n in nodes}
+    if survivors is not None and new_node in survivors:
+        problems.append(Violation("--survivors", ",".join(survivors),
+                                  f"lists the new node {new_node}; it must stay schedulable"))
+    if old_node is not None and old_node == new_node:
+        problems.append(Violation("--old-node", old_node, "is the new node; claims move from the departed node to "
+                                                          "a different one"))
+    if orphaned and old_node is not None and old_node in existing:
+        problems.append(Violation("--old-node", old_node, "still exists as a Node; --orphaned takes claims of a "
+                                                          "departed node only (delete it first, or drop --orphaned)"))
+    others = [n for n in nodes if n.name != new_node]
+    if survivors is not None:
+        cordon = tuple(n for n in survivors if n in existing and n != new_node)
+        why = f"the given --survivors that exist ({', '.join(cordon) or 'none'})"
+    elif selectors is None:
+        cordon = tuple(sorted(n.name for n in others))
+        why = f"every other node ({', '.join(cordon) or 'none'}): the moving pods' node selectors are not known"
+    else:
+        cordon = tuple(sorted(n.name for n in others if any(selector_admits(n, sel) for sel in selectors)))
+        roles = "control-plane " if all(n.control_plane for n in nodes if n.name in cordon) else ""
+        why = (f"the surviving {roles}nodes a moving pod can land on ({', '.join(cordon) or 'none'}), so recreated "
+               f"pods can only land on {new_node}")
+    left = tuple(sorted(n for n in existing if n not in cordon))
+    claim_nodes = (old_node,) if old_node is not None else None
+    scope = RecoveryScope(cordon=cordon, claim_nodes=claim_nodes, left_schedulable=left,
+                          reason=f"cordon {why}; claims pinned to " + (
+                              f"{old_node}" if old_node else "any Node that no longer exists"))
+    return scope, tuple(problems)

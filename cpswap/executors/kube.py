@@ -38,8 +38,8 @@ from cpswap.core.errors import (ConfigError, PermanentError, TransientError, Uns
 from cpswap.core.facts import ClaimFact, KubeFacts
 from cpswap.core.inputs import host_port
 from cpswap.executors.waiting import wait_until
-from cpswap.core.recovery import (ClaimAction, NodeCapacity, check_capacity, parse_pvc_recovery,
-                                  plan_claim_actions, policy_for)
+from cpswap.core.recovery import (ClaimAction, NodeCapacity, NodeRole, RecoveryScope, check_capacity,
+                                  parse_pvc_recovery, plan_claim_actions, policy_for, recovery_scope)
 
 Progress = Callable[[str], None]
 CORDON_MARK = "cpswap.io/cordoned-for-recovery"
@@ -543,15 +543,55 @@ def _with_interrupted(api: Api, actions: Sequence[ClaimAction], *, journal: Jour
     return result
 
 
+def node_roles(api: Api) -> list[NodeRole]:
+    return [NodeRole(name=n.metadata.name,
+                     control_plane=any(label in (n.metadata.labels or {}) for label in CONTROL_PLANE_LABELS),
+                     labels=tuple(sorted((n.metadata.labels or {}).items())))
+            for n in list_nodes(api)]
+
+
+def moving_selectors(api: Api, actions: Sequence[ClaimAction]) -> list[dict[str, str]] | None:
+    """The ``nodeSelector`` of each recreated claim's owner template; None when one is not found."""
+    found: list[dict[str, str]] = []
+    for action in actions:
+        if action.policy != "recreate":
+            continue
+        if action.owner_kind == "StatefulSet":
+            owner = read_or_none(f"read statefulset {action.namespace}/{action.owner_name}",
+                                 api.apps.read_namespaced_stateful_set, action.owner_name, action.namespace, api=api)
+        elif action.owner_kind in ("Deployment", "OperatorDeployment"):
+            owner = read_or_none(f"read deployment {action.namespace}/{action.owner_name}",
+                                 api.apps.read_namespaced_deployment, action.owner_name, action.namespace, api=api)
+        else:
+            return None
+        if owner is None or owner.spec is None or owner.spec.template.spec is None:
+            return None
+        found.append(dict(owner.spec.template.spec.node_selector or {}))
+    return found
+
+
+def decide_scope(api: Api, *, new_node: str, old_node: str | None, orphaned: bool, survivors: Sequence[str] | None,
+                 actions: Sequence[ClaimAction]) -> RecoveryScope:
+    """Observe the Nodes and the moving pods' selectors, then ``recovery.recovery_scope`` decides;
+    its violations are raised."""
+    scope, problems = recovery_scope(nodes=node_roles(api), new_node=new_node, old_node=old_node, orphaned=orphaned,
+                                     survivors=survivors,
+                                     selectors=None if survivors is not None else moving_selectors(api, actions))
+    if problems:
+        raise ConfigError(problems)
+    return scope
+
+
 @inputs.validated(new_node=inputs.dns_name, old_node=inputs.dns_name, survivors=inputs.node_names, deadline_s=inputs.seconds)
 def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | None, orphaned: bool,
                  state_dir: Path, deadline_s: float, progress: Progress,
                  survivors: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Recover the claims pinned to ``old_node`` (or, with ``orphaned``, to any Node that no longer
-    exists) onto ``new_node``, in policy order. Refuses before touching anything when a data-bearing
-    claim has no policy or the new node is not Ready. ``survivors`` (default: every other Node) are
-    cordoned for the duration so recreated pods can only land on ``new_node``; they are uncordoned in
-    all cases. Each destructive step is journaled under ``state_dir`` before it happens, so a re-run
+    """Recover the claims pinned to ``old_node`` (with ``orphaned`` too: only once it no longer
+    exists; ``orphaned`` alone: any Node that no longer exists) onto ``new_node``, in policy order.
+    Refuses before touching anything when a data-bearing claim has no policy or the new node is not
+    Ready. ``survivors`` (default: the surviving control-plane Nodes, ``recovery.recovery_scope``;
+    workers are left alone) are cordoned for the duration so recreated pods can only land on
+    ``new_node``; they are uncordoned in all cases. Each destructive step is journaled under ``state_dir`` before it happens, so a re-run
     after an interruption picks up claims that no longer look pinned to the old node."""
     try:
         raw = json.loads(policy_json) if policy_json else {}
@@ -561,7 +601,7 @@ def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | N
     policies, problems = parse_pvc_recovery(raw, field="--policy-json")
     if problems:
         raise ConfigError(problems)
-    claims = claims_on(api, nodes={old_node} if old_node else None, orphaned=orphaned)
+    claims = claims_on(api, nodes={old_node} if old_node else None, orphaned=orphaned and not old_node)
     actions, refusals = plan_claim_actions(claims=claims, policies=policies, node=old_node or "the departed node")
     if refusals:
         raise UnsafeOperationError("refusing to recover any claim: " + "; ".join(v.rule for v in refusals))
@@ -569,13 +609,10 @@ def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | N
     if node is None or not node_ready(node):
         raise PermanentError(f"new node {new_node} is {'absent' if node is None else 'not Ready'}; "
                              f"run `cpswap kube wait-node --node {new_node}` first")
-    existing = [n.metadata.name for n in list_nodes(api)]
-    if survivors is None:
-        survivors = [n for n in existing if n != new_node]
-    elif new_node in survivors:
-        raise PermanentError(f"--survivors lists the new node {new_node}; it must stay schedulable")
-    else:
-        survivors = [n for n in survivors if n in existing]
+    scope = decide_scope(api, new_node=new_node, old_node=old_node, orphaned=orphaned, survivors=survivors,
+                         actions=actions)
+    survivors = list(scope.cordon)
+    progress(f"recover-pvcs scope: {scope.reason}; stay schedulable: {', '.join(scope.left_schedulable)}")
     journal = Journal(state_dir / f"recover-{new_node}.jsonl")
     actions = _with_interrupted(api, actions, journal=journal, policies=policies, new_node=new_node)
     todo = [a for a in actions if a.policy == "recreate"]

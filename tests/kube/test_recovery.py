@@ -254,3 +254,42 @@ def test_skip_and_manual_policies_leave_claims_alone_and_manual_is_reported(clus
         assert emu.core.read_persistent_volume(claim.spec.volume_name).metadata.annotations[
             "local.path.provisioner/selected-node"] == DEAD
     assert not any(n.spec.unschedulable for n in emu.core.list_node().items)
+
+
+def test_recovery_cordons_where_moving_pods_can_land_and_takes_only_the_departed_nodes_claims(cluster, tmp_path):
+    """The seed's workloads carry no nodeSelector, so a worker is a place they can land and is
+    cordoned too (with a control-plane nodeSelector only the control-plane nodes are: see
+    tests/core/test_recovery_scope.py; kmock's scheduler does not model nodeSelector); a claim pinned
+    to another vanished node (not the departed one) is not taken with --orphaned --old-node (issue 14)."""
+    from tests.support.kube_emulator import _claim, _meta, _pv
+
+    emu, _ = cluster
+    worker = "worker-1"
+    emu.core.create_node(ex.client.V1Node(
+        metadata=_meta(worker, labels={"kubernetes.io/hostname": worker}),
+        spec=ex.client.V1NodeSpec(unschedulable=False),
+        status=ex.client.V1NodeStatus(conditions=[ex.client.V1NodeCondition(type="Ready", status="True")])))
+    # a claim of some other node that vanished long ago, in a namespace that has a recreate policy
+    emu.core.create_persistent_volume(_pv("pv-ghost", "ghost-node", "onecloud-minio", "export-ghost", "1Gi"))
+    emu.core.create_namespaced_persistent_volume_claim("onecloud-minio", _claim("export-ghost", "onecloud-minio", "1Gi"))
+    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print)
+    lines: list[str] = []
+    with pytest.raises(ex.ConfigError, match="--old-node='lzx-test-add-node': is the new node"):
+        ex.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=NEW, orphaned=True,
+                        state_dir=tmp_path / "state", deadline_s=30, progress=print)
+    with pytest.raises(ex.ConfigError, match="still exists as a Node"):
+        ex.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=N2, orphaned=True,
+                        state_dir=tmp_path / "state", deadline_s=30, progress=print)
+    report = ex.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=DEAD,
+                             orphaned=True, state_dir=tmp_path / "state", deadline_s=30, progress=lines.append)
+    assert {f"{r['namespace']}/{r['name']}" for r in report} == {
+        "onecloud-minio/export-minio-1", "onecloud-monitoring/export-monitor-minio-1",
+        "onecloud/default-victoria-metrics"}
+    scope_line = next(line for line in lines if line.startswith("recover-pvcs scope:"))
+    assert f"the surviving nodes a moving pod can land on ({N2}, {N3}, {worker})" in scope_line
+    assert "claims pinned to lzx-ha-env" in scope_line and f"stay schedulable: {NEW}" in scope_line
+    cordoned = sorted(line.split(":")[0] for line in lines if "cordoned (marked" in line)
+    assert cordoned == [N2, N3, worker]
+    ghost = emu.core.read_namespaced_persistent_volume_claim("export-ghost", "onecloud-minio")
+    assert ghost.metadata.deletion_timestamp is None  # the other vanished node's claim was left alone
+    assert not emu.core.read_node(worker).spec.unschedulable
