@@ -9,8 +9,11 @@ functions are also called directly (past argparse) and must refuse before their 
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cpswap.cli import main
+from cpswap.core import inputs
 from cpswap.core.errors import ConfigError
 from cpswap.executors import kube as kx
 from cpswap.executors import kubean as kubean_ex
@@ -232,3 +235,25 @@ def test_a_good_name_reaches_the_server(apiserver, capsys):
     assert _run(["kube", "delete-node", "--kubeconfig", apiserver.kubeconfig, "--node", "lzx-ha-env"]) == 0
     assert ("DELETE", "/api/v1/nodes/lzx-ha-env") in [(r["method"], r["path"]) for r in apiserver.requests]
     assert sorted(apiserver.objects[("/api/v1", "nodes", None)]) == ["lzx-ha-env-2", "lzx-ha-env-3"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(max_size=70).filter(lambda t: not _valid_name(t)),
+       command=st.sampled_from(["kube delete-node --kubeconfig {kc} --drain --node={bad}",
+                                "kube cordon --kubeconfig {kc} --node={bad}",
+                                "openshift delete-etcd-secrets --kubeconfig {kc} --node={bad}",
+                                "etcd remove {etcd} --node={bad} --ip 10.0.0.1"]))
+def test_any_invalid_name_sends_nothing(apiserver, capsys, name, command):
+    assert _run(_argv(command, apiserver, name)) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    _nothing_sent(apiserver)
+
+
+def _valid_name(text: str) -> bool:
+    """Valid as a name, or as cordon's comma-separated list of names."""
+    try:
+        for part in text.split(","):
+            inputs.dns_name(part)
+    except inputs.InputError:
+        return False
+    return True
