@@ -40,5 +40,6 @@ control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan
 pulumi.export("membership", control_plane.membership)
 pulumi.export("plan", document)
 pulumi.export("planTable", table)
+pulumi.export("destroyMode", model.destroy_mode)  # the next run refuses a swap while the stored deletes only record
 if model.distribution == "kubean":
     pulumi.export("kubeanOperations", control_plane.operations)

@@ -20,7 +20,15 @@ from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.ocboot import HOST_NETWORKS_ANNOTATION, render_ocboot_template, template_text
 from cpswap.core.rules import declared_views, view_to_input
-from cpswap.core.slots import CommandSpec, ObjectSpec, slot_commands
+from cpswap.core.slots import CommandSpec, ObjectSpec, destroy_guard, slot_commands
+
+# pulumi-kubernetes replaces a provider, and with it every object it manages, when the active
+# cluster of its kubeconfig changes, unless clusterIdentifier is set and unchanged
+# (provider/pkg/provider/provider.go DiffConfig at 94977969d64112b04e19945818a7d5d5f38f631d).
+# These name the clusters for good: a rotated kubeconfig (new server, CA or credentials) is an
+# update. Change one only when the provider really points at another cluster.
+MANAGED_CLUSTER_ID = "cpswap-managed-cluster"
+GLOBAL_CLUSTER_ID = "cpswap-kubean-global-cluster"
 
 
 
@@ -72,6 +80,29 @@ class SlotArgs:
 
 def _timeouts(spec: CommandSpec) -> pulumi.CustomTimeouts:
     return pulumi.CustomTimeouts(create=spec.create_timeout, update=spec.create_timeout, delete=spec.delete_timeout)
+
+
+def _command_options(spec: CommandSpec, *, parent: pulumi.Resource,
+                     depends_on: list[pulumi.Resource]) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, depends_on=depends_on,
+                                  delete_before_replace=spec.delete_before_replace, custom_timeouts=_timeouts(spec),
+                                  additional_secret_outputs=["stdout", "stderr"] if spec.secret_output else [])
+
+
+def _command_inputs(spec: CommandSpec, *, stdin: Optional[pulumi.Input[str]]) -> dict[str, Any]:
+    common: dict[str, Any] = dict(create=spec.create, update=spec.update, delete=spec.delete,
+                                  triggers=list(spec.triggers), stdin=stdin)
+    if spec.secret_output or spec.stdin:
+        common["logging"] = local.Logging.NONE if spec.runs_on.kind == "local" else remote.Logging.NONE
+    return common
+
+
+def local_command(spec: CommandSpec, *, parent: pulumi.Resource, depends_on: list[pulumi.Resource],
+                  stdin: Optional[pulumi.Input[str]] = None,
+                  environment: Optional[dict[str, pulumi.Output[str]]] = None) -> local.Command:
+    return local.Command(spec.name, environment=environment or None,
+                         opts=_command_options(spec, parent=parent, depends_on=depends_on),
+                         **_command_inputs(spec, stdin=stdin))
 
 
 class Slot(pulumi.ComponentResource):
@@ -134,23 +165,18 @@ class Slot(pulumi.ComponentResource):
             spec=spec.spec_dict(),
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=depends_on,
                                         delete_before_replace=spec.delete_before_replace,
+                                        retain_on_delete=spec.retain_on_delete,
                                         custom_timeouts=pulumi.CustomTimeouts(create=spec.create_timeout,
                                                                               delete=spec.delete_timeout)))
 
     def _command(self, spec: CommandSpec, *, depends_on: list[pulumi.Resource],
                  resources: dict[str, pulumi.Resource]) -> pulumi.Resource:
         a = self._args
-        secret_outputs = ["stdout", "stderr"] if spec.secret_output else []
-        opts = pulumi.ResourceOptions(parent=self, depends_on=depends_on,
-                                      delete_before_replace=spec.delete_before_replace,
-                                      custom_timeouts=_timeouts(spec), additional_secret_outputs=secret_outputs)
-        common: dict[str, Any] = dict(create=spec.create, update=spec.update, delete=spec.delete,
-                                      triggers=list(spec.triggers), stdin=self._stdin(spec, resources))
-        if spec.secret_output or spec.stdin:
-            common["logging"] = local.Logging.NONE if spec.runs_on.kind == "local" else remote.Logging.NONE
         if spec.runs_on.kind == "local":
-            env = {var: a.secrets.by_config_key(key) for var, key in spec.secret_env}
-            return local.Command(spec.name, environment=env or None, opts=opts, **common)
+            return local_command(spec, parent=self, depends_on=depends_on, stdin=self._stdin(spec, resources),
+                                 environment={var: a.secrets.by_config_key(key) for var, key in spec.secret_env})
+        opts = _command_options(spec, parent=self, depends_on=depends_on)
+        common = _command_inputs(spec, stdin=self._stdin(spec, resources))
         host = a.model.endpoint.host if spec.runs_on.target == "vip" else a.member.host.ip
         connection = remote.ConnectionArgs(host=host, port=a.model.ssh.port, user=a.model.ssh.user,
                                            private_key=a.secrets.by_config_key("sshPrivateKey"),
@@ -167,13 +193,14 @@ class ControlPlane(pulumi.ComponentResource):
         commands = [view_to_input(v) for v in declared_views(model=args.model, object_slots=args.object_slots)]
         super().__init__("cpswap:index:ControlPlane", name, {"plan": args.plan, "commands": commands}, opts)
         provider = k8s.Provider(f"{name}-k8s", kubeconfig=args.secrets.kubeconfig,
-                                opts=pulumi.ResourceOptions(parent=self))
+                                cluster_identifier=MANAGED_CLUSTER_ID, opts=pulumi.ResourceOptions(parent=self))
         global_provider = None
         clean: list[pulumi.Resource] = []
         model = args.model
         if model.distribution == "kubean":
             assert model.kubean is not None
             global_provider = k8s.Provider(f"{name}-k8s-global", kubeconfig=args.secrets.by_config_key("globalKubeconfig"),
+                                           cluster_identifier=GLOBAL_CLUSTER_ID,
                                            opts=pulumi.ResourceOptions(parent=self))
             clean = [k8s.core.v1.ConfigMapPatch(
                 f"{name}-{kb.CLEAN_CONFIGMAP}",
@@ -189,6 +216,10 @@ class ControlPlane(pulumi.ComponentResource):
                                                     declare_objects=m.slot in args.object_slots),
                                    opts=pulumi.ResourceOptions(parent=self, depends_on=clean))
                       for m in model.members}
+        # `pulumi destroy` deletes this first: it depends on every slot resource (Slot components expand to
+        # their children), so ScheduleDeletes puts it alone in the first antichain (docs/CONTRACTS.md, Destroy)
+        self.destroy_guard = local_command(destroy_guard(model=model), parent=self,
+                                           depends_on=[*self.slots.values(), *clean])
         self.membership = pulumi.Output.from_input({m.slot: m.host.as_dict() for m in model.members})
         self.operations = sorted(op for slot in self.slots.values() for op in slot.operations)
         self.register_outputs({"membership": self.membership, "plan": args.plan, "operations": self.operations})

@@ -8,6 +8,7 @@ which CI writes after every successful ``up``), else it is the desired one (adop
 from __future__ import annotations
 
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,12 @@ def secret_config(*, config: pulumi.Config, model: StackModel) -> dict[str, pulu
 def applied_membership(*, stack: str, model: StackModel, observation: Observation,
                        directory: Path | None = None) -> AppliedMembership:
     facts = observation.etcd
+    exported = load_applied(directory=directory or Path.cwd(), stack=stack, model=model)
     if facts is not None and facts.reachable:
         live = _from_etcd(model=model, observation=observation)
         if live is not None:
-            return live
-    return load_applied(directory=directory or Path.cwd(), stack=stack, model=model)
+            return replace(live, destroy_mode=exported.destroy_mode)  # what the stored commands do comes from state
+    return exported
 
 
 def _from_etcd(*, model: StackModel, observation: Observation) -> AppliedMembership | None:

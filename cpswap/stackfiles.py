@@ -207,6 +207,12 @@ def declared_operations(*, directory: Path, stack: str) -> frozenset[str]:
     return frozenset(str(n) for n in doc.get("kubeanOperations") or [] if isinstance(n, str))
 
 
+def applied_destroy_mode(doc: Mapping[str, Any] | None) -> str | None:
+    """The ``destroyMode`` stack output of the last deployment (None when it exported none)."""
+    mode = (doc or {}).get("destroyMode")
+    return mode if isinstance(mode, str) else None
+
+
 def load_applied(*, directory: Path, stack: str, model: StackModel, applied_file: Path | None = None,
                  base: str | None = None) -> AppliedMembership:
     if base is not None:
@@ -218,11 +224,11 @@ def load_applied(*, directory: Path, stack: str, model: StackModel, applied_file
         except ConfigError as exc:  # the base revision's file, not the working tree's
             raise ConfigError([Violation(v.field if v.field.startswith(source) else f"{source}: {v.field}",
                                          v.value, v.rule) for v in exc.violations]) from None
-        return AppliedMembership.of(old.hosts(), source=f"stack file at {base}")
+        return AppliedMembership.of(old.hosts(), source=f"stack file at {base}", destroy_mode=old.destroy_mode)
     path = applied_file or applied_output_path(directory=directory, stack=stack)
     doc = read_applied_output(path)
     if doc is not None:
-        return AppliedMembership.of(membership_from_output(doc, where=path.name),
+        return AppliedMembership.of(membership_from_output(doc, where=path.name), destroy_mode=applied_destroy_mode(doc),
                                     source=f"exported by the last deployment ({path.relative_to(directory) if path.is_relative_to(directory) else path})")
     if applied_file is not None:
         raise ConfigError([Violation("--applied", str(applied_file), "file not found")])

@@ -17,7 +17,8 @@ from cpswap.core.recovery import ClaimPolicy, parse_pvc_recovery
 DISTRIBUTIONS = ("ocboot", "k3s", "kubeadm", "kubean", "openshift")
 SECRET_KEYS = ("sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "etcdClientKey",
                "ocbootDbPassword", "k3sToken", "globalKubeconfig", "keepalivedAuthPass")
-KNOWN_KEYS = frozenset({"distribution", "controlPlaneEndpoint", "members", "ssh", "etcd", "observe",
+DESTROY_MODES = ("refuse", "release")  # what `pulumi destroy` does (docs/CONTRACTS.md, "Destroy")
+KNOWN_KEYS = frozenset({"distribution", "controlPlaneEndpoint", "members", "ssh", "etcd", "observe", "destroyMode",
                         "ocboot", "kubeadm", "k3s", "kubean", "openshift", "vip", "pvcRecovery", *SECRET_KEYS})
 KEEPALIVED_DISTRIBUTIONS = ("k3s", "kubeadm")  # ocboot configures keepalived itself; kubean/openshift bring their own
 _SLOT = re.compile(r"[a-z][a-z0-9-]{0,30}")
@@ -163,6 +164,7 @@ class StackModel:
     ssh: SshSettings = SshSettings()
     etcd: EtcdSettings = EtcdSettings()
     observe: bool = False
+    destroy_mode: str = "refuse"  # refuse: `pulumi destroy` stops before touching the cluster; release: see CONTRACTS
     ocboot: OcbootSettings | None = None
     kubeadm: KubeadmSettings | None = None
     k3s: K3sSettings | None = None
@@ -468,6 +470,16 @@ def _parse_ssh(c: _Collector, raw: Any) -> SshSettings:
     return SshSettings(user=user, port=_int(c, "ssh.port", spec.get("port"), default=22))
 
 
+def _parse_destroy_mode(c: _Collector, value: Any) -> str:
+    if value is None:
+        return "refuse"
+    if value not in DESTROY_MODES:
+        c.add("destroyMode", value, f"must be one of {', '.join(DESTROY_MODES)} (refuse: `pulumi destroy` stops "
+                                    "before touching the cluster; release: it forgets the cluster and leaves it running)")
+        return "refuse"
+    return str(value)
+
+
 def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
     """Validate the whole stack config; raise ConfigError listing every violation."""
     c = _Collector()
@@ -482,6 +494,7 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
         stack=stack, distribution=distribution, endpoint=endpoint, members=members,
         ssh=_parse_ssh(c, values.get("ssh")), etcd=_parse_etcd(c, values.get("etcd")),
         observe=_bool(c, "observe", values.get("observe"), default=False),
+        destroy_mode=_parse_destroy_mode(c, values.get("destroyMode")),
         ocboot=_parse_ocboot(c, values.get("ocboot")) if distribution == "ocboot" else None,
         kubeadm=_parse_kubeadm(c, values.get("kubeadm")) if distribution == "kubeadm" else None,
         k3s=_parse_k3s(c, values.get("k3s")) if distribution in ("k3s", "ocboot") else None,

@@ -13,7 +13,7 @@ from cpswap.core.facts import EtcdMember, Observation
 from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.quorum import QuorumState, can_remove
 from cpswap.core.recovery import ClaimAction, plan_claim_actions, unobserved_actions
-from cpswap.core.slots import ObjectSpec, SlotResource, slot_commands
+from cpswap.core.slots import CommandSpec, ObjectSpec, SlotResource, slot_commands
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,11 @@ class AppliedMembership:
 
     hosts: tuple[tuple[str, Host], ...]
     source: str
+    destroy_mode: str | None = None  # the destroyMode the last deployment stored (None: not recorded)
 
     @classmethod
-    def of(cls, hosts: dict[str, Host], *, source: str) -> "AppliedMembership":
-        return cls(hosts=tuple(sorted(hosts.items())), source=source)
+    def of(cls, hosts: dict[str, Host], *, source: str, destroy_mode: str | None = None) -> "AppliedMembership":
+        return cls(hosts=tuple(sorted(hosts.items())), source=source, destroy_mode=destroy_mode)
 
     def as_dict(self) -> dict[str, Host]:
         return dict(self.hosts)
@@ -69,6 +70,7 @@ class Step:
     state: QuorumState
     secret_inputs: tuple[str, ...]
     timeout: str
+    deadline_s: int | None = None  # a command ends itself after this (renderers/deadline.py); None: an object
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,9 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
             operation=operation, runs_on=_where(spec, member, vip), kind=spec.kind,
             command=command or (spec.delete if operation == "delete" else spec.create) or "",
             reason=reason or spec.reason, state=state, secret_inputs=_secrets(spec),
-            timeout=spec.delete_timeout if operation == "delete" else spec.create_timeout))
+            timeout=spec.delete_timeout if operation == "delete" else spec.create_timeout,
+            deadline_s=None if not isinstance(spec, CommandSpec) else
+            (spec.delete_deadline if operation == "delete" else spec.create_deadline).seconds))
 
     # what Pulumi replaces: a resource whose triggers change (an in-place rebuild keeps, e.g., the
     # OpenShift Machine, whose triggers are name and IP only)
@@ -266,8 +270,29 @@ def _vip_role(model: StackModel, applied: AppliedMembership, change: Change | No
     return role, warnings
 
 
+def _released(model: StackModel, applied: AppliedMembership, changes: list[Change]) -> list[Violation]:
+    """With ``destroyMode: release`` the leave commands in state only record (a destroy must leave the
+    cluster intact), so no slot may change: a swap would join a new member without removing the old
+    one. The same holds for the run that switches back, whose replacements still delete from the
+    stored, released commands."""
+    if not changes:
+        return []
+    slots = ", ".join(c.slot for c in changes)
+    if model.destroy_mode == "release":
+        return [Violation("destroyMode", "release", f"membership changes ({slots}) are refused while the control "
+                          "plane is released: its leave commands only record; set destroyMode to refuse, run "
+                          "`pulumi up` without a change, then swap")]
+    if applied.destroy_mode == "release":
+        return [Violation("destroyMode", f"release -> {model.destroy_mode}",
+                          f"membership changes ({slots}) are refused in the run that ends the release: the "
+                          "replaced leave commands would run from state, where they only record; run `pulumi up` "
+                          "without a change first")]
+    return []
+
+
 def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Observation) -> Plan:
     changes, refusals = _changes(model, applied)
+    refusals.extend(_released(model, applied, changes))
     unhealthy = _unhealthy(model, applied, observation)
     voters = len(applied.hosts) or len(model.members)
     warnings: list[str] = []

@@ -20,6 +20,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "distribution": model.distribution,
         "endpoint": str(model.endpoint),
         "membership_source": plan.applied.source,
+        "destroy_mode": model.destroy_mode,
         "observed": plan.observed,
         "desired": {m.slot: m.host.as_dict() for m in model.members},
         "applied": {slot: host.as_dict() for slot, host in plan.applied.hosts},
@@ -29,7 +30,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "steps": [{"id": s.id, "slot": s.slot, "action": s.action, "phase": s.phase, "resource": s.resource,
                    "operation": s.operation, "kind": s.kind, "runs_on": s.runs_on.as_dict(), "command": s.command,
                    "reason": s.reason, **s.state.as_dict(), "secret_inputs": list(s.secret_inputs),
-                   "timeout": s.timeout} for s in plan.steps],
+                   "timeout": s.timeout, "deadline_s": s.deadline_s} for s in plan.steps],
         "quorum": {"before": plan.before.as_dict(), "during": plan.during.as_dict(), "after": plan.after.as_dict()},
         "claims": [c.as_dict() for c in plan.claims],
         "vip": plan.vip.as_dict() if plan.vip else None,
@@ -51,6 +52,9 @@ def plan_table(plan: Plan) -> str:
     lines = [f"cpswap plan: stack {model.stack}, {model.distribution}, endpoint {model.endpoint}",
              f"applied membership: {plan.applied.source}; "
              f"{'observed live' if plan.observed else 'NOT observed (offline; health assumed)'}"]
+    lines.append("pulumi destroy: " + ("releases the control plane (forgets it, leaves every member running)"
+                                       if model.destroy_mode == "release" else
+                                       "refused before any command touches the cluster (destroyMode refuse)"))
     if plan.is_noop:
         lines.append("no slot changes: nothing will run (every create detects a healthy member and does nothing)")
     for c in plan.changes:
@@ -69,6 +73,8 @@ def plan_table(plan: Plan) -> str:
         for i, s in enumerate(plan.steps, 1):
             lines.append(f"{i}. {s.id}: {s.reason}")
             lines.append(f"   $ {s.command if len(s.command) < 400 else s.command[:400] + ' ...'}")
+            lines.append(f"   timeout {s.timeout}; " + (f"the command ends itself after {s.deadline_s}s"
+                                                       if s.deadline_s is not None else "awaited by pulumi-kubernetes"))
             if s.secret_inputs:
                 lines.append(f"   secrets (from stack config, never shown): {', '.join(s.secret_inputs)}")
     if plan.vip is not None:

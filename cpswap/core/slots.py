@@ -39,6 +39,7 @@ from cpswap.core.renderers import (render_etcd_leave, render_etcd_verify, render
                                    render_node_verify, render_ocboot_join, render_pvc_recover)
 from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers import openshift as ocp
+from cpswap.core.renderers.deadline import Deadline, deadline_for, render_bounded
 from cpswap.core.renderers.kube import render_kubeadm_endpoint_check
 
 LOCAL_SECRET_ENV = (
@@ -85,6 +86,22 @@ class CommandSpec:
     delete_before_replace: bool = True  # membership resources always leave before they join
     kind: str = "command"
 
+    @property
+    def create_deadline(self) -> Deadline:
+        """Also the update's: the program declares the update timeout equal to the create timeout."""
+        return deadline_for(name=self.name, timeout=self.create_timeout)
+
+    @property
+    def delete_deadline(self) -> Deadline:
+        return deadline_for(name=self.name, timeout=self.delete_timeout)
+
+    def bounded(self) -> "CommandSpec":
+        """The same resource with every command text ending itself at its deadline (renderers/deadline.py)."""
+        def wrap(text: str | None, deadline: Deadline) -> str | None:
+            return None if text is None else render_bounded(name=self.name, text=text, deadline=deadline)
+        return replace(self, create=wrap(self.create, self.create_deadline),
+                       update=wrap(self.update, self.create_deadline), delete=wrap(self.delete, self.delete_deadline))
+
 
 @dataclass(frozen=True)
 class ObjectSpec:
@@ -108,6 +125,7 @@ class ObjectSpec:
     secret_env: tuple[tuple[str, str], ...] = ()
     stdin: str | None = None
     triggers: tuple[str, ...] = ()
+    retain_on_delete: bool = False  # destroyMode release: a destroy leaves the object in place
 
     def spec_dict(self) -> dict[str, object]:
         return json.loads(json.dumps(dict(self.spec)))
@@ -228,7 +246,7 @@ def _openshift(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
             update=_record(replace(member, host=replace(host, rebuild=0)), "Machine unchanged"),
             delete=ocp.render_delete_machine(member=member, openshift=osh),
             triggers=(host.name, host.ip), secret_env=LOCAL_SECRET_ENV[:1],
-            create_timeout="60m", delete_timeout="15m",
+            create_timeout="65m", delete_timeout="17m",  # the executors' own --deadline: 3600 and 900
             reason="recreate the Machine from the old one's spec with a new name, without status and providerID "
                    "(an in-place rebuild keeps the Machine)"),
     ]
@@ -262,7 +280,19 @@ def _keepalived(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
 
 
 def slot_commands(*, model: StackModel, member: Member) -> tuple[SlotResource, ...]:
-    """The resources of one slot, in dependency order."""
+    """The resources of one slot, in dependency order, every command bounded by its own deadline.
+    With ``destroyMode: release`` every delete only records that the member was released."""
+    specs = _slot_resources(model=model, member=member)
+    if model.destroy_mode == "release":
+        specs = tuple(replace(s, delete=_record(member, RELEASED)) if isinstance(s, CommandSpec) and s.delete
+                      else replace(s, retain_on_delete=True) if isinstance(s, ObjectSpec) else s for s in specs)
+    return tuple(s.bounded() if isinstance(s, CommandSpec) else s for s in specs)
+
+
+RELEASED = "released by pulumi destroy (cpswap:destroyMode release): left in the cluster, no longer managed"
+
+
+def _slot_resources(*, model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     triggers = member.host.triggers()
     local = RunsOn("local", "operator")
     if model.distribution == "kubean":
@@ -288,6 +318,31 @@ def slot_commands(*, model: StackModel, member: Member) -> tuple[SlotResource, .
     )
     return (*leave, *_join(model, member), *_keepalived(model, member), *_after(model, member, local))
 
+
+
+DESTROY_GUARD = "control-plane-destroy-guard"
+
+
+def destroy_guard(*, model: StackModel) -> CommandSpec:
+    """The resource `pulumi destroy` deletes first (it depends on every slot resource, so the
+    engine's ScheduleDeletes puts it alone in the first antichain). With ``destroyMode: refuse`` its
+    delete fails without touching anything, and the engine runs none of the deletes it depends on;
+    with ``release`` it records the release (every slot delete then only records too)."""
+    stack = model.stack
+    if model.destroy_mode == "release":
+        delete = f"echo {quote(f'cpswap: stack {stack}: control plane released; every member keeps running')}"
+    else:
+        refusal = (f"cpswap: pulumi destroy refused for stack {stack}: it would remove every control-plane member "
+                   "at once (cpswap:destroyMode is refuse). To stop managing the cluster and leave it running: "
+                   "pulumi config set cpswap:destroyMode release; pulumi up; pulumi destroy. To replace a node, "
+                   "edit its slot instead.")
+        delete = f"echo {quote(refusal)} >&2; exit 1"
+    return CommandSpec(
+        name=DESTROY_GUARD, action="destroy-guard", runs_on=RunsOn("local", "operator"),
+        create=f"echo {quote(f'cpswap: stack {stack}: destroyMode {model.destroy_mode}')}",
+        update=f"echo {quote(f'cpswap: stack {stack}: destroyMode now {model.destroy_mode}')}",
+        delete=delete, triggers=(), create_timeout="2m", delete_timeout="2m",
+        reason="pulumi destroy deletes this first; it refuses, or records a release").bounded()
 
 
 def slots_with_objects(*, model: StackModel, changing: frozenset[str], declared: frozenset[str]) -> frozenset[str]:
@@ -317,7 +372,7 @@ def _after(model: StackModel, member: Member, local: RunsOn) -> tuple[CommandSpe
             name=f"{member.slot}-verify", action="verify", runs_on=local,
             create=_verify_command(model, member),
             update=_record(member, "verified earlier"), delete=None, triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV, create_timeout="20m",
+            secret_env=LOCAL_SECRET_ENV, create_timeout="42m" if model.distribution == "openshift" else "22m",
             reason="the new member must be a started, healthy, caught-up voter and its Node Ready before PVCs move"),
         CommandSpec(
             name=f"{member.slot}-pvcs", action="pvc-recover", runs_on=local,

@@ -109,3 +109,21 @@ def test_changing_slot_set_is_refused():
     plan = plan_swap(model=parse_stack_config(_config(desired), stack="t"),
                      applied=AppliedMembership.of(applied, source="test"), observation=Observation())
     assert any("slots must stay the same" in v.rule and v.value == "+cpx, -cp3" for v in plan.refusals)
+
+
+def test_no_swap_while_released_nor_in_the_run_that_ends_the_release():
+    """destroyMode release stores leave commands that only record: a swap then, or in the run that
+    switches back (whose replaced leaves still run from the stored, released state), would join a
+    member without removing the old one."""
+    applied = _applied(3)
+    swapped = {**applied, "cp1": Host(name="node-new", ip="10.9.0.9")}
+    cases = [("release", None, swapped, "refused while the control plane is released"),
+             ("refuse", "release", swapped, "refused in the run that ends the release"),
+             ("release", "release", applied, None), ("refuse", "release", applied, None),
+             ("refuse", "refuse", swapped, None), ("refuse", None, swapped, None)]
+    for mode, stored, desired, refusal in cases:
+        model = parse_stack_config({**_config(desired), "destroyMode": mode}, stack="t")
+        plan = plan_swap(model=model, applied=AppliedMembership.of(applied, source="test", destroy_mode=stored),
+                         observation=Observation())
+        found = [v.rule for v in plan.refusals if v.field == "destroyMode"]
+        assert (found[0] if found else None) is None if refusal is None else refusal in found[0], (mode, stored, found)

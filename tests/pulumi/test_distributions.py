@@ -82,6 +82,16 @@ def test_kubean_adoption_declares_no_operation_and_every_command_is_dbr(kubean_r
     assert clean.provider.startswith(global_provider.urn)
 
 
+def test_kubean_both_kubernetes_providers_pin_their_cluster_identifier(kubean_runs):
+    """A rotated global kubeconfig must not replace the provider and with it every declared
+    ClusterOperation (pulumi-kubernetes DiffConfig; the twin's kubean scenario rotates it)."""
+    _, adopted, swapped = kubean_runs
+    for rec in (adopted, swapped):
+        ids = {r.name: r.inputs.get("clusterIdentifier") for r in rec.resources if r.type == "pulumi:providers:kubernetes"}
+        assert ids == {"control-plane-k8s": "cpswap-managed-cluster",
+                       "control-plane-k8s-global": "cpswap-kubean-global-cluster"}
+
+
 def test_kubean_swap_declares_the_join_operation_on_the_global_cluster_for_that_slot_only(kubean_runs):
     _, adopted, swapped = kubean_runs
     ops = [r for r in swapped.resources if r.type == OP_TYPE]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cpswap.core.slots import DESTROY_GUARD
 from tests.support.pulumi_mocks import ROOT, TEST_SECRETS, Recording, load_stack_file, run_program
 
 PROD = load_stack_file(ROOT / "Pulumi.prod.yaml")
@@ -50,7 +51,7 @@ def swapped(deployed) -> Recording:
 def test_prod_stack_runs_and_every_command_is_dbr_with_timeouts(deployed):
     _, rec = deployed
     assert rec.error is None
-    commands = rec.commands()
+    commands = [r for r in rec.commands() if r.name != DESTROY_GUARD]
     assert len(commands) == 3 * 5  # etcd-leave, node-leave, join, verify, pvcs per slot (ocboot)
     for r in commands:
         assert r.delete_before_replace, r.name
@@ -66,8 +67,30 @@ def test_resources_are_named_after_their_slot_and_parented(deployed):
     slots = {r.name: r.urn for r in rec.resources if r.type == "cpswap:index:Slot"}
     assert set(slots) == {"cp1", "cp2", "cp3"}
     for r in rec.commands():
+        if r.name == DESTROY_GUARD:
+            continue
         slot = r.name.split("-")[0]
         assert r.parent == slots[slot], r.name
+
+
+def test_destroy_guard_depends_on_every_slot_resource(deployed):
+    """`pulumi destroy` schedules deletes in antichains (pulumi/pulumi ScheduleDeletes): the guard
+    depends on every slot resource, so it is deleted first and alone, and its refusal stops the rest."""
+    _, rec = deployed
+    guard = rec.by_name()[DESTROY_GUARD]
+    slot_resources = {r.urn for r in rec.resources if r.custom and r.parent.endswith(tuple(f"::{s}" for s in PROD["members"]))}
+    assert len(slot_resources) == 3 * 6 and slot_resources <= set(guard.dependencies)
+    assert guard.type == "command:local:Command" and guard.parent.endswith("ControlPlane::control-plane")
+    assert "exit 1" in guard.inputs["delete"] and "pulumi destroy refused" in guard.inputs["delete"]
+    assert rec.outputs["destroyMode"] == "refuse"
+
+
+def test_kubernetes_provider_pins_its_cluster_identifier(deployed):
+    """pulumi-kubernetes DiffConfig: with clusterIdentifier set and unchanged, a kubeconfig change
+    never replaces the provider (nor, with it, every object it manages)."""
+    _, rec = deployed
+    providers = [r for r in rec.resources if r.type == "pulumi:providers:kubernetes"]
+    assert [p.inputs.get("clusterIdentifier") for p in providers] == ["cpswap-managed-cluster"]
 
 
 def test_one_slot_swap_changes_only_that_slot(deployed, swapped):
