@@ -8,12 +8,13 @@ import time
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
 from cpswap.executors import etcd as ex
 from tests.support.pulumi_mocks import run_program
 from tests.support.twin import kubean as kb
 from tests.support.twin.cluster import Twin, digest
+from tests.support.twin.forwarder import Forwarder
 from tests.support.twin.hosts import available
 from tests.support.twin.operator import activated_environ
 from tests.support.twin.replayer import Replayer, Runner
@@ -72,9 +73,9 @@ def test_seed_001_first_node_rebuilt_in_place_then_a_dead_node_replaced(kubean_t
     put_keys(twin, 50)
     before = digest(twin.etcd_connection())
 
-    def up(slots: dict) -> list:
+    def up(slots: dict, secrets: dict | None = None) -> list:
         recording = run_program(config=twin.stack_config(members=slots, distribution="kubean", extra=KUBEAN),
-                                secrets=twin.secrets(), stack="twin", cwd=workdir)
+                                secrets=secrets or twin.secrets(), stack="twin", cwd=workdir)
         assert recording.error is None, recording.error
         steps = replay_up(replayer, workdir, recording)
         return [(s.name, s.op) for s in steps if s.op != "noop"]
@@ -150,4 +151,24 @@ def test_seed_001_first_node_rebuilt_in_place_then_a_dead_node_replaced(kubean_t
     assert operator.errors == []
     assert up(slots) == []  # converged: a re-run runs nothing, the declared join operations stay
     assert "cpswap-cp1-join-kb-1-r1" in operations()
+
+    # the global kubeconfig's server is rotated (a new address in front of the same API): the
+    # providers' clusterIdentifier keeps them, so no declared ClusterOperation is deleted or
+    # re-created (without it pulumi-kubernetes' DiffConfig would replace them all: cluster.yml again)
+    declared, outcomes = operations(), dict(operator.outcomes)
+    url = twin.emulator.url
+    host, port = url.rsplit("/", 1)[1].rsplit(":", 1)
+    with Forwarder(host, int(port), lifetime_s=300) as forwarder:
+        rotated = twin.secrets()["globalKubeconfig"].replace(url, forwarder.url)
+        assert rotated != twin.secrets()["globalKubeconfig"]
+        same = config.new_client_from_config_dict(yaml.safe_load(rotated))
+        try:  # the rotated address reaches the same cluster
+            assert sorted(o["metadata"]["name"] for o in client.CustomObjectsApi(same).list_cluster_custom_object(
+                kb.GROUP, kb.VERSION, kb.OPERATIONS)["items"]) == declared
+        finally:
+            same.close()
+        ran = up(slots, secrets={**twin.secrets(), "globalKubeconfig": rotated})
+    assert ("control-plane-k8s-global", "update") in ran and {op for _, op in ran} == {"update"}, ran
+    assert not any(name.endswith("-join") for name, _ in ran), ran
+    assert operations() == declared and operator.outcomes == outcomes
     print(f"\nseed 001 first-node swap: {first_swap_s:.1f}s")

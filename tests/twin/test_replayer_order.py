@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pulumi_mocks import Recorded
-from tests.support.twin.replayer import Replayer, Runner, StepFailed
+from tests.support.twin.replayer import EngineHang, Replayer, Runner, StepFailed
 
 
 def cmd(name: str, *, create: str, delete: str | None = None, update: str | None = None, triggers=("a",),
@@ -414,3 +414,109 @@ def test_custom_resource_deletes_wait_for_their_delete_timeout(tmp_path):
         with pytest.raises(StepFailed, match=r"delete op .*still present 2s after its delete"):
             r.up([_kube_provider(emu)])
         assert 2 <= time.monotonic() - started < 30
+
+
+def _timed(journal: Path, name: str, seconds: float = 0.6) -> str:
+    return f"echo start-{name} $(date +%s.%N) >> {journal}; sleep {seconds}; echo end-{name} $(date +%s.%N) >> {journal}"
+
+
+def _times(journal: Path) -> dict[str, float]:
+    return {line.split()[0]: float(line.split()[1]) for line in journal.read_text().splitlines()}
+
+
+def test_deletes_run_in_concurrent_antichains_dependents_first(tmp_path, journal):
+    """ScheduleDeletes + ExecuteParallel: three independent chains leave/node are destroyed as
+    {node-1, node-2, node-3} at once, then {leave-1, leave-2, leave-3} at once."""
+    r = Replayer(Runner(cwd=tmp_path))
+    chains = []
+    for i in (1, 2, 3):
+        chains += [cmd(f"leave-{i}", create="true", delete=_timed(journal, f"leave-{i}")),
+                   cmd(f"node-{i}", create="true", delete=_timed(journal, f"node-{i}"), deps=(f"leave-{i}",))]
+    r.up(chains)
+    steps = r.destroy()
+    assert r.state == {} and sorted(s.name for s in steps) == sorted(c.name for c in chains)
+    t = _times(journal)
+    nodes, leaves = [f"node-{i}" for i in (1, 2, 3)], [f"leave-{i}" for i in (1, 2, 3)]
+    assert max(t[f"start-{n}"] for n in nodes) < min(t[f"end-{n}"] for n in nodes), "node deletes not concurrent"
+    assert max(t[f"start-{n}"] for n in leaves) < min(t[f"end-{n}"] for n in leaves), "leave deletes not concurrent"
+    assert max(t[f"end-{n}"] for n in nodes) <= min(t[f"start-{n}"] for n in leaves), "a leave ran before the nodes"
+
+
+def test_a_failed_delete_stops_the_later_antichains_and_keeps_their_state(tmp_path, journal):
+    """A guard that depends on everything is deleted first and alone; its failure (no
+    --continue-on-error) means no other delete runs, and the state keeps every resource."""
+    r = Replayer(Runner(cwd=tmp_path))
+    members = [cmd(f"leave-{i}", create="true", delete=echo(journal, f"delete-{i}")) for i in (1, 2, 3)]
+    guard = cmd("guard", create="true", delete="echo refused >&2; exit 1", deps=("leave-1", "leave-2", "leave-3"))
+    r.up([*members, guard])
+    with pytest.raises(StepFailed, match=r"delete guard on local failed: rc=1: refused"):
+        r.destroy()
+    assert lines(journal) == [] and sorted(r.state) == ["urn:guard", "urn:leave-1", "urn:leave-2", "urn:leave-3"]
+
+
+def test_a_local_command_at_its_declared_timeout_loses_only_its_shell(tmp_path):
+    """pulumi-command local: exec.CommandContext SIGKILLs /bin/sh at the custom timeout and Wait
+    goes on until the output closes: a child holding stdout keeps the step alive; one that never
+    ends is a hang the harness reports, not a step failure."""
+    timed = Recorded(**{**cmd("slow", create="sleep 2 & wait").__dict__, "custom_timeouts": {"create": "0.5s"}})
+    r = Replayer(Runner(cwd=tmp_path, timeout_s=20))
+    started = time.monotonic()
+    with pytest.raises(StepFailed, match=r"rc=-9: .*timeout killed /bin/sh only"):
+        r.up([timed])
+    assert 1.8 < time.monotonic() - started < 10  # the child kept the pipe open for its 2 s
+    hung = Recorded(**{**cmd("hung", create="sleep 60 & wait").__dict__, "custom_timeouts": {"create": "0.5s"}})
+    started = time.monotonic()
+    with pytest.raises(EngineHang, match="harness bound of 2s"):
+        Replayer(Runner(cwd=tmp_path, timeout_s=2)).up([hung])
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(("old", "new", "replaces"), [
+    ({"kubeconfig": "K(a)"}, {"kubeconfig": "K(a)"}, []),
+    ({"kubeconfig": "K(a)"}, {"kubeconfig": "K(b)"}, ["kubeconfig"]),
+    ({"kubeconfig": "K(a)", "clusterIdentifier": "x"}, {"kubeconfig": "K(b)", "clusterIdentifier": "x"}, []),
+    ({"kubeconfig": "K(a)"}, {"kubeconfig": "K(b)", "clusterIdentifier": "x"}, ["kubeconfig"]),  # onboarding
+    ({"kubeconfig": "K(a)", "clusterIdentifier": "x"}, {"kubeconfig": "K(a)", "clusterIdentifier": "y"},
+     ["clusterIdentifier"]),
+    ({"kubeconfig": "K(a)", "clusterIdentifier": "x"}, {"kubeconfig": "K(a)"}, []),  # off-boarding
+    ({"kubeconfig": "K(a)"}, {"kubeconfig": "K(a)", "namespace": "n"}, []),
+    ({"kubeconfig": "K(a)"}, {"kubeconfig": "K(a)", "renderYamlToDirectory": "d"}, ["renderYamlToDirectory"]),
+    ({"kubeconfig": "K(a)+user"}, {"kubeconfig": "K(a)+other-user"}, []),  # same active cluster, new credentials
+])
+def test_kube_provider_replacement_follows_diffconfig(old, new, replaces):
+    from tests.support.twin.replayer import kube_provider_replaces
+
+    def kubeconfig(text: str) -> str:
+        server, _, user = text[2:].partition(")")
+        return (f"apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {{cluster: k, "
+                f"user: u}}\nclusters:\n- name: k\n  cluster: {{server: 'https://{server}:6443'}}\n"
+                f"users:\n- name: u\n  user: {{token: '{user or 't'}'}}\n")
+    assert kube_provider_replaces({**old, "kubeconfig": kubeconfig(old["kubeconfig"])},
+                                  {**new, "kubeconfig": kubeconfig(new["kubeconfig"])}) == replaces
+
+
+@pytest.mark.parametrize("identifier", [None, "cpswap-kubean-global-cluster"])
+def test_a_rotated_kubeconfig_server_replaces_the_providers_objects_unless_the_identifier_pins_it(tmp_path, identifier):
+    from tests.support.kube_emulator import Emulator
+
+    with Emulator() as emu:
+        def provider(server: str) -> Recorded:
+            inputs = {"kubeconfig": emu.kubeconfig_text.replace(emu.url, server)}
+            if identifier:
+                inputs["clusterIdentifier"] = identifier
+            return Recorded(**{**cmd("k8s", create="true").__dict__, "type": "pulumi:providers:kubernetes",
+                               "inputs": inputs, "replace_on_changes": ()})
+        op = Recorded(**{**cmd("op", create="true", deps=("k8s",)).__dict__,
+                         "type": "kubernetes:kubean.io/v1alpha1:ClusterOperation", "provider": "urn:k8s::id",
+                         "inputs": {"apiVersion": "kubean.io/v1alpha1", "kind": "ClusterOperation",
+                                    "metadata": {"name": "join"}, "spec": {"action": "cluster.yml"}},
+                         "replace_on_changes": ()})
+        r = Replayer(Runner(cwd=tmp_path))
+        r.up([provider(emu.url), op])
+        rotated = emu.url.replace("127.0.0.1", "localhost")  # the same API server under another name
+        ran = [(s.name, s.op) for s in r.up([provider(rotated), op])]
+        if identifier:
+            assert ran == [("k8s", "update"), ("op", "noop")]
+        else:
+            assert ran == [("k8s", "replace"), ("op", "replace-delete"), ("op", "create")]
+        assert r.up([provider(rotated), op]) and [s.op for s in r.steps] == ["noop", "noop"]

@@ -356,14 +356,15 @@ class DroppingRunner(Runner):
         super().__init__(cwd=cwd, timeout_s=timeout_s, environ=activated_environ())
         self.host, self.moment, self.cut_at, self._armed = host, moment, None, False
 
-    def run(self, *, kind, inputs, text, extra_env, timeout_s=None):
+    def run(self, *, kind, inputs, text, extra_env, timeout_s=None, declared_s=None):
         self._armed = (self.cut_at is None and kind == "command:remote:Command"
                        and inputs["connection"]["host"] == self.host)
-        return super().run(kind=kind, inputs=inputs, text=text, extra_env=extra_env, timeout_s=timeout_s)
+        return super().run(kind=kind, inputs=inputs, text=text, extra_env=extra_env, timeout_s=timeout_s,
+                           declared_s=declared_s)
 
-    def _spawn(self, argv, *, stdin, env, cwd, timeout_s):
+    def _spawn(self, argv, *, stdin, env, cwd, timeout_s, declared_s=None):
         if not self._armed:
-            return Runner._spawn(argv, stdin=stdin, env=env, cwd=cwd, timeout_s=timeout_s)
+            return super()._spawn(argv, stdin=stdin, env=env, cwd=cwd, timeout_s=timeout_s, declared_s=declared_s)
         import os
         import signal
         import subprocess
@@ -371,7 +372,7 @@ class DroppingRunner(Runner):
                                 text=True, env=env, cwd=cwd, start_new_session=True)
         proc.stdin.write(stdin or "")
         proc.stdin.close()
-        end = time.monotonic() + timeout_s
+        end = time.monotonic() + (timeout_s or self.timeout_s)
         while proc.poll() is None and time.monotonic() < end:
             if self.moment():
                 os.killpg(proc.pid, signal.SIGKILL)

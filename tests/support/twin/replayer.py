@@ -28,8 +28,23 @@ step_executor.go; notes/pulumi_facts.md §1–2):
 - a replacement without it creates first and deletes the old copy at the end;
 - an input change without a replacement is an update: ``update`` if set, else ``create``;
 - no change runs nothing;
-- resources no longer in the program are deleted last, in reverse dependency order of the
-  stored state (registration order reversed breaks ties);
+- resources no longer in the program, and replaced copies, are deleted after the program as
+  ``ScheduleDeletes`` (step_generator.go) schedules them: repeatedly the condemned resources none
+  of whose dependencies (``DependenciesOf``, pkg/resource/graph/dependency_graph.go: dependencies,
+  property dependencies, parent, provider) is still condemned form an antichain; reversed,
+  dependents go first. deployment_executor.go runs each antichain with ``ExecuteParallel`` (here
+  one thread per step) and the next only after it; after a failure (step_executor.go
+  ``cancelDueToError``, no ``--continue-on-error``) the running steps finish and no later
+  antichain starts. ``destroy`` deletes every stored resource the same way;
+- an unchanged resource (``SameStep``, step.go) keeps its outputs and takes the new
+  registration's options (a ``retainOnDelete`` set by an ``up`` holds at the next destroy);
+- a ``pulumi:providers:kubernetes`` whose inputs change is replaced when pulumi-kubernetes'
+  ``DiffConfig`` (KUBERNETES provider/pkg/provider/provider.go, ``getActiveClusterFromConfig`` in
+  util.go) asks for it: ``clusterIdentifier`` updated (not added or removed), ``kubeconfig``/
+  ``context``/``cluster`` changed with a different active cluster, ``renderYamlToDirectory``
+  changed; a set and unchanged ``clusterIdentifier`` clears every replacement. A resource whose
+  provider was replaced is replaced itself (step_generator.go ``providerChanged``), as its own
+  delete-before-replace says, its delete going through the old provider;
 - on a failure it stops like the engine: later steps do not run, and the state keeps what
   succeeded (an old copy whose deferred delete failed stays pending and is deleted by the next
   run), so a re-run converges;
@@ -40,6 +55,12 @@ step_executor.go; notes/pulumi_facts.md §1–2):
 
 Commands (COMMAND provider/pkg/provider/local/commandOutputs.go ``run``, remote/commandOutputs.go
 ``run``, local/commandController.go):
+- timeouts: pulumi-go-provider (at ac69bde08a7f84ee355614eb0b6c848871b37901, which COMMAND pins as
+  v1.5.0) turns the step's custom timeout into a context deadline (middleware/cancel/cancel.go).
+  A local command runs under ``exec.CommandContext``: at the deadline only ``/bin/sh`` is SIGKILLed
+  and the step still waits until its stdout/stderr close. A remote ``session.Run`` takes no context:
+  nothing stops it. A command still running at the runner's harness bound (``Runner.timeout_s``)
+  raises ``EngineHang`` (a real ``pulumi up`` would hang there), not a step failure;
 - ``command:local:Command`` runs ``/bin/sh -c <text>`` in ``Runner.environ`` (the environment the
   Pulumi CLI, and so the provider, runs in: ``cmd.Env = os.Environ()``; no PATH edit) plus the
   resource's ``environment``, plus ``PULUMI_COMMAND_STDOUT``/``PULUMI_COMMAND_STDERR`` only when
@@ -80,9 +101,10 @@ default) sends them (KUBERNETES provider/pkg/await/await.go, provider/pkg/ssa, C
 is refused (an unmodelled case must not pass silently); providers and components are recorded
 as applied without side effects, said in ``Step.note``.
 
-What it does not model: previews and diffs of outputs, parallelism (the engine may run
-independent resources concurrently; this runs them one at a time), refresh, create/update custom
-timeouts (one runner timeout instead), ``dialErrorLimit`` retries, the arrival order of stdout
+What it does not model: previews and diffs of outputs, parallelism of creates and updates (the
+engine may run independent registrations concurrently; this runs them one at a time), refresh,
+``deletedWith`` edges, DiffConfig's computed-kubeconfig case (inputs are known here),
+``--continue-on-error`` and targeted destroys, ``dialErrorLimit`` retries, the arrival order of stdout
 and stderr in a failure's text (stdout first here), ``ignoreChanges``/``aliases``, foreground
 garbage collection of dependents (kmock deletes at once), SSA removal of fields dropped from an
 apply, a create-before-delete replacement of a resource pending replacement, and state
@@ -96,7 +118,9 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -106,6 +130,7 @@ from tests.support.pulumi_mocks import Recorded
 COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
 NODE_PATCH = "kubernetes:core/v1:NodePatch"
 CONFIG_MAP_PATCH = "kubernetes:core/v1:ConfigMapPatch"
+KUBE_PROVIDER = "pulumi:providers:kubernetes"
 PATCH_FORCE = "pulumi.com/patchForce"  # KUBERNETES provider/pkg/metadata/annotations.go
 DEFAULT_DELETE_WAIT_S = 600.0  # KUBERNETES await.Deletion: 10 minutes unless customTimeouts.delete
 SECRET_KEY_WORDS = re.compile(r"token|key|pass|secret|cert", re.IGNORECASE)
@@ -145,6 +170,7 @@ class Stored:
     secret_paths: tuple[str, ...] = ()
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     pending_replacement: bool = False  # deleted by a delete-before-replace whose create has not succeeded
+    parent: str = ""
 
 
 @dataclass(frozen=True)
@@ -160,6 +186,17 @@ class StepFailed(Exception):
     def __init__(self, step: Step, detail: str) -> None:
         super().__init__(f"{step.op} {step.name} on {step.host} failed: {detail}")
         self.step = step
+
+
+class EngineHang(Exception):
+    """A command was still running at the harness bound, which the provider would not have stopped
+    (a remote session has no deadline; a local one waits for every child holding its output): a
+    real `pulumi up` would hang here. Carries what the command printed so far."""
+
+    def __init__(self, argv: list[str], bound_s: float, out: str, err: str) -> None:
+        super().__init__(f"still running after the harness bound of {bound_s:.0f}s, which the provider would "
+                         f"not have stopped (a real `pulumi up` hangs here): {argv[-1][:300]!r}")
+        self.out, self.err = out, err
 
 
 class SecretInOutput(AssertionError):
@@ -215,10 +252,13 @@ class Runner:
     environ: Mapping[str, str] | None = None
 
     def run(self, *, kind: str, inputs: dict[str, Any], text: str, extra_env: dict[str, str],
-            timeout_s: float | None = None) -> tuple[int, str, str]:
-        """Run one command; on ``timeout_s`` its whole process group is killed (rc -9), which is
-        also how tests cut an SSH connection or interrupt a step. ``extra_env`` holds the previous
-        outputs' PULUMI_COMMAND_* variables (local commands only, see the module docstring)."""
+            timeout_s: float | None = None, declared_s: float | None = None) -> tuple[int, str, str]:
+        """Run one command. ``declared_s`` is the step's custom timeout: a local command's
+        ``/bin/sh`` alone is then SIGKILLed; a remote command ignores it (module docstring).
+        ``timeout_s`` is fault injection: the whole process group is killed then (rc -9), as when
+        a test cuts an SSH connection or interrupts a step. A command still running at
+        ``self.timeout_s`` raises ``EngineHang``. ``extra_env`` holds the previous outputs'
+        PULUMI_COMMAND_* variables (local commands only, see the module docstring)."""
         stdin = inputs.get("stdin")
         if kind == "command:remote:Command" and inputs.get("environment"):
             raise ValueError("remote.Command environment is not modelled by the twin's replayer "
@@ -227,7 +267,7 @@ class Runner:
             argv = ["/bin/sh", "-c", text]
             base = os.environ if self.environ is None else self.environ
             env = {**base, **(inputs.get("environment") or {}), **extra_env}
-            return self._spawn(argv, stdin=stdin, env=env, cwd=self.cwd, timeout_s=timeout_s or self.timeout_s)
+            return self._spawn(argv, stdin=stdin, env=env, cwd=self.cwd, timeout_s=timeout_s, declared_s=declared_s)
         conn = inputs["connection"]
         with tempfile.NamedTemporaryFile("w", delete=False, prefix="twin-key-") as handle:
             handle.write(conn["privateKey"])
@@ -237,22 +277,34 @@ class Runner:
                     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                     "-o", f"ConnectTimeout={int(conn.get('perDialTimeout', 5))}",
                     f"{conn.get('user', 'root')}@{conn['host']}", text]
-            return self._spawn(argv, stdin=stdin, env=None, cwd=None, timeout_s=timeout_s or self.timeout_s)
+            return self._spawn(argv, stdin=stdin, env=None, cwd=None, timeout_s=timeout_s, declared_s=None)
         finally:
             os.unlink(handle.name)
 
-    @staticmethod
-    def _spawn(argv: list[str], *, stdin: str | None, env: dict[str, str] | None, cwd: Path | None,
-               timeout_s: float) -> tuple[int, str, str]:
+    def _spawn(self, argv: list[str], *, stdin: str | None, env: dict[str, str] | None, cwd: Path | None,
+               timeout_s: float | None, declared_s: float | None = None) -> tuple[int, str, str]:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env, cwd=cwd, start_new_session=True)
-        try:
-            out, err = proc.communicate(stdin, timeout=timeout_s)
-            return proc.returncode, out, err
-        except subprocess.TimeoutExpired:
+        started = time.monotonic()
+        events = sorted((at, what) for at, what in ((timeout_s, "interrupt"), (declared_s, "declared"),
+                                                     (self.timeout_s, "harness")) if at is not None)
+        note = ""
+        for at, what in events:
+            try:
+                out, err = proc.communicate(stdin, timeout=max(0.0, started + at - time.monotonic()))
+                return proc.returncode, out, err + note
+            except subprocess.TimeoutExpired:
+                pass
+            if what == "declared":  # exec.CommandContext: Process.Kill() of /bin/sh alone; Wait goes on
+                os.kill(proc.pid, signal.SIGKILL)
+                note = f"\n(the provider's {at:.1f}s timeout killed /bin/sh only)"
+                continue
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            return -9, out, err + f"\n(killed after {timeout_s:.1f}s)"
+            if what == "interrupt":
+                return -9, out, err + f"\n(killed after {at:.1f}s)"
+            raise EngineHang(argv, at, out, err)
+        raise AssertionError("the harness bound always ends the loop")
 
 
 def _exit_error(kind: str, rc: int) -> str:
@@ -297,6 +349,65 @@ def _deps(r: Recorded | Stored) -> tuple[str, ...]:
     return (*r.dependencies, *extra)
 
 
+def _active_cluster(inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """getActiveClusterFromConfig (KUBERNETES provider/pkg/provider/util.go): the cluster entry of
+    the current context, the ``context``/``cluster`` inputs overriding; None when not found."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(inputs.get("kubeconfig") or "") or {}
+    except yaml.YAMLError:
+        return None
+    if not isinstance(config, dict) or not config.get("clusters"):
+        return None
+    contexts = {c.get("name"): c.get("context") or {} for c in config.get("contexts") or []}
+    clusters = {c.get("name"): c.get("cluster") for c in config.get("clusters") or []}
+    context = contexts.get(inputs.get("context") or config.get("current-context"))
+    if context is None:
+        return None
+    return clusters.get(inputs.get("cluster") or context.get("cluster"))
+
+
+def kube_provider_replaces(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys for which pulumi-kubernetes' ``DiffConfig`` replaces the provider (module docstring)."""
+    if old == new:
+        return []
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    replaces = ["clusterIdentifier"] if ("clusterIdentifier" in changed and "clusterIdentifier" in old
+                                         and "clusterIdentifier" in new) else []
+    if "renderYamlToDirectory" in changed:
+        replaces.append("renderYamlToDirectory")
+    before, after = _active_cluster(old), _active_cluster(new)
+    if before is not None and after is not None and before != after:
+        replaces += [k for k in ("kubeconfig", "context", "cluster") if k in changed]
+    if new.get("clusterIdentifier") is not None and old.get("clusterIdentifier") == new.get("clusterIdentifier"):
+        return []
+    return replaces
+
+
+def _provider_urn(reference: str) -> str:
+    return reference.rsplit("::", 1)[0] if reference else ""
+
+
+def schedule_deletes(condemned: dict[str, Stored]) -> list[list[str]]:
+    """ScheduleDeletes (module docstring). Keys are URNs, ``urn#old<i>`` for a replaced copy that
+    shares its URN with the live resource."""
+    by_urn: dict[str, set[str]] = {}
+    for key in condemned:
+        by_urn.setdefault(key.split("#", 1)[0], set()).add(key)
+    remaining, antichains = set(condemned), []
+    while remaining:
+        chain = sorted(k for k in remaining
+                       if not any(by_urn.get(d, set()) & remaining - {k}
+                                  for d in (*_deps(condemned[k]), condemned[k].parent,
+                                            _provider_urn(condemned[k].provider)) if d))
+        if not chain:
+            raise ValueError(f"dependency cycle among deletes: {sorted(remaining)}")
+        remaining -= set(chain)
+        antichains.append(chain)
+    return antichains[::-1]
+
+
 def _stored_order(state: dict[str, Stored]) -> list[str]:
     """Stored URNs in dependency order (stored order breaks ties); deletes walk it reversed."""
     done: set[str] = set()
@@ -334,6 +445,21 @@ def _order(resources: list[Recorded]) -> list[Recorded]:
     return ordered
 
 
+def _stored(r: Recorded, outputs: dict[str, Any]) -> Stored:
+    """The state a registration leaves: its inputs and options, with ``outputs``."""
+    return Stored(type=r.type, name=r.name, inputs=r.inputs, outputs=outputs, dependencies=r.dependencies,
+                  delete_before_replace=r.delete_before_replace, replace_on_changes=r.replace_on_changes,
+                  provider=r.provider, retain_on_delete=r.retain_on_delete,
+                  property_dependencies=dict(r.property_dependencies), secret_paths=r.secret_paths,
+                  custom_timeouts=dict(r.custom_timeouts), parent=r.parent)
+
+
+def _with_provider_first(resources: list[Recorded]) -> list[Recorded]:
+    """A resource depends on its provider (DependenciesOf), which is therefore registered first."""
+    return [Recorded(**{**r.__dict__, "dependencies": (*r.dependencies, _provider_urn(r.provider))})
+            if r.provider and _provider_urn(r.provider) not in r.dependencies else r for r in resources]
+
+
 @dataclass
 class Replayer:
     runner: Runner
@@ -342,19 +468,23 @@ class Replayer:
     before_step: Callable[[Step], None] = lambda step: None
     step_timeout: Callable[[Step], float | None] = lambda step: None  # fault injection: cut a step short
     durations: list[tuple[Step, float]] = field(default_factory=list)
+    timeline: list[tuple[Step, float, float]] = field(default_factory=list)  # (step, started, ended), monotonic
     pending_deletes: list[tuple[str, Stored]] = field(default_factory=list)  # replaced copies not yet deleted
+    retired_providers: dict[str, Stored] = field(default_factory=dict)  # replaced providers, for old deletes
     outputs: dict[str, Any] = field(default_factory=dict)  # the stack outputs, as `pulumi stack output` shows
     # server-side apply: (kind, namespace, name) -> {field path: value} applied by that patch resource
     applied_fields: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _host(self, kind: str, inputs: dict[str, Any]) -> str:
         return inputs["connection"]["host"] if kind == "command:remote:Command" else "local"
 
-    def _kube(self, provider: str) -> Any:
+    def _kube(self, provider: str, *, old: bool = False) -> Any:
         import yaml
         from kubernetes import config
 
-        stored = self.state.get(provider.rsplit("::", 1)[0])
+        urn = _provider_urn(provider)
+        stored = self.retired_providers.get(urn) if old and urn in self.retired_providers else self.state.get(urn)
         if stored is None or not stored.inputs.get("kubeconfig"):
             raise ValueError(f"a Kubernetes object needs its provider's kubeconfig in state; provider {provider!r} "
                              "has none")
@@ -417,7 +547,7 @@ class Replayer:
         from kubernetes.client.exceptions import ApiException
 
         metadata = inputs.get("metadata") or {}
-        api_client = self._kube(provider)
+        api_client = self._kube(provider, old=op == "delete")
         try:
             if kind in (NODE_PATCH, CONFIG_MAP_PATCH):
                 if op == "delete":
@@ -484,7 +614,8 @@ class Replayer:
               timeouts: dict[str, str] | None = None) -> tuple[str, str] | None:
         """Run one step; None when the provider ran no command (its outputs stay as they were)."""
         self.before_step(step)
-        self.steps.append(step)
+        with self._lock:
+            self.steps.append(step)
         if is_kube_object(kind):
             try:
                 self._apply_object(kind, inputs, provider, "delete" if "delete" in step.op else step.op,
@@ -495,19 +626,26 @@ class Replayer:
         if not text or kind not in COMMAND_TYPES:
             return None
         started = time.monotonic()
+        operation = "delete" if "delete" in step.op else "create" if step.op == "create" else "update"
+        declared = (timeouts or {}).get(operation)
         rc, out, err = self.runner.run(kind=kind, inputs=inputs, text=text,
                                        extra_env=env if kind == "command:local:Command" else {},
-                                       timeout_s=self.step_timeout(step))
-        self.durations.append((step, time.monotonic() - started))
+                                       timeout_s=self.step_timeout(step),
+                                       declared_s=go_duration_s(declared) if declared else None)
+        ended = time.monotonic()
         self._check_secrets(step, inputs, secret_paths, out, err)
         # what the provider streams to the CLI log depends on `logging` (COMMAND local/logging.go)
         logging = str(inputs.get("logging") or "stdoutAndStderr").lower()
         shown = {"none": "", "stdout": out, "stderr": err}.get(logging, out + err)
-        self.runner.log.append(f"{step.op} {step.name} @{step.host} rc={rc}\n{shown[-4000:]}")
+        with self._lock:
+            self.durations.append((step, ended - started))
+            self.timeline.append((step, started, ended))
+            self.runner.log.append(f"{step.op} {step.name} @{step.host} rc={rc}\n{shown[-4000:]}")
         if rc != 0:
             # COMMAND commandOutputs.go: fmt.Errorf("%w: running %q:\n%s", err, command, stdouterrbuf)
             error = f"{_exit_error(kind, rc)}: running {go_quote(text)}:\n{out}{err}"
-            self.runner.log.append(f"error: {error}")
+            with self._lock:
+                self.runner.log.append(f"error: {error}")
             raise StepFailed(step, f"rc={rc}: {error}")
         return out, err
 
@@ -548,12 +686,7 @@ class Replayer:
         # pulumi-command stores stdout/stderr with one trailing newline trimmed; no command: outputs kept
         outputs = ({"stdout": ran[0].removesuffix("\n"), "stderr": ran[1].removesuffix("\n")} if ran is not None
                    else dict(previous) or {"stdout": "", "stderr": ""})
-        self.state[r.urn] = Stored(type=r.type, name=r.name, inputs=r.inputs, outputs=outputs,
-                                   dependencies=r.dependencies, delete_before_replace=r.delete_before_replace,
-                                   replace_on_changes=r.replace_on_changes, provider=r.provider,
-                                   retain_on_delete=r.retain_on_delete,
-                                   property_dependencies=dict(r.property_dependencies),
-                                   secret_paths=r.secret_paths, custom_timeouts=dict(r.custom_timeouts))
+        self.state[r.urn] = _stored(r, outputs)
 
     def _dependent_replacements(self, root: str) -> list[str]:
         """Stored resources that must be deleted before ``root``'s delete-before-replace delete,
@@ -593,18 +726,29 @@ class Replayer:
             self.outputs = dict(outputs)
         return self.steps
 
+    def _replaces(self, r: Recorded, old: Stored, replaced_providers: set[str]) -> bool:
+        if old.type != r.type:
+            return False
+        if r.type == KUBE_PROVIDER:
+            return bool(kube_provider_replaces(old.inputs, r.inputs))
+        return (old.pending_replacement or _differs_on(r.replace_on_changes, old.inputs, r.inputs)
+                or _provider_replaces(r.type, old.inputs, r.inputs) or _provider_urn(r.provider) in replaced_providers)
+
     def _up(self, resources: list[Recorded]) -> None:
         custom = [r for r in resources if r.custom]
         present = {r.urn for r in custom}
-        for r in _order(custom):
+        replaced_providers: set[str] = set()
+        for r in _order(_with_provider_first(custom)):
             r = Recorded(**{**r.__dict__, "inputs": self._resolve(r.inputs)})
             old = self.state.get(r.urn)
             if old is None:
                 self._create(r)
-            elif old.type == r.type and (old.pending_replacement
-                                         or _differs_on(r.replace_on_changes, old.inputs, r.inputs)
-                                         or _provider_replaces(r.type, old.inputs, r.inputs)):
-                if r.delete_before_replace or old.pending_replacement:
+            elif self._replaces(r, old, replaced_providers):
+                if r.type == KUBE_PROVIDER:  # a provider is replaced create-before-delete; its delete does nothing
+                    replaced_providers.add(r.urn)
+                    self.retired_providers[r.urn] = old
+                    self._create(r, op="replace")
+                elif r.delete_before_replace or old.pending_replacement:
                     self._delete_before_replace(r.urn, old)
                     self._create(r)
                 else:
@@ -612,22 +756,51 @@ class Replayer:
                     self.pending_deletes.append((r.urn, old))
             elif old.inputs != r.inputs:
                 self._create(r, op="update", old=old)
-            else:
+            else:  # SameStep (ENGINE step.go): the new registration's options, the old outputs
                 self.steps.append(Step(r.urn, r.name, "noop", self._host(r.type, r.inputs)))
-        # deferred deletes of replaced copies and of removed resources: last, reverse dependency order
-        removed = [u for u in reversed(_stored_order(self.state)) if u not in present]
-        while self.pending_deletes:
-            urn, old = self.pending_deletes[-1]
-            self._delete(urn, old, "replace-delete")
-            self.pending_deletes.pop()
-        for urn in removed:
-            stored = self.state[urn]
-            if stored.pending_replacement:  # ENGINE NewRemovePendingReplaceStep: already deleted
-                self.steps.append(Step(urn, stored.name, "remove-pending-replace", self._host(stored.type,
-                                                                                               stored.inputs)))
+                self.state[r.urn] = _stored(r, old.outputs)
+        # deferred deletes of replaced copies and of removed resources, as ScheduleDeletes schedules them
+        self._delete_all_but(present)
+        self.retired_providers.clear()
+
+    def destroy(self) -> list[Step]:
+        """One `pulumi destroy`: every stored resource (and pending replaced copy) deleted from state in
+        the engine's concurrent antichains; the stack outputs go too. Raises the first failure,
+        keeping what was not deleted."""
+        self.steps = []
+        self._delete_all_but(set())
+        self.outputs = {}
+        return self.steps
+
+    def _delete_all_but(self, present: set[str]) -> None:
+        """Delete the pending replaced copies and every stored resource not in ``present``; one
+        already deleted by a delete-before-replace is dropped without a provider delete (ENGINE
+        NewRemovePendingReplaceStep)."""
+        for urn in [u for u, stored in self.state.items() if u not in present and stored.pending_replacement]:
+            stored = self.state.pop(urn)
+            self.steps.append(Step(urn, stored.name, "remove-pending-replace", self._host(stored.type, stored.inputs)))
+        condemned = {f"{urn}#old{i}": (old, "replace-delete") for i, (urn, old) in enumerate(self.pending_deletes)}
+        condemned.update({urn: (stored, "delete") for urn, stored in self.state.items() if urn not in present})
+
+        def deleted(key: str) -> None:
+            if "#old" in key:
+                self.pending_deletes.remove((key.split("#", 1)[0], condemned[key][0]))
             else:
-                self._delete(urn, stored, "delete")
-            del self.state[urn]
+                del self.state[key]
+        self._run_deletes(condemned, deleted)
+
+    def _run_deletes(self, condemned: dict[str, tuple[Stored, str]], on_deleted: Callable[[str], None]) -> None:
+        """Antichains from ``schedule_deletes``, each run concurrently; after a failure the running
+        steps finish and no later antichain starts (module docstring)."""
+        for antichain in schedule_deletes({key: stored for key, (stored, _) in condemned.items()}):
+            with ThreadPoolExecutor(max_workers=len(antichain), thread_name_prefix="delete") as pool:
+                futures = {pool.submit(self._delete, key.split("#", 1)[0], *condemned[key]): key for key in antichain}
+            failures = [future.exception() for future in futures if future.exception() is not None]
+            for future, key in futures.items():
+                if future.exception() is None:
+                    on_deleted(key)
+            if failures:
+                raise failures[0]
 
     def commands_run(self) -> list[Step]:
         return [s for s in self.steps if s.op not in ("noop", "remove-pending-replace")]
