@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 from cpswap.core.inputs import IMAGE
 from cpswap.core.model import StackModel
 from cpswap.core.quorum import quorum
-from cpswap.core.slots import ObjectSpec, slot_commands
+from cpswap.core.slots import ObjectSpec, destroy_guard, slot_commands
 
 PLAN_RESOURCE_TYPE = "cpswap:index:ControlPlane"
 COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
@@ -365,10 +365,11 @@ def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
 
 def declared_views(*, model: StackModel, object_slots: frozenset[str] | None = None) -> list[ResourceView]:
     """The views of every command and ClusterOperation the components register for ``model``
-    (objects only for ``object_slots``; None: every slot's), in registration order."""
-    return [view for m in model.members for view in views_from_specs(
+    (objects only for ``object_slots``; None: every slot's), and the destroy guard, in registration order."""
+    return [*(view for m in model.members for view in views_from_specs(
         [s for s in slot_commands(model=model, member=m)
-         if not isinstance(s, ObjectSpec) or object_slots is None or m.slot in object_slots])]
+         if not isinstance(s, ObjectSpec) or object_slots is None or m.slot in object_slots])),
+        *views_from_specs([destroy_guard(model=model)])]
 
 
 def view_to_input(view: ResourceView) -> dict[str, Any]:
