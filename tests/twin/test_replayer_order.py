@@ -520,3 +520,16 @@ def test_a_rotated_kubeconfig_server_replaces_the_providers_objects_unless_the_i
         else:
             assert ran == [("k8s", "replace"), ("op", "replace-delete"), ("op", "create")]
         assert r.up([provider(rotated), op]) and [s.op for s in r.steps] == ["noop", "noop"]
+
+
+def test_an_unchanged_resource_keeps_its_outputs_and_takes_the_new_options(tmp_path, journal):
+    """SameStep (pulumi pkg/resource/deploy/step.go): the new registration's options, the old ID
+    and outputs. A retainOnDelete set without an input change holds for the next destroy."""
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up([cmd("m", create="echo out", delete=echo(journal, "deleted"))])
+    retained = Recorded(**{**cmd("m", create="echo out", delete=echo(journal, "deleted")).__dict__,
+                           "retain_on_delete": True})
+    assert [s.op for s in r.up([retained])] == ["noop"]
+    assert r.state["urn:m"].retain_on_delete and r.state["urn:m"].outputs["stdout"] == "out"
+    r.destroy()
+    assert lines(journal) == [] and r.state == {}
