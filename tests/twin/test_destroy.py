@@ -7,6 +7,7 @@ cluster is left as it was. One plain-k3s twin serves both, and the hung remote c
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -70,7 +71,7 @@ def test_destroy_refuses_without_the_opt_in_and_releases_with_it(tmp_path):
         stored = sorted(replayer.state)
 
         # 1. no opt-in: the guard is deleted first and alone, refuses, and no other delete runs
-        with pytest.raises(StepFailed, match=rf"delete {DESTROY_GUARD} on local failed: rc=1: .*pulumi destroy "
+        with pytest.raises(StepFailed, match=rf"(?s)delete {DESTROY_GUARD} on local failed: rc=1: .*pulumi destroy "
                                              r"refused for stack twin.*destroyMode release"):
             replayer.destroy()
         assert [(s.name, s.op) for s in replayer.steps] == [(DESTROY_GUARD, "delete")]
@@ -111,7 +112,7 @@ def test_destroy_refuses_without_the_opt_in_and_releases_with_it(tmp_path):
         with pytest.raises(StepFailed, match=r"(?s)rc=124: .*cpswap: hang-bounded: stopped at its deadline of 3s") as stopped:
             Replayer(Runner(cwd=workdir, timeout_s=60)).up([bounded])
         assert 2.5 < time.monotonic() - started < 30
-        shell, sleeper = (int(x) for x in str(stopped.value).split("rc=124: ", 1)[1].split()[:2])
+        shell, sleeper = (int(x) for x in re.findall(r"^(\d+)$", str(stopped.value), re.M)[:2])
         end = time.monotonic() + 10
         while _alive(sleeper) or _alive(shell):
             assert time.monotonic() < end, "the bounded command's process group outlived its deadline"
