@@ -9,8 +9,8 @@ import time
 import pytest
 
 from cpswap.core.model import parse_stack_config
-from cpswap.core.renderers.deadline import (KILL_AFTER_S, MARGIN_S, Deadline, deadline_for, foreground_daemon,
-                                            parse_duration, render_bounded)
+from cpswap.core.renderers.deadline import (KILL_AFTER_S, MARGIN_S, Deadline, bounded_work, deadline_for,
+                                            foreground_daemon, parse_duration, render_bounded)
 from cpswap.core.slots import CommandSpec, destroy_guard, slot_commands
 from cpswap.stackfiles import load_model
 from tests.pulumi.test_distributions import KUBEADM_VIP, KUBEAN, MEMBERS, OPENSHIFT
@@ -88,6 +88,12 @@ def test_every_command_bounds_itself_with_a_deadline_inside_its_timeout():
             inner = sum(int(d) for d in re.findall(r"--deadline (\d+)", text))
             assert inner <= deadline, (name, spec.name, op, inner, deadline)
     assert seen > 60
+
+
+@pytest.mark.parametrize("work", ["echo \"it's\" $X", "set -e; IFS= read -r T; printf '%s' \"$T\" | x", ""])
+def test_bounded_work_is_the_inverse_of_render_bounded(work):
+    assert bounded_work(render_bounded(name="n", text=work, deadline=Deadline(seconds=9))) == work
+    assert bounded_work(work) == work
 
 
 def test_no_step_runs_a_daemon_in_the_foreground():

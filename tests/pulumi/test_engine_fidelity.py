@@ -14,6 +14,7 @@ import re
 import pytest
 
 import cpswap
+from cpswap.core.renderers.deadline import bounded_work
 from cpswap.core.slots import DESTROY_GUARD
 import tests.pulumi.test_distributions as dist
 from tests.support.pulumi_mocks import ROOT, load_stack_file
@@ -100,7 +101,7 @@ READ_VARS = re.compile(r"\bread\s+(?:-[a-z]+\s+)*([A-Za-z_][A-Za-z0-9_ ]*)")
 
 
 def _secret_vars(r) -> set[str]:
-    text = r.inputs.get("create") or ""
+    text = bounded_work(r.inputs.get("create") or "")
     names = {key.split(".", 1)[1] for key in r.secret_paths if key.startswith("environment.")}
     if "stdin" in r.secret_paths:
         read = {n for m in READ_VARS.finditer(text) for n in m.group(1).split()}
@@ -152,7 +153,7 @@ def print_risks(r) -> list[str]:
         return risks
     secret = _secret_vars(r)
     for field in ("create", "update", "delete"):
-        text = r.inputs.get(field) or ""
+        text = bounded_work(r.inputs.get(field) or "")  # the deadline wrapper prints only its stop notice, on stderr
         statements = _shell_statements(text)
         if re.search(r"\bset\s+-[a-z]*x|\bxtrace\b|\b(ba)?sh\s+-x\b", text):
             risks.append(f"{field}: shell tracing prints every expanded value")

@@ -73,6 +73,14 @@ def render_bounded(*, name: str, text: str, deadline: Deadline) -> str:
             f"|| rc=$?; case $rc in 124|137) echo {said} >&2;; esac; exit $rc")
 
 
+def bounded_work(text: str) -> str:
+    """The work a ``render_bounded`` text runs (the ``sh -c`` argument); any other text as it is."""
+    if not text.startswith("rc=0; timeout --kill-after="):
+        return text
+    words = shlex.split(text.split(" || rc=$?;", 1)[0])
+    return words[words.index("-c") + 1] if "-c" in words[:-1] else text
+
+
 # Binaries that serve until stopped, with the arguments that make them do so. ``None``: any call.
 DAEMONS: dict[str, tuple[str, ...] | None] = {
     "k3s": ("server", "agent"),
