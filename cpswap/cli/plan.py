@@ -43,6 +43,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="text (default), json (same as --json) or markdown (GitHub/GitLab: pull-request "
                              "comments and CI job summaries)")
+    parser.add_argument("--wide", action="store_true", help="text: print every command in full (not cut at 400 "
+                                                             "characters)")
     parser.set_defaults(func=run)
 
 
@@ -79,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
     elif chosen == "markdown":
         sys.stdout.write(render_markdown(document=plan_document(plan)))
     else:
-        print(plan_table(plan))
+        print(plan_table(plan, wide=args.wide))
     return 1 if plan.refusals else 0

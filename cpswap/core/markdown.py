@@ -4,8 +4,9 @@ Input is the plan document (``cpswap.plan/v1``, docs/CONTRACTS.md), so a saved
 ``cpswap plan --json`` renders the same as a live plan. Order, top to bottom: a refusal's message
 (the reviewer must see it first), the warnings, the swap, the quorum table, a mermaid chart of
 voters, healthy voters and fault tolerance across the steps (both GitHub and GitLab render
-``xychart-beta``), the steps table with each full command collapsed under ``<details>``, the VIP
-and the claims to recover. Every value taken from the document is escaped for where it lands
+``xychart-beta``), the steps table with each full command collapsed under ``<details>``, every
+member with its role and steps, the safety facts (point of no return, worst case, the window with no
+fault tolerance, the snapshot and its restore command), the VIP and the claims to recover. Every value taken from the document is escaped for where it lands
 (table cell, HTML, fenced code), so a node name or a command cannot break the layout.
 """
 from __future__ import annotations
@@ -126,6 +127,38 @@ def _claims(*, claims: Sequence[Mapping[str, Any]]) -> list[str]:
                            c.get("data_class"), c.get("policy")] for c in claims])]
 
 
+def _safety(*, safety: Mapping[str, Any]) -> list[str]:
+    """Every member and its role, the point of no return, the worst case, the window with no fault
+    tolerance, and the snapshot with its restore command (``cpswap.core.safety``)."""
+    out = ["### Members and where each step runs", ""]
+    out += _table(headers=["slot", "host", "ip", "role", "etcd", "VIP", "steps run here"],
+                  rows=[[m.get("slot"), m.get("name"), m.get("ip"), m.get("role"), m.get("etcd"),
+                         "; ".join(m.get("vip", [])) or "-", ", ".join(m.get("steps", [])) or "-"]
+                        for m in safety.get("members", [])])
+    if safety.get("elsewhere"):
+        out += ["", "Other steps: " + "; ".join(f"{_cell(e.get('id'))} on {_cell(e.get('where'))}"
+                                               for e in safety["elsewhere"])]
+    out += ["", "### Safety", ""]
+    point = safety.get("point_of_no_return")
+    if point:
+        out.append(f"- **Point of no return**: {_cell(point.get('step'))}: {_cell(point.get('why'))}. Safe to stop "
+                   f"before it: {_cell(', '.join(point.get('before_it', [])) or 'nothing runs before it')}.")
+    out.append(f"- **Worst-case duration**: {_cell(safety.get('worst_case'))} (the sum of the step deadlines).")
+    window = safety.get("no_tolerance_window")
+    if window:
+        out.append(f"- **No fault tolerance** from {_cell(window.get('from'))} to {_cell(window.get('to'))} "
+                   f"(tolerance {_cell(window.get('tolerance'))}): if another member fails inside it, "
+                   f"{_cell(window.get('if_another_fails'))}.")
+    else:
+        out.append("- Fault tolerance stays at 1 or more through every step.")
+    snap = safety.get("snapshot")
+    if snap:
+        out.append(f"- **Snapshot**: {_cell(snap.get('file'))} ({_cell(snap.get('taken_by'))}). Restore on "
+                   f"{_cell(snap.get('restore_on'))}:")
+        out += ["", *_fenced(text=str(snap.get("restore", "")), language="sh")]
+    return out
+
+
 def render_markdown(*, document: Document) -> str:
     """The whole comment/summary body for one plan document."""
     out: list[str] = []
@@ -162,6 +195,8 @@ def render_markdown(*, document: Document) -> str:
                         for label in ("before", "during", "after") for q in (quorum.get(label, {}),)])
     if document.get("steps"):
         out += ["", *_chart(document=document), "", *_steps(document=document)]
+    if document.get("safety") and document.get("changes"):
+        out += ["", *_safety(safety=document["safety"])]
     if document.get("vip"):
         out += ["", *_vip(vip=document["vip"])]
     if document.get("claims"):

@@ -107,6 +107,7 @@ class Plan:
     refusals: tuple[Violation, ...] = field(default=())
     vip: VipRole | None = None
     live: tuple[EtcdMember, ...] = ()  # etcd's member list when observed (the health check compares it)
+    leader_id: int | None = None  # etcd's leader when observed
 
     @property
     def is_noop(self) -> bool:
@@ -346,4 +347,5 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
     return Plan(model=model, applied=applied, observed=observed, changes=tuple(changes), unhealthy=unhealthy,
                 steps=steps, before=before, during=during, after=after, claims=claims,
                 warnings=tuple(warnings), refusals=tuple(refusals), vip=vip_role,
-                live=observation.etcd.members if observed and observation.etcd is not None else ())
+                live=observation.etcd.members if observed and observation.etcd is not None else (),
+                leader_id=observation.etcd.leader_id if observed and observation.etcd is not None else None)

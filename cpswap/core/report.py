@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from cpswap.core.planner import Plan
+from cpswap.core.safety import human, safety_section
 
 SCHEMA = "cpswap.plan/v1"
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
     model = plan.model
-    return {
+    document = {
         "schema": SCHEMA,
         "stack": model.stack,
         "distribution": model.distribution,
@@ -36,9 +37,12 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "vip": plan.vip.as_dict() if plan.vip else None,
         "warnings": list(plan.warnings),
         "refusals": [{"field": v.field, "value": v.value, "rule": v.rule} for v in plan.refusals],
-        "live": [{"name": m.name, "ip": m.ip, "learner": m.is_learner, "healthy": m.healthy} for m in plan.live]
+        "live": [{"name": m.name, "ip": m.ip, "learner": m.is_learner, "healthy": m.healthy,
+                  "leader": plan.leader_id is not None and m.id == plan.leader_id} for m in plan.live]
         if plan.observed else None,
     }
+    document["safety"] = safety_section(document, snapshot_dir=model.etcd.snapshot_dir)
+    return document
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -47,7 +51,35 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt.format(*headers), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)]
 
 
-def plan_table(plan: Plan) -> str:
+def _safety_lines(safety: dict[str, Any]) -> list[str]:
+    lines = ["", "members (every host, and where each step runs)"]
+    lines += _table(["slot", "host", "ip", "role", "etcd", "VIP", "steps run here"],
+                    [[m["slot"], str(m["name"]), str(m["ip"]), m["role"], m["etcd"], "; ".join(m["vip"]) or "-",
+                      ", ".join(m["steps"]) or "-"] for m in safety["members"]])
+    if safety["elsewhere"]:
+        lines.append("other steps: " + "; ".join(f"{e['id']} on {e['where']}" for e in safety["elsewhere"]))
+    point = safety["point_of_no_return"]
+    lines.append("")
+    if point:
+        lines.append(f"point of no return: {point['step']} ({point['why']}); safe to stop before it: "
+                     f"{', '.join(point['before_it']) or 'nothing runs before it'}")
+    lines.append(f"worst-case duration: {safety['worst_case']} (the sum of the step deadlines)")
+    window = safety["no_tolerance_window"]
+    if window:
+        lines.append(f"no fault tolerance from {window['from']} to {window['to']} (tolerance {window['tolerance']}, "
+                     f"up to {human(window['seconds'])}): if another member fails inside it, {window['if_another_fails']}")
+    else:
+        lines.append("fault tolerance stays at 1 or more through every step")
+    snap = safety["snapshot"]
+    if snap:
+        lines.append(f"snapshot: {snap['file']} ({snap['taken_by']})")
+        lines.append(f"   restore on {snap['restore_on']}:")
+        lines.append(f"   $ {snap['restore']}")
+    return lines
+
+
+def plan_table(plan: Plan, *, wide: bool = False) -> str:
+    """The plan for people; ``wide`` prints every command in full (else cut at 400 characters)."""
     model = plan.model
     lines = [f"cpswap plan: stack {model.stack}, {model.distribution}, endpoint {model.endpoint}",
              f"applied membership: {plan.applied.source}; "
@@ -72,7 +104,7 @@ def plan_table(plan: Plan) -> str:
         lines.append("")
         for i, s in enumerate(plan.steps, 1):
             lines.append(f"{i}. {s.id}: {s.reason}")
-            lines.append(f"   $ {s.command if len(s.command) < 400 else s.command[:400] + ' ...'}")
+            lines.append(f"   $ {s.command if wide or len(s.command) < 400 else s.command[:400] + ' ... (--wide)'}")
             lines.append(f"   timeout {s.timeout}; " + (f"the command ends itself after {s.deadline_s}s"
                                                        if s.deadline_s is not None else "awaited by pulumi-kubernetes"))
             if s.secret_inputs:
@@ -91,6 +123,8 @@ def plan_table(plan: Plan) -> str:
         lines += _table(["order", "namespace", "claim", "owner", "size", "data class", "policy"],
                         [[str(c.order), c.namespace, c.name, f"{c.owner_kind} {c.owner_name}".strip(), c.size,
                           c.data_class, c.policy] for c in plan.claims])
+    if plan.changes:
+        lines += _safety_lines(plan_document(plan)["safety"])
     for w in plan.warnings:
         lines.append(f"WARNING: {w}")
     for v in plan.refusals:
