@@ -162,6 +162,7 @@ def _claims(model: StackModel, change: Change | None, observation: Observation) 
 
 LEAVE_ACTIONS = ("etcd-remove", "node-delete", "kubean-remove", "etcd-secrets-delete")
 AFTER_ACTIONS = ("verify", "pvc-recover")
+PREFLIGHT_ACTIONS = ("preflight",)  # before the first destructive step: the leave depends on it
 JOINED_BY = ("join-wait", "etcd-redeploy", "join")  # per distribution, the first present brings the member in
 
 
@@ -216,6 +217,9 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
     replaced = {spec.name for spec in old_specs
                 if spec.name in new_triggers and spec.triggers != new_triggers[spec.name]}
     kept = {spec.name for spec in old_specs if spec.name in new_triggers} - replaced
+    for spec in new_specs:
+        if spec.action in PREFLIGHT_ACTIONS and spec.name not in kept:
+            add(spec, operation="create", phase="preflight", state=start, member=new_member)
     for spec in old_specs:
         if spec.delete is None or spec.name not in replaced:
             continue
@@ -228,7 +232,7 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
     member_in = next(a for a in JOINED_BY if a in actions)  # the step after which the new member is in
     state = removed
     for spec in new_specs:
-        if spec.action in LEAVE_ACTIONS or spec.name in kept:
+        if spec.action in LEAVE_ACTIONS or spec.action in PREFLIGHT_ACTIONS or spec.name in kept:
             continue
         if spec.action in AFTER_ACTIONS:
             add(spec, operation="create", phase="after", state=joined, member=new_member)

@@ -10,6 +10,8 @@ that runs later from stored state is still valid (survivors are discovered at ru
 
 Resources of a slot, in dependency order (each replaced delete-before-replace when the slot's host
 changes, so the old member leaves before the new one joins):
+  <slot>-preflight    create: every safety check of the new host and the run (cpswap preflight); the
+                      leave depends on it, so a failure stops the swap before anything is removed
   <slot>-etcd-leave   delete: snapshot + remove the member via survivors   create: record only
   <slot>-node-leave   delete: drain (bounded) + delete the Node            create: record only
   <slot>-join-prepare (kubeadm) on the VIP: upload certs, create a token; output secret
@@ -41,6 +43,7 @@ from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers import openshift as ocp
 from cpswap.core.renderers.deadline import Deadline, deadline_for, render_bounded
 from cpswap.core.renderers.kube import render_kubeadm_endpoint_check
+from cpswap.core.renderers.preflight import render_preflight
 
 LOCAL_SECRET_ENV = (
     ("CPSWAP_KUBECONFIG_DATA", "kubeconfig"),
@@ -49,6 +52,7 @@ LOCAL_SECRET_ENV = (
     ("CPSWAP_ETCD_KEY_DATA", "etcdClientKey"),
 )
 GLOBAL_KUBECONFIG_ENV = (("CPSWAP_GLOBAL_KUBECONFIG_DATA", "globalKubeconfig"),)
+SSH_KEY_ENV = (("CPSWAP_SSH_KEY_DATA", "sshPrivateKey"),)
 
 
 @dataclass(frozen=True)
@@ -279,10 +283,33 @@ def _keepalived(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
                f"{state} priority {priority}"),)
 
 
+def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]) -> CommandSpec:
+    """Runs first, as a create the leave depends on. The engine registers a resource only once its
+    ``depends_on`` resources' steps completed (pulumi SDK runtime/resource.py awaits each
+    dependency's URN, resolved by the RegisterResource answer, which the engine sends after the step:
+    pkg/resource/deploy/step_executor.go ``e.Done()``), and the delete of a delete-before-replace
+    replacement is generated at the replaced resource's registration (step_generator.go). So a
+    failed preflight means the leave's delete never starts. Delete-before-replace like every slot
+    command: it has no delete, and the leave depends on it by ``depends_on`` only, which pulls no
+    dependent's delete forward (step_generator.go ``calculateDependentReplacements`` follows property
+    dependencies)."""
+    from cpswap.core.rules import timeout_seconds  # rules imports this module
+
+    worst = int(sum(timeout_seconds(s.create_timeout) + timeout_seconds(s.delete_timeout) for s in rest))
+    return CommandSpec(
+        name=f"{member.slot}-preflight", action="preflight", runs_on=RunsOn("local", "operator"),
+        create=render_preflight(model=model, member=member, worst_case_s=worst),
+        update=_record(member, "preflight passed earlier"), delete=None, triggers=member.host.triggers(),
+        secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV, create_timeout="2m",
+        reason="check the new host (SSH, identity, installer, ports, disk, clock) and the run (etcd certificate, "
+               "snapshot room, API through the VIP) before the first destructive step; every failure at once")
+
+
 def slot_commands(*, model: StackModel, member: Member) -> tuple[SlotResource, ...]:
-    """The resources of one slot, in dependency order, every command bounded by its own deadline.
-    With ``destroyMode: release`` every delete only records that the member was released."""
-    specs = _slot_resources(model=model, member=member)
+    """The resources of one slot, in dependency order (the preflight first), every command bounded by
+    its own deadline. With ``destroyMode: release`` every delete only records that the member was released."""
+    rest = _slot_resources(model=model, member=member)
+    specs = (_preflight(model, member, rest), *rest)
     if model.destroy_mode == "release":
         specs = tuple(replace(s, delete=_record(member, RELEASED)) if isinstance(s, CommandSpec) and s.delete
                       else replace(s, retain_on_delete=True) if isinstance(s, ObjectSpec) else s for s in specs)

@@ -59,7 +59,7 @@ def test_plan_json_is_the_plan_document(capsys):
     assert [c["namespace"] for c in doc["claims"]] == ["onecloud-minio", "onecloud-monitoring", "onecloud"]
     assert doc["observed"] is False and doc["refusals"] == []
     where = {s["action"]: (s["runs_on"]["kind"], s["runs_on"]["host"]) for s in doc["steps"]}
-    assert where == {"etcd-snapshot": ("local", "operator"), "etcd-remove": ("local", "operator"),
+    assert where == {"preflight": ("local", "operator"), "etcd-snapshot": ("local", "operator"), "etcd-remove": ("local", "operator"),
                      "node-delete": ("local", "operator"), "join": ("ssh", "192.168.0.66"),
                      "verify": ("local", "operator"), "pvc-recover": ("local", "operator")}
     assert all("192.168.0.254" != s["runs_on"]["host"] for s in doc["steps"])  # never the departing host

@@ -97,10 +97,11 @@ def test_leave_steps_come_before_join_and_snapshot_first():
     plan = plan_swap(model=parse_stack_config(_config(desired), stack="t"),
                      applied=AppliedMembership.of(applied, source="test"), observation=Observation())
     actions = [s.action for s in plan.steps]
-    assert actions == ["etcd-snapshot", "etcd-remove", "node-delete", "join", "verify", "pvc-recover"]
-    assert [s.operation for s in plan.steps[:3]] == ["delete"] * 3
-    assert all("node-4" in s.command or s.action == "etcd-snapshot" for s in plan.steps[:3])
-    assert all(s.runs_on.kind == "local" and s.runs_on.host == "operator" for s in plan.steps[:3])
+    assert actions == ["preflight", "etcd-snapshot", "etcd-remove", "node-delete", "join", "verify", "pvc-recover"]
+    assert plan.steps[0].operation == "create" and "--node new-4" in plan.steps[0].command  # checks the new host
+    assert [s.operation for s in plan.steps[1:4]] == ["delete"] * 3
+    assert all("node-4" in s.command or s.action == "etcd-snapshot" for s in plan.steps[1:4])
+    assert all(s.runs_on.kind == "local" and s.runs_on.host == "operator" for s in plan.steps[:4])
 
 
 def test_changing_slot_set_is_refused():

@@ -48,7 +48,7 @@ PLAN_CASES = [
     ("changes", [{"slot": "cp1", "old": {"name": "lzx-ha-env", "ip": "1"}, "new": {"name": "b", "ip": "2"}},
                  {"slot": "cp2", "old": {"name": "c", "ip": "3"}, "new": {"name": "d", "ip": "4"}}],
      "cpswap-one-slot-per-run", r"2 slots change in one run \(cp1, cp2\); at most 1 may"),
-    ("steps.1.healthy", 1, "cpswap-quorum-every-step", r"cp1-etcd-remove: after cp1-etcd-remove 1 healthy of 2 voters; quorum needs 2"),
+    ("steps.2.healthy", 1, "cpswap-quorum-every-step", r"cp1-etcd-remove: after cp1-etcd-remove 1 healthy of 2 voters; quorum needs 2"),
     ("quorum.during.healthy", 1, "cpswap-quorum-every-step", r"quorum.during: 1 healthy of 2 voters during the swap; quorum needs 2"),
     ("unhealthy", ["lzx-ha-env", "lzx-ha-env-3"], "cpswap-no-other-unhealthy", r"cp1: replacing lzx-ha-env while lzx-ha-env-3 is unhealthy \(1 other"),
     ("desired.cp3.ip", "192.168.0.244", "cpswap-unique-members", r"cp3: cp2 and cp3 both use ip 192.168.0.244"),
@@ -57,8 +57,8 @@ PLAN_CASES = [
     ("claims.0.policy", None, "cpswap-pvc-explicit-policy", r"onecloud-minio/\*: claim has policy None"),
     ("refusals", [{"field": "pvcRecovery.ns/data-0", "value": "1Ti on x", "rule": "claim ns/data-0 holds data on the departing node x and has no recovery policy"}],
      "cpswap-pvc-explicit-policy", r"pvcRecovery.ns/data-0: claim ns/data-0 holds data .* no recovery policy"),
-    ("steps.0", {"id": "cp1-noop", "action": "noop", "healthy": 2, "quorum": 2, "voters": 3}, "cpswap-snapshot-first",
-     r"cp1-etcd-remove: cp1-etcd-remove \(step 2\) changes membership but no etcd snapshot step comes before it"),
+    ("steps.1", {"id": "cp1-noop", "action": "noop", "healthy": 2, "quorum": 2, "voters": 3}, "cpswap-snapshot-first",
+     r"cp1-etcd-remove: cp1-etcd-remove \(step 3\) changes membership but no etcd snapshot step comes before it"),
 ]
 
 

@@ -133,7 +133,7 @@ PLAN_BREAKS = [
     ("two slots changed", lambda p: p["changes"].append({"slot": "cp2", "old": {"name": "a", "ip": "10.0.0.1"},
                                                          "new": {"name": "b", "ip": "10.0.0.2"}}),
      "[cpswap-one-slot-per-run] stack prod: 2 slots change in one run (cp1, cp2); at most 1 may"),
-    ("quorum break", lambda p: p["steps"][1].update(healthy=1),
+    ("quorum break", lambda p: p["steps"][2].update(healthy=1),
      "[cpswap-quorum-every-step] cp1-etcd-remove: after cp1-etcd-remove 1 healthy of 2 voters; quorum needs 2"),
 ]
 

@@ -70,7 +70,7 @@ def test_kubean_adoption_declares_no_operation_and_every_command_is_dbr(kubean_r
     assert [r for r in adopted.resources if r.type == OP_TYPE] == []
     assert adopted.outputs["kubeanOperations"] == []
     names = sorted(r.name for r in adopted.commands() if r.name.startswith("cp1"))
-    assert names == ["cp1-etcd-leave", "cp1-inventory", "cp1-join-wait", "cp1-pvcs", "cp1-verify"]
+    assert names == ["cp1-etcd-leave", "cp1-inventory", "cp1-join-wait", "cp1-preflight", "cp1-pvcs", "cp1-verify"]
     for r in adopted.commands():
         assert r.delete_before_replace and r.custom_timeouts.get("create") and r.custom_timeouts.get("delete"), r.name
     clean = next(r for r in adopted.resources if r.type == "kubernetes:core/v1:ConfigMapPatch")
@@ -120,9 +120,9 @@ def test_kubean_swap_declares_the_join_operation_on_the_global_cluster_for_that_
     assert leave.type == "command:local:Command" and "kubean leave" in leave.inputs["delete"]
     assert "--operation cpswap-cp1-remove-centos-master1-r1" in leave.inputs["delete"]
     plan = swapped.outputs["plan"]
-    assert [s["action"] for s in plan["steps"]] == ["etcd-snapshot", "kubean-remove", "kubean-inventory", "join",
+    assert [s["action"] for s in plan["steps"]] == ["preflight", "etcd-snapshot", "kubean-remove", "kubean-inventory", "join",
                                                     "join-wait", "verify", "pvc-recover"]
-    assert plan["steps"][3]["kind"] == "k8s-object"
+    assert plan["steps"][4]["kind"] == "k8s-object"
     assert any("keeps IP 10.6.0.11" in w for w in plan["warnings"])
     assert any("first in kube_control_plane" in w for w in plan["warnings"])
 
@@ -157,7 +157,7 @@ def test_openshift_machine_case_runs_the_seed_steps_in_order_and_only_for_that_s
     adopted, machine, _ = openshift_runs
     plan = machine.outputs["plan"]
     assert [(s["action"], s["operation"]) for s in plan["steps"]] == [
-        ("etcd-snapshot", "delete"), ("etcd-remove", "delete"), ("etcd-secrets-delete", "delete"),
+        ("preflight", "create"), ("etcd-snapshot", "delete"), ("etcd-remove", "delete"), ("etcd-secrets-delete", "delete"),
         ("machine", "delete"), ("machine", "create"), ("etcd-redeploy", "create"), ("verify", "create"),
         ("pvc-recover", "create")]
     assert {n for n in _changed(adopted, machine) if not n.startswith("cp2")} == {"control-plane"}
@@ -181,7 +181,7 @@ def test_openshift_crashloop_case_keeps_the_machine_and_resets_etcd_on_the_node(
     assert reset.inputs.get("delete") is None and "etcd-pod.yaml" in reset.inputs["create"]
     actions = [(s["action"], s["operation"]) for s in crashloop.outputs["plan"]["steps"]]
     assert ("machine", "delete") not in actions and ("machine", "create") not in actions
-    assert actions[:3] == [("etcd-snapshot", "delete"), ("etcd-remove", "delete"), ("etcd-secrets-delete", "delete")]
+    assert actions[:4] == [("preflight", "create"), ("etcd-snapshot", "delete"), ("etcd-remove", "delete"), ("etcd-secrets-delete", "delete")]
     assert ("etcd-reset", "create") in actions and ("etcd-redeploy", "create") in actions
     assert any("rebuilt in place" in w for w in crashloop.outputs["plan"]["warnings"])
 

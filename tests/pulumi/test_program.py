@@ -52,7 +52,7 @@ def test_prod_stack_runs_and_every_command_is_dbr_with_timeouts(deployed):
     _, rec = deployed
     assert rec.error is None
     commands = [r for r in rec.commands() if r.name != DESTROY_GUARD]
-    assert len(commands) == 3 * 5  # etcd-leave, node-leave, join, verify, pvcs per slot (ocboot)
+    assert len(commands) == 3 * 6  # preflight, etcd-leave, node-leave, join, verify, pvcs per slot (ocboot)
     for r in commands:
         assert r.delete_before_replace, r.name
         assert r.custom_timeouts.get("create") and r.custom_timeouts.get("delete"), r.name
@@ -132,7 +132,7 @@ def test_plan_exported_and_known_at_preview(deployed, tmp_path):
     assert rec.error is None, rec.error
     plan = rec.outputs["plan"]
     assert plan["changes"][0]["slot"] == "cp1"
-    assert [s["action"] for s in plan["steps"]] == ["etcd-snapshot", "etcd-remove", "node-delete", "join",
+    assert [s["action"] for s in plan["steps"]] == ["preflight", "etcd-snapshot", "etcd-remove", "node-delete", "join",
                                                     "verify", "pvc-recover"]
     assert rec.outputs["membership"]["cp1"] == {"name": "lzx-test-add-node", "ip": "192.168.0.239"}
     assert "swap cp1: lzx-ha-env (192.168.0.254) -> lzx-test-add-node (192.168.0.239)" in rec.outputs["planTable"]
@@ -162,7 +162,7 @@ def test_command_text_has_no_operator_machine_paths(deployed):
             for path in forbidden:
                 assert path not in text, f"{r.name}.{field} contains {path}"
             if text.startswith("cpswap"):
-                assert re.match(r"^cpswap --expect-version=\S+ (etcd|kube) ", text)
+                assert re.match(r"^cpswap --expect-version=\S+ (etcd|kube|preflight) ", text)
 
 
 def test_unchanged_config_gives_identical_inputs_run_after_run(deployed):

@@ -401,13 +401,24 @@ def _anti_affinity(pod: client.V1Pod) -> list[str]:
     return [t.label_selector.match_labels["app"] for t in terms if t.label_selector and t.label_selector.match_labels]
 
 
+K3S_VERSION = "v1.28.5+k3s1"  # what the twin's Nodes and `k3s --version` report
+
+
+def node_info(kubelet_version: str = K3S_VERSION) -> client.V1NodeSystemInfo:
+    """A kubelet's ``status.nodeInfo`` (K3s reports its own version as kubeletVersion)."""
+    return client.V1NodeSystemInfo(
+        architecture="amd64", boot_id="twin", container_runtime_version="containerd://1.7.11-k3s2",
+        kernel_version="6.1.0", kube_proxy_version=kubelet_version, kubelet_version=kubelet_version,
+        machine_id="twin", operating_system="linux", os_image="Debian GNU/Linux 12", system_uuid="twin")
+
+
 def _node(name: str, ip: str, *, ready: bool = True, max_pods: int = 110) -> client.V1Node:
     return client.V1Node(
         metadata=_meta(name, labels={"kubernetes.io/hostname": name, "node-role.kubernetes.io/control-plane": "true",
                                      "node-role.kubernetes.io/etcd": "true"}),
         spec=client.V1NodeSpec(unschedulable=False),
         status=client.V1NodeStatus(addresses=[client.V1NodeAddress(type="InternalIP", address=ip)],
-                                   allocatable={"pods": str(max_pods)},
+                                   allocatable={"pods": str(max_pods)}, node_info=node_info(),
                                    conditions=[client.V1NodeCondition(type="Ready",
                                                                       status="True" if ready else "Unknown")]))
 

@@ -8,6 +8,7 @@ PATH, and the kube emulator (with controllers) that the shims register Nodes in.
 from __future__ import annotations
 
 import json
+import os
 import secrets as pysecrets
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 
 from cpswap.executors.etcd import Connection
 from tests.support.etcd_cluster import digest, etcd_binary  # noqa: F401  (digest: used by twin tests)
-from tests.support.kube_emulator import Controllers, Emulator, ONECLOUD_POLICY, seed_004
+from tests.support.kube_emulator import K3S_VERSION, Controllers, Emulator, ONECLOUD_POLICY, seed_004
 from tests.support.pki import make_ca, make_cert
 from tests.support.twin.hosts import PRIVATE_DIRS, Network
 
@@ -82,6 +83,11 @@ class Twin:
                     _install_shim(shim, workdir / "bin" / shim.name)
             (workdir / "ocboot").mkdir()
             _install_shim(SHIMS / "ocboot.sh", workdir / "ocboot" / "ocboot.sh")
+            (workdir / "ocboot" / "VERSION").write_text("v3.11.9\n")  # as in yunionio/ocboot's checkout root
+            link = Path.home() / ".cache" / "cpswap-twin" / f"{net.index}-{os.getpid()}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(workdir / "ocboot")
             ca = make_ca(directory=workdir / "pki")
             client_cert, client_key = make_cert(ca=ca, directory=workdir / "pki", name="operator", sans=["operator"])
             emulator = Emulator(host=net.gateway).__enter__()
@@ -140,7 +146,8 @@ class Twin:
     def _write_config(self) -> None:
         (self.workdir / "twin.json").write_text(json.dumps({
             "vip": self.net.vip, "kube_url": self.emulator.url, "k3s_token": OCBOOT_TOKEN,
-            "etcd": etcd_binary(), "etcdctl": etcdctl_binary(), "ssh_key": str(self.net.client_key),
+            "k3s_version": K3S_VERSION, "etcd": etcd_binary(), "etcdctl": etcdctl_binary(),
+            "ssh_key": str(self.net.client_key),
             "hosts": {n: h.ip for n, h in self.net.hosts.items() if h.alive}, "layout": self.layout,
             "k3s_server_config": self.k3s_server_config}))
 
@@ -212,7 +219,7 @@ class Twin:
         """The program's config for this twin: ``members`` maps slots to host names (a value may also
         be a member dict, e.g. with ``rebuild``); ``extra`` adds top-level keys (``kubean``,
         ``openshift``, ``vip`` ...)."""
-        ocboot_dir = "../" + str((self.workdir / "ocboot").relative_to("/"))
+        ocboot_dir = str(self.ocboot_link().relative_to(Path.home()))
         config: dict[str, Any] = {
             "distribution": distribution, "controlPlaneEndpoint": f"{self.net.vip}:6443",
             "members": {slot: host if isinstance(host, dict) else {
@@ -237,7 +244,13 @@ class Twin:
                 # the twin has one API server: it plays kubean's global cluster as well as the managed one
                 "globalKubeconfig": self.emulator.kubeconfig_text}
 
+    def ocboot_link(self) -> Path:
+        """``ocboot.workdir`` must be relative without '..' (the model), and SSH sessions start in root's
+        home: a per-twin symlink there leads to the twin's ocboot checkout (removed on close)."""
+        return Path.home() / ".cache" / "cpswap-twin" / f"{self.net.index}-{os.getpid()}"
+
     def close(self) -> None:
+        self.ocboot_link().unlink(missing_ok=True)
         try:
             if self.controllers._thread.is_alive():
                 self.controllers.__exit__(None, None, None)

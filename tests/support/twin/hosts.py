@@ -12,6 +12,7 @@ namespaces, veths and the bridge, always.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -130,6 +131,8 @@ class Network:
         sh("ip", "-n", host.netns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
         sh("ip", "-n", host.netns, "link", "set", "eth0", "up")
         sh("ip", "-n", host.netns, "link", "set", "lo", "up")
+        # each host its own authorized_keys (a copy of the network's), so a test can make one host refuse the key
+        shutil.copy(self.workdir / "authorized_keys", host.root / "ssh" / "authorized_keys")
         hostkey = host.root / "ssh" / "host_key"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey))
         setenv = " ".join(f"{k}={v}" for k, v in {"PATH": f"{self.workdir}/bin:/usr/local/bin:/usr/bin:/bin:"
@@ -137,7 +140,7 @@ class Network:
                                                   "CPSWAP_TWIN_HOST": name, **(env or {})}.items())
         config = host.root / "ssh" / "sshd_config"
         config.write_text(f"ListenAddress 0.0.0.0\nHostKey {hostkey}\nPidFile {host.root}/ssh/sshd.pid\n"
-                          f"AuthorizedKeysFile {self.workdir}/authorized_keys\nPermitRootLogin prohibit-password\n"
+                          f"AuthorizedKeysFile {host.root}/ssh/authorized_keys\nPermitRootLogin prohibit-password\n"
                           f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
                           f"LogLevel VERBOSE\nSetEnv {setenv}\nMaxStartups 100\n")
         mounts = "".join(f"mount --bind {host.root}/{sub} {target} && " for sub, target in PRIVATE_DIRS.items())

@@ -176,6 +176,12 @@ def _wait_promoted(member_id: str, endpoints: list[str], deadline_s: float = 150
         time.sleep(0.2)
 
 
+def k3s_version() -> str:
+    """This host's k3s version: ``<host root>/k3s-version`` if a test put one there, else the twin's."""
+    override = TWIN / HOST / "k3s-version"
+    return override.read_text().strip() if override.exists() else CONFIG["k3s_version"]
+
+
 def register_node(*, node_name: str, ip: str) -> None:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
@@ -185,7 +191,11 @@ def register_node(*, node_name: str, ip: str) -> None:
             "node-role.kubernetes.io/etcd": "true", "node-role.kubernetes.io/master": "true"}),
         spec=client.V1NodeSpec(unschedulable=False),
         status=client.V1NodeStatus(addresses=[client.V1NodeAddress(type="InternalIP", address=ip)],
-                                   allocatable={"pods": "110"},
+                                   allocatable={"pods": "110"}, node_info=client.V1NodeSystemInfo(
+                                       architecture="amd64", boot_id=HOST, container_runtime_version="containerd://1.7.11-k3s2",
+                                       kernel_version="6.1.0", kube_proxy_version=k3s_version(),
+                                       kubelet_version=k3s_version(), machine_id=HOST, operating_system="linux",
+                                       os_image="Debian GNU/Linux 12", system_uuid=HOST),
                                    conditions=[client.V1NodeCondition(type="Ready", status="True")]))
     try:
         kube().create_node(body)

@@ -1,0 +1,310 @@
+"""Preflight: what must hold before a swap's first destructive step. Pure (facts in, findings out).
+
+The executor (cpswap/executors/preflight.py) gathers ``PreflightFacts`` read-only and with short
+timeouts; ``decide_preflight`` turns them into one ``Finding`` per check and host, every failure
+at once, each naming the check, the host, the observed value and the rule. Nothing here runs,
+connects or reads the clock: the same facts always give the same findings, so re-running the
+preflight on an unchanged cluster gives the same answer.
+
+Checks (issue 14):
+  ssh            the new host answers over SSH with the stack's user and key (as the join reaches it)
+  identity       its hostname and one of its addresses match ``members.<slot>``
+  vip-ssh        (ocboot, kubeadm) the VIP holder answers over SSH: the join or its preparation runs there
+  ocboot         (ocboot) the checkout the join runs (``ocboot.workdir`` on the VIP holder) exists, with a
+                 VERSION whose major.minor is the stack's ``ocboot.version``
+  installer      (k3s) ``k3s`` is on the new host at the survivors' version (their Nodes' kubeletVersion);
+                 (ocboot) a k3s already on the new host must be that version too (ocboot keeps it)
+  ports          2379, 2380, 6443 (and the distribution's own) free on the new host, unless it is already a
+                 member of this cluster (adoption, a resumed join): then they are its own
+  disk           free space under /var/lib on the new host >= the etcd minimum
+  clock          the new host's clock against the VIP holder's (a survivor), within the bound
+  etcd-cert      the etcd client certificate is valid for longer than the run's worst case
+  snapshot-dir   the snapshot directory is writable and has room
+  api            the Kubernetes API answers through the VIP
+
+A fact the executor could not observe (``None``) fails its check with the reason: a preflight
+that could not look has not shown the swap is safe.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from cpswap.core.model import Member, StackModel
+
+ETCD_PORTS = (2379, 2380)
+API_PORT = 6443
+DISTRIBUTION_PORTS: dict[str, tuple[int, ...]] = {"ocboot": (), "k3s": (), "kubeadm": (10250,),
+                                                  "kubean": (), "openshift": ()}
+GIB = 1024 ** 3
+# etcd's default backend quota is 2 GiB (etcd server/storage/backend/quota.go DefaultQuotaBytes);
+# the data dir needs that plus room for a defrag copy.
+MIN_ETCD_DISK_BYTES = 4 * GIB
+MIN_SNAPSHOT_BYTES = 2 * GIB
+# etcd's peer prober warns above 1 s of clock difference (etcd server/etcdserver/api/rafthttp/probing_status.go)
+MAX_CLOCK_SKEW_S = 1.0
+K3S_VERSION = re.compile(r"^k3s version (v[0-9][^\s]*)")
+
+
+@dataclass(frozen=True)
+class Limits:
+    worst_case_s: float
+    min_etcd_disk_bytes: int = MIN_ETCD_DISK_BYTES
+    min_snapshot_bytes: int = MIN_SNAPSHOT_BYTES
+    max_clock_skew_s: float = MAX_CLOCK_SKEW_S
+
+
+@dataclass(frozen=True)
+class HostProbe:
+    """What one SSH probe of a host returned. ``error`` set means it was not reached."""
+
+    address: str
+    error: str | None = None
+    hostname: str | None = None
+    addresses: tuple[str, ...] = ()
+    listening: tuple[int, ...] = ()
+    disk_free_bytes: int | None = None
+    clock_offset_s: float | None = None  # host clock minus the operator's midpoint of the call
+    clock_uncertainty_s: float = 0.0  # half the round trip
+    k3s_version: str | None = None
+    ocboot_version: str | None = None  # the VERSION in the ocboot checkout; "" when the checkout is missing
+
+
+@dataclass(frozen=True)
+class Target:
+    slot: str
+    distribution: str
+    name: str
+    ip: str
+    vip: str
+    ocboot_workdir: str | None = None
+    ocboot_version: str | None = None
+
+
+@dataclass(frozen=True)
+class PreflightFacts:
+    target: Target
+    new_host: HostProbe | None  # None: the distribution reaches hosts through its operator (kubean, openshift)
+    vip_host: HostProbe | None = None
+    api_error: str | None = "unobserved"
+    already_member: bool = False
+    survivor_versions: tuple[tuple[str, str], ...] = ()  # (node, kubeletVersion) of Ready control-plane Nodes
+    cert_remaining_s: float | None = None
+    cert_error: str | None = None
+    snapshot_dir: str = ""
+    snapshot_error: str | None = None
+    snapshot_free_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    host: str
+    ok: bool
+    value: str
+    rule: str
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.check:<12} {self.host:<24} {self.value} ({self.rule})"
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    slot: str
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+    @property
+    def failures(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.ok)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict[str, object]:
+        return {"slot": self.slot, "ok": self.ok,
+                "findings": [{"check": f.check, "host": f.host, "ok": f.ok, "value": f.value, "rule": f.rule}
+                             for f in self.findings]}
+
+
+def parse_k3s_version(text: str) -> str | None:
+    """``k3s --version``'s first line, ``k3s version v1.28.5+k3s1 (5b2d1271)`` (k3s-io/k3s
+    pkg/cli/cmds/root.go ``cli.VersionPrinter``: ``"%s version %s\\n"`` with ``"<version> (<commit>)"``)."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    match = K3S_VERSION.match(first)
+    return match.group(1) if match else None
+
+
+def parse_listening(text: str) -> tuple[int, ...]:
+    """Ports in LISTEN state (``0A``) from ``/proc/net/tcp`` and ``/proc/net/tcp6`` text (Linux
+    Documentation/networking/proc_net_tcp.rst: ``sl local_address rem_address st ...``, addresses
+    as hex ``ADDR:PORT``)."""
+    ports: set[int] = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[0] == "sl" or not fields[0].endswith(":"):
+            continue
+        local, state = fields[1], fields[3]
+        if state == "0A" and ":" in local:
+            ports.add(int(local.rsplit(":", 1)[1], 16))
+    return tuple(sorted(ports))
+
+
+def major_minor(version: str) -> str | None:
+    match = re.match(r"^v?(\d+)\.(\d+)", version.strip())
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+def _seconds(value: float) -> str:
+    return f"{value / 3600:.1f} h" if abs(value) >= 3600 else f"{value:.0f} s"
+
+
+def _gib(value: int) -> str:
+    return f"{value / GIB:.1f} GiB"
+
+
+def _ssh_findings(t: Target, probe: HostProbe, *, check: str, who: str) -> list[Finding]:
+    if probe.error is not None:
+        return [Finding(check, probe.address, False, probe.error,
+                        f"{who} must answer over SSH with the stack's user and key")]
+    return [Finding(check, probe.address, True, f"reached as {probe.hostname}", f"{who} answers over SSH")]
+
+
+def _identity(t: Target, probe: HostProbe) -> Finding:
+    problems = []
+    if probe.hostname != t.name:
+        problems.append(f"hostname {probe.hostname!r}")
+    if t.ip not in probe.addresses:
+        problems.append(f"addresses {', '.join(probe.addresses) or 'none'}")
+    rule = f"hostname must be members.{t.slot}.name {t.name!r} and an address members.{t.slot}.ip {t.ip}"
+    return Finding("identity", t.ip, not problems, "; ".join(problems) or f"{probe.hostname} at {t.ip}", rule)
+
+
+def _installer(f: PreflightFacts) -> list[Finding]:
+    t, probe = f.target, f.new_host
+    assert probe is not None
+    if t.distribution not in ("k3s", "ocboot"):
+        return []
+    versions = sorted({v for _, v in f.survivor_versions})
+    if f.api_error is not None:
+        return [Finding("installer", t.ip, False, f"survivors' version unobserved: {f.api_error}",
+                        "k3s on the new host must be the survivors' version (their Nodes' kubeletVersion)")]
+    if not versions:
+        return [Finding("installer", t.ip, False, "no Ready control-plane Node to compare with",
+                        "k3s on the new host must be the survivors' version")]
+    if len(versions) > 1:
+        return [Finding("installer", t.ip, False, f"survivors disagree: {', '.join(versions)}",
+                        "finish the cluster's upgrade before swapping a member")]
+    wanted = versions[0]
+    if probe.k3s_version is None:
+        if t.distribution == "ocboot":
+            return [Finding("installer", t.ip, True, "no k3s on the new host; ocboot installs it",
+                            f"ocboot installs k3s {wanted}")]
+        return [Finding("installer", t.ip, False, "k3s not found on the new host",
+                        f"k3s {wanted} (the survivors' version) must be installed on the new host")]
+    return [Finding("installer", t.ip, probe.k3s_version == wanted, f"k3s {probe.k3s_version}",
+                    f"must be the survivors' version {wanted}")]
+
+
+def _ocboot(f: PreflightFacts) -> list[Finding]:
+    t, vip = f.target, f.vip_host
+    if t.distribution != "ocboot" or vip is None or vip.error is not None:
+        return []
+    wanted = major_minor(t.ocboot_version or "")
+    rule = (f"ocboot checked out at {t.ocboot_workdir} on the VIP holder, VERSION at {wanted} "
+            f"(ocboot.version {t.ocboot_version})")
+    if not vip.ocboot_version:
+        return [Finding("ocboot", vip.address, False, f"no ocboot checkout (ocboot.sh and VERSION) at {t.ocboot_workdir}",
+                        rule)]
+    return [Finding("ocboot", vip.address, major_minor(vip.ocboot_version) == wanted,
+                    f"VERSION {vip.ocboot_version}", rule)]
+
+
+def _ports(f: PreflightFacts) -> list[Finding]:
+    t, probe = f.target, f.new_host
+    assert probe is not None
+    wanted = (*ETCD_PORTS, API_PORT, *DISTRIBUTION_PORTS.get(t.distribution, ()))
+    rule = f"ports {', '.join(map(str, wanted))} must be free on the new host"
+    if f.already_member:
+        return [Finding("ports", t.ip, True, "host is already a member; the ports are its own", rule)]
+    taken = [p for p in wanted if p in probe.listening]
+    return [Finding("ports", t.ip, not taken, f"in use: {', '.join(map(str, taken))}" if taken else "free", rule)]
+
+
+def _disk(f: PreflightFacts, limits: Limits) -> Finding:
+    assert f.new_host is not None
+    free = f.new_host.disk_free_bytes
+    rule = f"at least {_gib(limits.min_etcd_disk_bytes)} free under /var/lib for etcd"
+    if free is None:
+        return Finding("disk", f.target.ip, False, "free space unobserved", rule)
+    return Finding("disk", f.target.ip, free >= limits.min_etcd_disk_bytes, f"{_gib(free)} free", rule)
+
+
+def _clock(f: PreflightFacts, limits: Limits) -> list[Finding]:
+    new, vip = f.new_host, f.vip_host
+    assert new is not None
+    rule = f"clock within {limits.max_clock_skew_s:g} s of the VIP holder's (a survivor)"
+    if vip is None or vip.error is not None:
+        return []
+    if new.clock_offset_s is None or vip.clock_offset_s is None:
+        return [Finding("clock", f.target.ip, False, "clock unobserved", rule)]
+    skew = new.clock_offset_s - vip.clock_offset_s
+    # each offset is known to within half its round trip: fail only what is surely too far
+    surely = abs(skew) - new.clock_uncertainty_s - vip.clock_uncertainty_s
+    return [Finding("clock", f.target.ip, surely <= limits.max_clock_skew_s, f"skew {skew:+.2f} s", rule)]
+
+
+def _cert(f: PreflightFacts, limits: Limits) -> Finding:
+    rule = f"the etcd client certificate must stay valid for the run's worst case ({_seconds(limits.worst_case_s)})"
+    if f.cert_remaining_s is None:
+        return Finding("etcd-cert", "operator", False, f.cert_error or "unobserved", rule)
+    return Finding("etcd-cert", "operator", f.cert_remaining_s > limits.worst_case_s,
+                   f"expires in {_seconds(f.cert_remaining_s)}", rule)
+
+
+def _snapshot(f: PreflightFacts, limits: Limits) -> Finding:
+    rule = f"{f.snapshot_dir} must be writable with at least {_gib(limits.min_snapshot_bytes)} free"
+    if f.snapshot_error is not None or f.snapshot_free_bytes is None:
+        return Finding("snapshot-dir", "operator", False, f.snapshot_error or "unobserved", rule)
+    return Finding("snapshot-dir", "operator", f.snapshot_free_bytes >= limits.min_snapshot_bytes,
+                   f"writable, {_gib(f.snapshot_free_bytes)} free", rule)
+
+
+def decide_preflight(*, facts: PreflightFacts, limits: Limits) -> PreflightResult:
+    """Every check's finding for one slot; ``failures`` are all of them at once."""
+    t = facts.target
+    findings: list[Finding] = []
+    if facts.new_host is not None:
+        findings += _ssh_findings(t, facts.new_host, check="ssh", who=f"the new host {t.name}")
+    if facts.vip_host is not None:
+        findings += _ssh_findings(t, facts.vip_host, check="vip-ssh", who="the VIP holder (where the join runs)")
+    findings.append(Finding("api", t.vip, facts.api_error is None, facts.api_error or "answers",
+                            "the Kubernetes API must answer through the VIP"))
+    findings += _ocboot(facts)
+    if facts.new_host is not None and facts.new_host.error is None:
+        findings.append(_identity(t, facts.new_host))
+        findings += _installer(facts)
+        findings += _ports(facts)
+        findings.append(_disk(facts, limits))
+        findings += _clock(facts, limits)
+    findings.append(_cert(facts, limits))
+    findings.append(_snapshot(facts, limits))
+    return PreflightResult(slot=t.slot, findings=tuple(findings))
+
+
+def target_for(*, model: StackModel, member: Member) -> Target:
+    """The preflight's target for ``member`` of ``model`` (the same values the rendered step passes)."""
+    return Target(slot=member.slot, distribution=model.distribution, name=member.host.name, ip=member.host.ip,
+                  vip=model.endpoint.host, ocboot_workdir=model.ocboot.workdir if model.ocboot else None,
+                  ocboot_version=model.ocboot.version if model.ocboot else None)
+
+
+def needs_ssh(distribution: str) -> bool:
+    """kubean and OpenShift reach hosts through their operators, not from the operator's machine."""
+    return distribution in ("ocboot", "k3s", "kubeadm")
+
+
+def needs_vip_ssh(distribution: str) -> bool:
+    """ocboot runs the join on the VIP holder; kubeadm prepares the join material there."""
+    return distribution in ("ocboot", "kubeadm")

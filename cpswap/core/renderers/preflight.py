@@ -1,0 +1,23 @@
+"""Renderer for the preflight step's command line, run from the operator's machine. Pure.
+
+The command carries only the slot's own host, the VIP and stack-level settings (like every slot
+resource), and the run's worst-case duration the etcd client certificate must outlive. The SSH
+key and the etcd and Kubernetes credentials arrive in secret environment variables.
+"""
+from __future__ import annotations
+
+from shlex import quote
+
+from cpswap.core.model import Member, StackModel
+from cpswap.core.renderers.executor import CPSWAP
+
+
+def render_preflight(*, model: StackModel, member: Member, worst_case_s: int) -> str:
+    """``cpswap preflight`` for ``member``: exits 1 with every failed check, before any leave runs."""
+    parts = [f"{CPSWAP} preflight --distribution {quote(model.distribution)} --slot {quote(member.slot)}",
+             f"--node {quote(member.host.name)} --ip {quote(member.host.ip)} --vip {quote(model.endpoint.host)}",
+             f"--ssh-user {quote(model.ssh.user)} --ssh-port {model.ssh.port}"]
+    if model.ocboot is not None:
+        parts.append(f"--ocboot-workdir {quote(model.ocboot.workdir)} --ocboot-version {quote(model.ocboot.version)}")
+    parts.append(f"--snapshot-dir {quote(model.etcd.snapshot_dir)} --worst-case {worst_case_s}")
+    return " ".join(parts)
