@@ -300,7 +300,7 @@ def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]
         name=f"{member.slot}-preflight", action="preflight", runs_on=RunsOn("local", "operator"),
         create=render_preflight(model=model, member=member, worst_case_s=worst),
         update=_record(member, "preflight passed earlier"), delete=None, triggers=member.host.triggers(),
-        secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV, create_timeout="2m",
+        secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV, create_timeout="4m",
         reason="check the new host (SSH, identity, installer, ports, disk, clock) and the run (etcd certificate, "
                "snapshot room, API through the VIP) before the first destructive step; every failure at once")
 

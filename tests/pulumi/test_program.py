@@ -79,7 +79,7 @@ def test_destroy_guard_depends_on_every_slot_resource(deployed):
     _, rec = deployed
     guard = rec.by_name()[DESTROY_GUARD]
     slot_resources = {r.urn for r in rec.resources if r.custom and r.parent.endswith(tuple(f"::{s}" for s in PROD["members"]))}
-    assert len(slot_resources) == 3 * 6 and slot_resources <= set(guard.dependencies)
+    assert len(slot_resources) == 3 * 7 and slot_resources <= set(guard.dependencies)
     assert guard.type == "command:local:Command" and guard.parent.endswith("ControlPlane::control-plane")
     assert "exit 1" in guard.inputs["delete"] and "pulumi destroy refused" in guard.inputs["delete"]
     assert rec.outputs["destroyMode"] == "refuse"
