@@ -16,6 +16,9 @@ from cpswap.core.errors import PermanentError
 from cpswap.executors import etcd as ex
 
 
+ABSENT_BY_HAND = "confirmed absent by the operator (--absent-by-hand)"
+
+
 def connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoints", type=URLS, default=[],
                         help="comma-separated https://host:2379 URLs (IPv6 in brackets)")
@@ -51,8 +54,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = cmds.add_parser("remove", help="remove a member safely (idempotent, quorum-guarded, snapshot first)")
     connection_flags(p)
     _member_flags(p)
-    p.add_argument("--snapshot-dir", type=Path, default=Path(".cpswap/snapshots"))
+    p.add_argument("--snapshot-dir", type=Path, default=None,
+                   help="private (0700) directory for the snapshot taken first; default: $CPSWAP_STATE_DIR/snapshots "
+                        "or ${XDG_STATE_HOME:-~/.local/state}/cpswap/snapshots, outside the repository")
     p.add_argument("--no-snapshot", action="store_true", help="skip the snapshot before removing (not advised)")
+    p.add_argument("--absent-by-hand", action="store_true",
+                   help="the operator confirms the host's member was removed outside cpswap: when no member carries "
+                        "its name or IP, record it as removed (later runs then succeed) instead of failing")
     p.add_argument("--deadline", type=SECONDS, default=300)
     _lock_flags(p)
     p.set_defaults(func=_remove)
@@ -91,7 +99,8 @@ def _lock_flags(parser: argparse.ArgumentParser) -> None:
 
 def _member_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node", "--name", dest="name", type=NAME, required=True,
-                        help="node name (k3s member names <name>-<8 hex> match too; --name is the old spelling)")
+                        help="node name (k3s member names <name>-<8 hex> match too; --name is the old "
+                             "spelling); the member must match the name AND the IP")
     parser.add_argument("--ip", type=IP, required=True, help="the member's IP (its peer URL host)")
 
 
@@ -179,9 +188,10 @@ def _snapshot(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     with connect_from_args(args, departing=(args.name, args.ip)) as conn:
         outcome = ex.remove_member(conn, name=args.name, ip=args.ip,
-                                   snapshot_dir=None if args.no_snapshot else args.snapshot_dir,
+                                   snapshot_dir=None if args.no_snapshot else args.snapshot_dir or ex.default_snapshot_dir(),
                                    deadline_s=args.deadline, progress=progress, lock_ttl_s=args.lock_ttl,
-                                   lock_wait_s=args.lock_wait)
+                                   lock_wait_s=args.lock_wait,
+                                   absent_reason=ABSENT_BY_HAND if args.absent_by_hand else None)
     print(json.dumps({"name": args.name, "ip": args.ip, "outcome": outcome}) if args.json else outcome)
     return 0
 

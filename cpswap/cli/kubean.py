@@ -42,7 +42,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--node", type=NAME, required=True)
     p.add_argument("--ip", type=IP, required=True)
     p.add_argument("--operation", type=OBJECT_NAME, required=True, help="the remove ClusterOperation's name")
-    p.add_argument("--snapshot-dir", type=Path, default=Path(".cpswap/snapshots"))
+    p.add_argument("--snapshot-dir", type=Path, default=None,
+                   help="private (0700) directory for the snapshot taken first; default: $CPSWAP_STATE_DIR/snapshots "
+                        "or ${XDG_STATE_HOME:-~/.local/state}/cpswap/snapshots, outside the repository")
     p.add_argument("--deadline", type=SECONDS, default=3600)
     p.set_defaults(func=_leave)
     p = cmds.add_parser("inventory-add", help="put a joining host into hosts-conf's control-plane groups")
@@ -70,8 +72,10 @@ def _leave(args: argparse.Namespace) -> int:
 
     def guard() -> object:
         with connect_from_args(args) as conn:
-            return etcd_ex.guard_removal(conn, name=args.node, ip=args.ip, snapshot_dir=args.snapshot_dir,
-                                         deadline_s=min(args.deadline, 300), progress=progress)
+            return etcd_ex.guard_removal(conn, name=args.node, ip=args.ip,
+                                         snapshot_dir=args.snapshot_dir or etcd_ex.default_snapshot_dir(),
+                                         deadline_s=min(args.deadline, 300), progress=progress,
+                                         absent_reason=f"removed by kubean's remove-node.yml ({args.operation})")
 
     ex.leave(kubean=_kubean(args), node=args.node, ip=args.ip, operation=args.operation, guard=guard,
              deadline_s=args.deadline, progress=progress, kubeconfig=args.kubeconfig,

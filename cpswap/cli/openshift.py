@@ -31,7 +31,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                       "operator when controlplanemachinesets/cluster is Active")
     _namespaces(p, etcd_flags=True)
     p.add_argument("--ip", type=IP, required=True)
-    p.add_argument("--snapshot-dir", type=Path, default=Path(".cpswap/snapshots"))
+    p.add_argument("--snapshot-dir", type=Path, default=None,
+                   help="private (0700) directory for the snapshot taken first; default: $CPSWAP_STATE_DIR/snapshots "
+                        "or ${XDG_STATE_HOME:-~/.local/state}/cpswap/snapshots, outside the repository")
     p.add_argument("--deadline", type=SECONDS, default=300)
     p.set_defaults(func=_leave)
     p = cmds.add_parser("delete-etcd-secrets", help="etcd-peer/serving/serving-metrics-<node>; absent is fine")
@@ -65,14 +67,16 @@ def _leave(args: argparse.Namespace) -> int:
     from cpswap.executors import etcd as etcd_ex
     from cpswap.executors import openshift as ex
 
+    snapshot_dir = args.snapshot_dir or etcd_ex.default_snapshot_dir()
+
     def snapshot() -> object:
         with connect_from_args(args, departing=(args.node, args.ip)) as conn:
-            out = args.snapshot_dir / f"before-remove-{args.node}-{int(time.time())}.db"
+            out = snapshot_dir.expanduser() / f"before-remove-{args.node}-{int(time.time())}.db"
             return etcd_ex.snapshot(conn, out=out, progress=progress)
 
     def remove() -> object:
         with connect_from_args(args, departing=(args.node, args.ip)) as conn:
-            return etcd_ex.remove_member(conn, name=args.node, ip=args.ip, snapshot_dir=args.snapshot_dir,
+            return etcd_ex.remove_member(conn, name=args.node, ip=args.ip, snapshot_dir=snapshot_dir,
                                          deadline_s=args.deadline, progress=progress)
     print(ex.leave_member(namespace=args.machine_namespace, node=args.node, snapshot=snapshot, remove=remove,
                           progress=progress, kubeconfig=args.kubeconfig))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from shlex import quote
 from typing import Any, Callable, Mapping
 
 from cpswap.core import inputs
@@ -72,11 +73,21 @@ class SshSettings:
     port: int = 22
 
 
+DEFAULT_SNAPSHOT_DIR = "$CPSWAP_STATE_DIR/snapshots, else ~/.local/state/cpswap/snapshots (0700, outside the repository)"
+
+
 @dataclass(frozen=True)
 class EtcdSettings:
     preset: str = "env"
     client_port: int = 2379
-    snapshot_dir: str = ".cpswap/snapshots"
+    snapshot_dir: str | None = None  # None: the executor's private default (DEFAULT_SNAPSHOT_DIR)
+
+    def snapshot_flag(self) -> str:
+        """The executors' ``--snapshot-dir`` flag, or nothing for their private default."""
+        return f" --snapshot-dir {quote(self.snapshot_dir)}" if self.snapshot_dir else ""
+
+    def snapshot_where(self) -> str:
+        return self.snapshot_dir or DEFAULT_SNAPSHOT_DIR
 
 
 @dataclass(frozen=True)
@@ -454,8 +465,10 @@ def _parse_etcd(c: _Collector, raw: Any) -> EtcdSettings:
     if preset not in ("env", "k3s", "kubeadm"):
         c.add("etcd.preset", preset, "must be env (from secret stack config), k3s or kubeadm")
     snap = spec.get("snapshotDir", EtcdSettings.snapshot_dir)
-    if not _fullmatch(r"[A-Za-z0-9._/-]+", snap) or snap.startswith("/"):
-        c.add("etcd.snapshotDir", snap, "must be a relative directory on the operator's machine (state holds no absolute paths)")
+    if snap is not None and (not _fullmatch(r"(~/)?[A-Za-z0-9._/-]+", snap) or snap.startswith("/")
+                             or ".." in snap.split("/")):
+        c.add("etcd.snapshotDir", snap, "must be a directory under ~/ or relative on the operator's machine, without "
+                                        "'..' (state holds no absolute paths); it is kept private (0700)")
         snap = EtcdSettings.snapshot_dir
     return EtcdSettings(preset=str(preset), snapshot_dir=snap,
                         client_port=_int(c, "etcd.clientPort", spec.get("clientPort"), default=2379))

@@ -225,7 +225,7 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
             continue
         if spec.name == f"{change.slot}-etcd-leave":
             add(spec, operation="delete", phase="leave", state=start, member=old_member, action="etcd-snapshot",
-                command=f"(part of {spec.name} delete) snapshot save + verify into {model.etcd.snapshot_dir}",
+                command=f"(part of {spec.name} delete) snapshot save + verify into {model.etcd.snapshot_where()}",
                 reason="a verified etcd snapshot is taken before any membership change")
         add(spec, operation="delete", phase="leave", state=removed, member=old_member)
     actions = {spec.action for spec in new_specs}

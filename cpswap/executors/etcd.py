@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -34,7 +36,8 @@ from pyetcd import etcdrpc
 from cpswap.core import inputs
 from cpswap.core.errors import (ConfigError, DeadlineError, PermanentError, TransientError, UnsafeOperationError,
                                 Violation)
-from cpswap.core.facts import EtcdFacts, EtcdMember, url_host
+from cpswap.core.facts import (EtcdFacts, EtcdMember, canonical_ip, identify_member, removed_record_key, same_ip,
+                               url_host)
 from cpswap.core.membership import CHANGE_KEY, ChangeRecord, change_in_progress, learner_rule
 from cpswap.core.quorum import can_remove
 from cpswap.executors import etcd_wire
@@ -63,7 +66,7 @@ class Connection:
     timeout: float = 5.0
 
     def without_host(self, ip: str) -> "Connection":
-        return replace(self, endpoints=tuple(e for e in self.endpoints if url_host(e) != ip))
+        return replace(self, endpoints=tuple(e for e in self.endpoints if not same_ip(url_host(e), ip)))
 
     def with_endpoints(self, extra: Sequence[str]) -> "Connection":
         merged = list(self.endpoints)
@@ -78,8 +81,8 @@ def _peer_urls(urls: Sequence[str]) -> list[str]:
 
 
 def _ip_if_given(ip: str) -> str:
-    """The CLI requires --ip; library callers may pass "" (identity by name), which
-    cpswap.core.facts.EtcdMember.matches decides; any other value must be an IP."""
+    """The CLI requires --ip; "" passes this check but identifies no member (members are matched by
+    name AND IP, ``cpswap.core.facts.member_matches``; a removal refuses it); any other value must be an IP."""
     return ip if ip == "" else inputs.ip_address(ip)
 
 
@@ -316,23 +319,93 @@ def verify_snapshot(path: Path) -> str:
     return digest.hex()
 
 
-def snapshot(conn: Connection, *, out: Path, progress: Progress = print) -> SnapshotInfo:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".part")
+def default_snapshot_dir() -> Path:
+    """Outside any repository: ``$CPSWAP_STATE_DIR/snapshots``, else
+    ``${XDG_STATE_HOME:-~/.local/state}/cpswap/snapshots``."""
+    if os.environ.get("CPSWAP_STATE_DIR"):
+        return Path(os.environ["CPSWAP_STATE_DIR"]).expanduser() / "snapshots"
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state).expanduser() / "cpswap" / "snapshots"
 
-    def call(client: pyetcd.Etcd3Client, endpoint: str) -> SnapshotInfo:
-        revision = client.maintenancestub.Status(etcdrpc.StatusRequest(), conn.timeout).header.revision
-        with open(partial, "wb") as handle:
-            client.snapshot(handle)
-        digest = verify_snapshot(partial)
-        partial.replace(out)
-        info = SnapshotInfo(path=str(out), size=out.stat().st_size, revision=revision, sha256=digest, verified=True)
-        progress(f"snapshot {out} from {endpoint}: {info.size} bytes, revision {revision}, sha256 {digest[:16]}…, verified")
-        return info
+
+def private_directory(path: Path) -> Path:
+    """``path`` as a directory only this user can enter: created 0700 (with its missing parents)
+    when absent; an existing one must be a real directory (no symlink) owned by this user with no
+    group or other access. Snapshots hold every Kubernetes Secret."""
+    path = path.expanduser()
+    if not os.path.lexists(path):
+        old = os.umask(0o077)
+        try:
+            path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        finally:
+            os.umask(old)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise PermanentError(f"snapshot directory {path}: not a directory (a {_kind(info.st_mode)}); "
+                             f"snapshots are written only into a private directory")
+    if info.st_uid != os.getuid():
+        raise PermanentError(f"snapshot directory {path}: owned by uid {info.st_uid}, not by this user "
+                             f"({os.getuid()}); snapshots hold every Secret")
+    if info.st_mode & 0o077:
+        raise PermanentError(f"snapshot directory {path}: mode {stat.S_IMODE(info.st_mode):04o} lets others in; "
+                             f"snapshots hold every Secret: use a 0700 directory (chmod 700 {path})")
+    return path
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "symlink"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"),
+                       (stat.S_ISREG, "regular file")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def snapshot(conn: Connection, *, out: Path, progress: Progress = print) -> SnapshotInfo:
+    """Save a verified snapshot to ``out``: a new regular file, 0600, in a private directory
+    (``private_directory``). Written as ``<out>.part`` (O_EXCL, O_NOFOLLOW) and linked to ``out``,
+    which never replaces anything: an existing ``out`` of any kind is refused."""
+    out = out.expanduser()
+    if not out.name or out.name in (".", ".."):
+        raise PermanentError(f"snapshot --out {out}: not a file name")
+    directory = private_directory(out.parent if str(out.parent) else Path("."))
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    part = out.name + ".part"
     try:
-        return _on_any(conn, "snapshot", call)  # type: ignore[return-value]
+        try:
+            info = os.lstat(out.name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        else:
+            raise PermanentError(f"snapshot --out {out}: exists (a {_kind(info.st_mode)}); cpswap writes only new "
+                                 f"regular files and never replaces one")
+        with contextlib.suppress(FileNotFoundError):
+            stale = os.lstat(part, dir_fd=dfd)
+            if not stat.S_ISREG(stale.st_mode):
+                raise PermanentError(f"snapshot {directory / part}: exists (a {_kind(stale.st_mode)}); not touching it")
+            os.unlink(part, dir_fd=dfd)  # an interrupted earlier snapshot's partial file
+
+        def call(client: pyetcd.Etcd3Client, endpoint: str) -> SnapshotInfo:
+            revision = client.maintenancestub.Status(etcdrpc.StatusRequest(), conn.timeout).header.revision
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
+            with os.fdopen(fd, "wb") as handle:
+                client.snapshot(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            digest = verify_snapshot(directory / part)
+            os.link(part, out.name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+            size = os.stat(out.name, dir_fd=dfd, follow_symlinks=False).st_size
+            info = SnapshotInfo(path=str(out), size=size, revision=revision, sha256=digest, verified=True)
+            progress(f"snapshot {out} from {endpoint}: {size} bytes, revision {revision}, sha256 {digest[:16]}…, "
+                     f"verified (0600 in {directory})")
+            return info
+        try:
+            return _on_any(conn, "snapshot", call)  # type: ignore[return-value]
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part, dir_fd=dfd)
     finally:
-        partial.unlink(missing_ok=True)
+        os.close(dfd)
 
 
 def _retrying(what: str, action: Callable[[], object], *, deadline_s: float, progress: Progress,
@@ -356,10 +429,31 @@ def _retrying(what: str, action: Callable[[], object], *, deadline_s: float, pro
 
 
 def find_member(members: Sequence[EtcdMember], *, name: str, ip: str) -> EtcdMember | None:
-    for member in members:
-        if member.matches(name=name, ip=ip):
-            return member
-    return None
+    """The member that is exactly host ``name``/``ip``'s (name under the k3s rule and IP), if any."""
+    found = identify_member(tuple(members), name=name, ip=ip)
+    return found.member
+
+
+def _check_host(*, name: str, ip: str) -> None:
+    if not name or canonical_ip(ip) is None:
+        raise PermanentError(f"member name={name!r} ip={ip!r}: a removal needs the host's node name and its IP "
+                             f"(the member's peer URL host), both exactly")
+
+
+def removed_record(conn: Connection, *, name: str, ip: str) -> str | None:
+    """What an earlier run recorded when it removed host ``name``/``ip``'s member, or None."""
+    def call(client: pyetcd.Etcd3Client, _: str) -> str | None:
+        value, _meta = client.get(removed_record_key(name=name, ip=ip))
+        return value.decode() if value is not None else None
+    return _on_any(conn, "read removal record", call)  # type: ignore[return-value]
+
+
+def record_removal(conn: Connection, *, name: str, ip: str, member: EtcdMember | None, how: str) -> None:
+    """Record in etcd, before the member goes, that cpswap removes host ``name``/``ip``'s member."""
+    value = json.dumps({"id": f"{member.id:x}" if member else None, "member": member.name if member else None,
+                        "how": how, "at": int(time.time())}, sort_keys=True)
+    _on_any(conn, "write removal record",
+            lambda client, _: client.put(removed_record_key(name=name, ip=ip), value))
 
 
 def discover(conn: Connection, *, exclude_ip: str) -> Connection:
@@ -369,7 +463,7 @@ def discover(conn: Connection, *, exclude_ip: str) -> Connection:
         members = member_list(base)
     except (TransientError, PermanentError):
         return base
-    urls = [u for m in members for u in m.client_urls[:1] if url_host(u) != exclude_ip]
+    urls = [u for m in members for u in m.client_urls[:1] if not same_ip(url_host(u), exclude_ip)]
     return base.with_endpoints(urls)
 
 
@@ -395,16 +489,35 @@ def clear_change(conn: Connection) -> None:
 
 @inputs.validated(name=inputs.dns_name, ip=_ip_if_given, deadline_s=inputs.seconds)
 def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
-                  progress: Progress = print) -> EtcdMember | None:
-    """The checks before removing host ``name``/``ip``'s member (through the other members): no other
-    member is pending (learner rule), no other recorded change is in progress, it is not the last
-    voter, quorum survives its removal, and a verified snapshot is taken. Returns the
-    member, or None when it is already gone. Raises UnsafeOperationError with the numbers."""
+                  progress: Progress = print, absent_reason: str | None = None) -> EtcdMember | None:
+    """The checks before removing host ``name``/``ip``'s member (through the other members): the
+    member is identified exactly (``identify_member``), no other member is pending (learner rule),
+    no other recorded change is in progress, it is not the last voter, quorum survives its removal,
+    and a verified snapshot is taken. Returns the member, or None when an earlier run removed it
+    (its removal record in etcd). A host that cannot be identified raises PermanentError listing
+    the members; with ``absent_reason`` (why the member may be gone without cpswap's record: the
+    operator confirms it, or kubean's remove-node.yml removed it) a host whose name and IP no
+    member carries is recorded as removed for that reason instead. Raises UnsafeOperationError
+    with the numbers."""
     conn = discover(conn, exclude_ip=ip)
+    _check_host(name=name, ip=ip)
     members = _retrying("member list", lambda: member_list(conn), deadline_s=min(deadline_s, 60), progress=progress)
-    target = find_member(members, name=name, ip=ip)  # type: ignore[arg-type]
+    assert isinstance(members, tuple)
+    found = identify_member(members, name=name, ip=ip)
+    if found.outcome == "unknown" and not any(m.related(name=name, ip=ip) for m in members):
+        record = _retrying("read removal record", lambda: removed_record(conn, name=name, ip=ip),
+                           deadline_s=min(deadline_s, 60), progress=progress)
+        found = identify_member(members, name=name, ip=ip, removed_record=record)  # type: ignore[arg-type]
+        if found.outcome == "unknown" and absent_reason:
+            record_removal(conn, name=name, ip=ip, member=None, how=absent_reason)
+            found = identify_member(members, name=name, ip=ip, removed_record=absent_reason)
+    elif found.outcome == "unknown" and absent_reason:
+        raise PermanentError(f"absent ({absent_reason}) refused: {found.reason}")
+    if found.outcome == "unknown":
+        raise PermanentError(f"cannot identify the member to remove: {found.reason}; nothing removed")
+    progress(found.reason)
+    target = found.member
     if target is None:
-        progress(f"{name} ({ip}) is not an etcd member: already removed, nothing to do")
         return None
     voters = [m for m in members if not m.is_learner]  # type: ignore[union-attr]
     label = f"{target.name or '(unstarted)'} {target.id:x}"
@@ -432,7 +545,8 @@ def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
             raise UnsafeOperationError(f"refusing to remove {label}: {verdict.reason}; unhealthy voters: "
                                        f"{', '.join(m.name or f'{m.id:x}' for m in voters if not health[m.id])}")
     if snapshot_dir is not None:
-        snapshot(conn, out=snapshot_dir / f"before-remove-{target.name or target.id}-{int(time.time())}.db",
+        snapshot(conn, out=snapshot_dir.expanduser() / f"before-remove-{target.name or f'{target.id:x}'}-"
+                                                       f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{target.id:x}.db",
                  progress=progress)
     return target
 
@@ -440,18 +554,23 @@ def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
 @inputs.validated(name=inputs.dns_name, ip=_ip_if_given, deadline_s=inputs.seconds)
 def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | None, deadline_s: float = 300,
                   progress: Progress = print, lock_ttl_s: int = DEFAULT_TTL_S,
-                  lock_wait_s: float = DEFAULT_WAIT_S) -> str:
-    """Remove the member of host ``name``/``ip`` through the other members. Idempotent. Holds the
-    cluster's membership lock from the checks to the removal (``etcd_lock``), and records the
-    change (``membership.ChangeRecord``) so no other member is removed until it is made good."""
+                  lock_wait_s: float = DEFAULT_WAIT_S, absent_reason: str | None = None) -> str:
+    """Remove the member of host ``name``/``ip`` through the other members. Idempotent: right before
+    the removal it records, per host, that cpswap removed it (``record_removal``), so a re-run finds
+    that record instead of the member. Holds the cluster's membership lock from the checks to the
+    removal (``etcd_lock``), and records the change (``membership.ChangeRecord``) so no other
+    member is removed until it is made good."""
     conn = discover(conn, exclude_ip=ip)
     with membership_lock(conn, what=f"remove {name} ({ip})", ttl_s=lock_ttl_s, wait_s=lock_wait_s,
                          progress=progress, connect_deadline_s=min(deadline_s, 60)) as lock:
         target = guard_removal(conn, name=name, ip=ip, snapshot_dir=snapshot_dir, deadline_s=deadline_s,
-                               progress=progress)
+                               progress=progress, absent_reason=absent_reason)
         if target is None:
             return "absent"
         lock.ensure_held()
+        _retrying(f"record removal of {target.name or target.id}",
+                  lambda: record_removal(conn, name=name, ip=ip, member=target, how="cpswap etcd remove"),
+                  deadline_s=min(deadline_s, 60), progress=progress)
         if target.started and not target.is_learner:
             write_change(conn, ChangeRecord(
                 removed=f"{target.name or '(unstarted)'} {target.id:x}", member_id=target.id, name=name, ip=ip,

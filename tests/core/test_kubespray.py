@@ -154,7 +154,7 @@ OSH = OpenshiftSettings()
     (lambda: ocp.render_openshift_etcd_leave(host=Host("ip-10-0-131-183", "10.0.131.183"), etcd=EtcdSettings(),
                                              openshift=OSH),
      f"{CPSWAP} openshift leave --preset env --discover openshift --etcd-namespace openshift-etcd --machine-namespace "
-     "openshift-machine-api --node ip-10-0-131-183 --ip 10.0.131.183 --snapshot-dir .cpswap/snapshots --deadline 300"),
+     "openshift-machine-api --node ip-10-0-131-183 --ip 10.0.131.183 --deadline 300"),
     (lambda: ocp.render_delete_etcd_secrets(host=Host("ip-10-0-131-183", "10.0.131.183"), openshift=OSH),
      f"{CPSWAP} openshift delete-etcd-secrets --etcd-namespace openshift-etcd --machine-namespace openshift-machine-api "
      "--node ip-10-0-131-183"),

@@ -18,11 +18,11 @@ pytestmark = pytest.mark.etcd
 def _project(tmp_path, names):
     tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    members = {f"cp{i}": {"name": n, "ip": f"10.77.0.{i}"} for i, n in enumerate(names, 1)}
+    members = {f"cp{i}": {"name": n, "ip": f"127.0.0.{10 + int(n[1:])}"} for i, n in enumerate(names, 1)}
     config = {"cpswap:distribution": "k3s", "cpswap:controlPlaneEndpoint": "10.77.0.100:6443",
               "cpswap:members": members}
     (tmp_path / "Pulumi.twin.yaml").write_text(yaml.safe_dump({"config": config}))
-    applied = {**members, "cp3": {"name": "m3", "ip": "10.77.0.3"}}
+    applied = {**members, "cp3": {"name": "m3", "ip": "127.0.0.13"}}
     (tmp_path / ".cpswap").mkdir()
     (tmp_path / ".cpswap" / "applied-twin.json").write_text(json.dumps({"membership": applied}))
     return tmp_path
@@ -34,7 +34,7 @@ def _plan(tmp_path, env):
 
 
 def test_observed_plan_sees_the_dead_member_and_stays_safe(tmp_path):
-    cluster = EtcdCluster.start(workdir=tmp_path / "etcd", n=3)
+    cluster = EtcdCluster.start(workdir=tmp_path / "etcd", n=3, distinct_ips=True)
     try:
         cluster.kill("m3")
         project = _project(tmp_path / "p", ["m1", "m2", "m4"])
@@ -49,8 +49,8 @@ def test_observed_plan_sees_the_dead_member_and_stays_safe(tmp_path):
         assert "PRIVATE KEY" not in result.stdout + result.stderr
         swap_healthy = _project(tmp_path / "q", ["m1", "m5", "m3"])  # replacing healthy m2 while m3 is dead
         (swap_healthy / ".cpswap" / "applied-twin.json").write_text(json.dumps({"membership": {
-            "cp1": {"name": "m1", "ip": "10.77.0.1"}, "cp2": {"name": "m2", "ip": "10.77.0.2"},
-            "cp3": {"name": "m3", "ip": "10.77.0.3"}}}))
+            "cp1": {"name": "m1", "ip": "127.0.0.11"}, "cp2": {"name": "m2", "ip": "127.0.0.12"},
+            "cp3": {"name": "m3", "ip": "127.0.0.13"}}}))
         refused = _plan(swap_healthy, env)
         assert refused.returncode == 1
         rules = " ".join(r["rule"] for r in json.loads(refused.stdout)["refusals"])

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpswap.core.facts import REMOVED_PREFIX
 from cpswap.executors.etcd import Connection, endpoint_health
 from tests.support.pki import CA, make_ca, make_cert
 
@@ -71,15 +72,19 @@ class EtcdCluster:
     key: Path
     members: dict[str, Member] = field(default_factory=dict)
     token: str = "cpswap-test"
+    distinct_ips: bool = False
 
     @classmethod
-    def start(cls, *, workdir: Path, n: int = 3) -> "EtcdCluster":
+    def start(cls, *, workdir: Path, n: int = 3, distinct_ips: bool = False) -> "EtcdCluster":
+        """``distinct_ips``: member mN listens on 127.0.0.(10+N) (all of 127/8 is loopback on Linux),
+        so members differ by IP as on real hosts; otherwise all share 127.0.0.1."""
         ca = make_ca(directory=workdir / "pki")
-        cert, key = make_cert(ca=ca, directory=workdir / "pki", name="member", sans=["127.0.0.1", "localhost"])
-        cluster = cls(workdir=workdir, ca=ca, cert=cert, key=key)
+        sans = ["127.0.0.1", "localhost", *(f"127.0.0.{10 + i}" for i in range(1, 40))] if distinct_ips else \
+            ["127.0.0.1", "localhost"]
+        cert, key = make_cert(ca=ca, directory=workdir / "pki", name="member", sans=sans)
+        cluster = cls(workdir=workdir, ca=ca, cert=cert, key=key, distinct_ips=distinct_ips)
         for i in range(1, n + 1):
-            cluster.members[f"m{i}"] = Member(f"m{i}", f"https://127.0.0.1:{free_port()}",
-                                              f"https://127.0.0.1:{free_port()}")
+            cluster.new_member(f"m{i}")
         initial = ",".join(f"{m.name}={m.peer}" for m in cluster.members.values())
         for m in cluster.members.values():
             cluster._spawn(m, initial=initial, state="new")
@@ -108,8 +113,12 @@ class EtcdCluster:
                 raise TimeoutError(f"etcd members {bad} not healthy after {deadline_s}s")
             time.sleep(0.1)
 
+    def ip(self, name: str) -> str:
+        return f"127.0.0.{10 + int(name[1:])}" if self.distinct_ips else "127.0.0.1"
+
     def new_member(self, name: str) -> Member:
-        member = Member(name, f"https://127.0.0.1:{free_port()}", f"https://127.0.0.1:{free_port()}")
+        ip = self.ip(name)
+        member = Member(name, f"https://{ip}:{free_port()}", f"https://{ip}:{free_port()}")
         self.members[name] = member
         return member
 
@@ -153,7 +162,8 @@ def put_keys(conn: Connection, count: int = 200, *, prefix: str = "/registry/tes
 
 def digest(conn: Connection) -> tuple[int, str]:
     """Key count and sha256 over every key and value (a linearizable full range), except cpswap's
-    own bookkeeping under ``/cpswap/`` (the membership lock and change record, ``core.membership``)."""
+    own bookkeeping under ``/cpswap/`` (the membership lock and change record, ``core.membership``; the removal records,
+    ``removal_records``)."""
     import hashlib
 
     from pyetcd import etcdrpc
@@ -169,3 +179,15 @@ def digest(conn: Connection) -> tuple[int, str]:
             h.update(kv.key + b"=" + kv.value + b"\n")
         return len(kvs), h.hexdigest()
     return ex._on_any(conn, "digest", call)
+
+
+def removal_records(conn: Connection) -> dict[str, dict]:
+    """cpswap's removal records in etcd: key (after ``REMOVED_PREFIX``) → the recorded JSON."""
+    import json
+
+    from cpswap.executors import etcd as ex
+
+    def call(client, _):
+        return {meta.key.decode()[len(REMOVED_PREFIX):]: json.loads(value)
+                for value, meta in client.get_prefix(REMOVED_PREFIX)}
+    return ex._on_any(conn, "removal records", call)

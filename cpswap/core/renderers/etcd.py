@@ -13,8 +13,8 @@ def render_etcd_leave(*, host: Host, etcd: EtcdSettings, deadline_s: int = 300) 
     Idempotent: a member already gone is success. Never contacts ``host`` itself.
     """
     return (f"{CPSWAP} etcd remove --preset {quote(etcd.preset)} --discover kube "
-            f"--node {quote(host.name)} --ip {quote(host.ip)} "
-            f"--snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
+            f"--node {quote(host.name)} --ip {quote(host.ip)}{etcd.snapshot_flag()} "
+            f"--deadline {deadline_s}")
 
 
 def render_etcd_verify(*, host: Host, etcd: EtcdSettings, max_lag: int = 1000, deadline_s: int = 600) -> str:

@@ -99,7 +99,7 @@ def render_kubean_leave(*, host: Host, slot: str, kubean: KubeanSettings, etcd: 
                         deadline_s: int = 3600) -> str:
     return (f"{CPSWAP} kubean leave {_kubean_flags(kubean)} --node {quote(host.name)} --ip {quote(host.ip)} "
             f"--operation {quote(operation_name(slot=slot, action='remove', host=host))} "
-            f"--preset {quote(etcd.preset)} --snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
+            f"--preset {quote(etcd.preset)} {etcd.snapshot_flag()} --deadline {deadline_s}")
 
 
 def render_kubean_inventory(*, host: Host, kubean: KubeanSettings) -> str:

@@ -35,8 +35,8 @@ def render_openshift_etcd_leave(*, host: Host, etcd: EtcdSettings, openshift: Op
     ControlPlaneMachineSet and the etcd operator's preDrain hook on the node's Machine, only the
     snapshot: the operator removes the member when the Machine is deleted (cpswap.core.openshift)."""
     return (f"{CPSWAP} openshift leave {_etcd_flags(etcd, openshift)} "
-            f"--node {quote(host.name)} --ip {quote(host.ip)} "
-            f"--snapshot-dir {quote(etcd.snapshot_dir)} --deadline {deadline_s}")
+            f"--node {quote(host.name)} --ip {quote(host.ip)}{etcd.snapshot_flag()} "
+            f"--deadline {deadline_s}")
 
 
 def render_openshift_etcd_verify(*, host: Host, etcd: EtcdSettings, openshift: OpenshiftSettings,
