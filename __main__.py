@@ -31,6 +31,7 @@ document = plan_document(plan)
 object_slots = slots_with_objects(model=model, changing=frozenset(c.slot for c in plan.changes),
                                   declared=declared_operations(directory=Path.cwd(), stack=stack))
 control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan=document, object_slots=object_slots,
+                                                               adoption=plan.applied.adoption,
                                                                secrets=SecretInputs(
     ssh_private_key=secrets["sshPrivateKey"], kubeconfig=secrets["kubeconfig"], etcd_ca_cert=secrets["etcdCaCert"],
     etcd_client_cert=secrets["etcdClientCert"], etcd_client_key=secrets["etcdClientKey"],

@@ -20,7 +20,7 @@ from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.ocboot import HOST_NETWORKS_ANNOTATION, render_ocboot_template, template_text
 from cpswap.core.rules import declared_views, view_to_input
-from cpswap.core.slots import CommandSpec, ObjectSpec, destroy_guard, slot_commands
+from cpswap.core.slots import CommandSpec, ObjectSpec, adoption_check, destroy_guard, slot_commands
 
 # pulumi-kubernetes replaces a provider, and with it every object it manages, when the active
 # cluster of its kubeconfig changes, unless clusterIdentifier is set and unchanged
@@ -66,6 +66,9 @@ class ControlPlaneArgs:
     # changing in this run, plus those declared by earlier runs (exported as kubeanOperations).
     # A first `up` (adoption) declares none, so it runs no playbook.
     object_slots: frozenset[str] = frozenset()
+    # no recorded membership: a read-only check that each slot's host is a current etcd member
+    # runs before any slot resource (cpswap.core.slots.adoption_check)
+    adoption: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class SlotArgs:
     k8s_provider: k8s.Provider
     global_provider: Optional[k8s.Provider] = None
     declare_objects: bool = False
+    after: Optional[pulumi.Resource] = None  # the adoption check, when there is one
 
 
 def _timeouts(spec: CommandSpec) -> pulumi.CustomTimeouts:
@@ -112,7 +116,7 @@ class Slot(pulumi.ComponentResource):
         super().__init__("cpswap:index:Slot", name, {"slot": args.member.slot, "host": args.member.host.as_dict()},
                          opts)
         self._args = args
-        previous: list[pulumi.Resource] = []
+        previous: list[pulumi.Resource] = [args.after] if args.after is not None else []
         resources: dict[str, pulumi.Resource] = {}
         self.operations: list[str] = []
         for spec in slot_commands(model=args.model, member=args.member):
@@ -211,9 +215,14 @@ class ControlPlane(pulumi.ComponentResource):
                                                          annotations={"pulumi.com/patchForce": "true"}),
                 data={kb.CLEAN_PLAYBOOK: kb.CLEAN_PLAYBOOK_TEXT},
                 opts=pulumi.ResourceOptions(parent=self, provider=global_provider, retain_on_delete=True))]
+        check = None
+        if args.adoption:
+            spec = adoption_check(model=model)
+            check = local_command(spec, parent=self, depends_on=clean,
+                                  environment={var: args.secrets.by_config_key(key) for var, key in spec.secret_env})
         self.slots = {m.slot: Slot(m.slot, SlotArgs(model=model, member=m, secrets=args.secrets,
                                                     k8s_provider=provider, global_provider=global_provider,
-                                                    declare_objects=m.slot in args.object_slots),
+                                                    declare_objects=m.slot in args.object_slots, after=check),
                                    opts=pulumi.ResourceOptions(parent=self, depends_on=clean))
                       for m in model.members}
         # `pulumi destroy` deletes this first: it depends on every slot resource (Slot components expand to

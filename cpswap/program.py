@@ -3,12 +3,12 @@ and the optional live observation. Imports pulumi; not pure.
 
 The applied membership comes from live etcd when observation is on and etcd answered, else from
 ``.cpswap/applied-<stack>.json`` (the saved ``pulumi stack output --json`` of the last deployment,
-which CI writes after every successful ``up``), else it is the desired one (adoption).
+which CI writes after every successful ``up``), else it is adoption: the desired one, confirmed at
+run time by the adoption check before anything else runs.
 """
 from __future__ import annotations
 
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pulumi
 from cpswap.core.errors import ConfigError
 from cpswap.core.facts import Observation
 from cpswap.core.inputs import host_port
-from cpswap.core.model import KNOWN_KEYS, SECRET_KEYS, Host, StackModel
+from cpswap.core.model import KNOWN_KEYS, SECRET_KEYS, StackModel
 from cpswap.core.planner import AppliedMembership
 from cpswap.core.stackconfig import secret_violations
 from cpswap.stackfiles import load_applied
@@ -54,37 +54,10 @@ def secret_config(*, config: pulumi.Config, model: StackModel) -> dict[str, pulu
 
 def applied_membership(*, stack: str, model: StackModel, observation: Observation,
                        directory: Path | None = None) -> AppliedMembership:
-    facts = observation.etcd
-    exported = load_applied(directory=directory or Path.cwd(), stack=stack, model=model)
-    if facts is not None and facts.reachable:
-        live = _from_etcd(model=model, observation=observation)
-        if live is not None:
-            return replace(live, destroy_mode=exported.destroy_mode)  # what the stored commands do comes from state
-    return exported
-
-
-def _from_etcd(*, model: StackModel, observation: Observation) -> AppliedMembership | None:
-    """Map live etcd members onto slots: a desired host that is a member keeps its slot; the one
-    slot whose desired host is not a member is held by the one member matching no desired host."""
-    facts = observation.etcd
-    assert facts is not None
-    hosts: dict[str, Host] = {}
-    unmatched = [m for m in facts.voters if not any(m.matches(name=x.host.name, ip=x.host.ip) for x in model.members)]
-    for member in model.members:
-        if facts.find(name=member.host.name, ip=member.host.ip) is not None:
-            hosts[member.slot] = member.host
-    free = [m.slot for m in model.members if m.slot not in hosts]
-    if len(free) == 1 and len(unmatched) == 1:
-        live = unmatched[0]
-        hosts[free[0]] = Host(name=_node_name(live.name), ip=live.ip)
-    elif free or unmatched:
-        return None  # ambiguous: fall back to the exported membership, which names slots
-    return AppliedMembership.of(hosts, source="live etcd (read-only)")
-
-
-def _node_name(member_name: str) -> str:
-    prefix, _, suffix = member_name.rpartition("-")
-    return prefix if len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix) else member_name
+    """By the one rule of ``planner.choose_applied``: live etcd (observation on and answering),
+    else the saved outputs of the last deployment, else adoption verified at run time. The
+    destroyMode always comes from what the last deployment stored (``load_applied``)."""
+    return load_applied(directory=directory or Path.cwd(), stack=stack, model=model, live=observation.etcd)
 
 
 def observe_if_enabled(*, model: StackModel, config: pulumi.Config, departing_node: str | None = None) -> Observation:

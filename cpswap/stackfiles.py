@@ -3,24 +3,28 @@
 - ``load_stack_config``: ``Pulumi.yaml`` defaults + ``Pulumi.<stack>.yaml`` values, with the
   ``cpswap:`` prefix removed. Secure values are never decrypted or returned: they come back as
   ``SECRET_PRESENT`` so the model can tell "set" from "missing".
-- ``load_applied``: the membership applied now, per docs/CONTRACTS.md: ``--applied FILE`` or
-  ``.cpswap/applied-<stack>.json`` (``pulumi stack output --json`` of the last deployment),
-  else ``--base REV`` (the stack file at that git revision), else none (adoption).
+- ``load_applied``: the membership applied now, per docs/CONTRACTS.md (``planner.choose_applied``):
+  live etcd when observed, else ``--applied FILE`` or ``.cpswap/applied-<stack>.json`` (``pulumi
+  stack output --json`` of the last deployment, validated as strictly as the stack file), else
+  ``--base REV`` (the stack file at that git revision), else adoption verified at run time.
 - ``declared_operations``: the kubean ClusterOperations that file says earlier runs declared.
 """
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from cpswap.core import inputs
 from cpswap.core.documents import DocumentError, parse_json, parse_yaml
 from cpswap.core.errors import ConfigError, Violation
-from cpswap.core.model import Host, StackModel, parse_stack_config
-from cpswap.core.planner import AppliedMembership
+from cpswap.core.facts import EtcdFacts
+from cpswap.core.model import Endpoint, Host, StackModel, parse_applied_membership, parse_stack_config
+from cpswap.core.planner import AppliedMembership, choose_applied
 
 PREFIX = "cpswap:"
 SECRET_PRESENT = "[secret]"
@@ -135,19 +139,17 @@ def load_model(*, directory: Path, stack: str) -> StackModel:
     return parse_stack_config(model_values(load_stack_config(directory=directory, stack=stack)), stack=stack)
 
 
-def membership_from_output(doc: Mapping[str, Any], *, where: str) -> dict[str, Host]:
-    raw = doc.get("membership", doc)
-    if not isinstance(raw, Mapping) or not raw:
-        raise ConfigError([Violation(f"{where}.membership", repr(raw)[:80], "must map slot -> {name, ip}")])
-    hosts = {}
-    for slot, spec in raw.items():
-        if not isinstance(spec, Mapping) or not spec.get("name") or not spec.get("ip"):
-            raise ConfigError([Violation(f"{where}.membership.{slot}", repr(spec)[:80], "needs name and ip")])
-        rebuild = spec.get("rebuild", 0)
-        if not isinstance(rebuild, int) or isinstance(rebuild, bool) or rebuild < 0:
-            raise ConfigError([Violation(f"{where}.membership.{slot}.rebuild", repr(rebuild), "must be an integer >= 0")])
-        hosts[str(slot)] = Host(name=str(spec["name"]), ip=str(spec["ip"]), rebuild=rebuild)
-    return hosts
+def membership_from_output(doc: Any, *, where: str, endpoint: Endpoint) -> dict[str, Host]:
+    """The ``membership`` of saved stack outputs, validated as strictly as the stack file."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError([Violation(where, f"{type(doc).__name__}: {json.dumps(doc)[:60]}",
+                                     "must be the JSON object `pulumi stack output --json` prints, with a "
+                                     "`membership` output; a missing applied membership never means 'anything goes'")])
+    if "membership" not in doc:
+        raise ConfigError([Violation(f"{where}.membership", "missing",
+                                     f"the saved stack outputs have no `membership` (keys: "
+                                     f"{', '.join(sorted(map(str, doc))) or 'none'})")])
+    return parse_applied_membership(doc["membership"], where=f"{where}.membership", endpoint=endpoint)
 
 
 def _git(directory: Path, *args: str, rev: str) -> bytes:
@@ -192,19 +194,31 @@ def applied_output_path(*, directory: Path, stack: str) -> Path:
     return directory / ".cpswap" / f"applied-{stack}.json"
 
 
-def read_applied_output(path: Path) -> dict[str, Any] | None:
-    """The saved ``pulumi stack output --json`` of the last deployment, or None when there is none."""
-    if not path.exists():
-        return None
-    doc = parse_document(read_text(path, what="saved stack output"), where=str(path), kind="json")
-    return dict(_mapping(doc, where=str(path), what="saved stack output (pulumi stack output --json)"))
+def read_applied_output(path: Path) -> Any:
+    """The saved ``pulumi stack output --json`` of the last deployment (any JSON value; the caller
+    checks its shape), or ``ABSENT`` when there is no such file. A file that is there but is not a
+    bounded, regular, UTF-8 JSON file is a ConfigError: it never reads as "no record"."""
+    if not os.path.lexists(path):
+        return ABSENT
+    return parse_document(read_text(path, what="saved stack output"), where=str(path), kind="json")
+
+
+ABSENT = object()
 
 
 def declared_operations(*, directory: Path, stack: str) -> frozenset[str]:
     """Names of kubean ClusterOperations earlier runs declared (``kubeanOperations`` in the saved
     stack outputs): they stay declared, so a run without a change leaves them alone."""
-    doc = read_applied_output(applied_output_path(directory=directory, stack=stack)) or {}
-    return frozenset(str(n) for n in doc.get("kubeanOperations") or [] if isinstance(n, str))
+    path = applied_output_path(directory=directory, stack=stack)
+    doc = read_applied_output(path)
+    if doc is ABSENT:
+        return frozenset()
+    if not isinstance(doc, Mapping):
+        raise ConfigError([Violation(str(path), type(doc).__name__, "must be the JSON object of the saved stack outputs")])
+    names = doc.get("kubeanOperations") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError([Violation(f"{path.name}.kubeanOperations", repr(names)[:80], "must be a list of names")])
+    return frozenset(names)
 
 
 def applied_destroy_mode(doc: Mapping[str, Any] | None) -> str | None:
@@ -214,7 +228,13 @@ def applied_destroy_mode(doc: Mapping[str, Any] | None) -> str | None:
 
 
 def load_applied(*, directory: Path, stack: str, model: StackModel, applied_file: Path | None = None,
-                 base: str | None = None) -> AppliedMembership:
+                 base: str | None = None, live: EtcdFacts | None = None) -> AppliedMembership:
+    """The applied membership by the one rule of ``planner.choose_applied`` (live etcd, else the
+    exported membership, else ``--base``, else adoption verified at run time). A saved outputs
+    file that exists is validated strictly: null, a wrong shape or a bad host is an error, never
+    "anything goes". The destroyMode is what the last deployment stored (its outputs, else the
+    stack file at ``--base``), whichever source names the hosts."""
+    base_hosts, base_mode, exported_mode = None, None, None
     if base is not None:
         source = f"Pulumi.{stack}.yaml at {base}"
         text = git_show(directory=directory, rev=base, path=f"Pulumi.{stack}.yaml")
@@ -224,12 +244,16 @@ def load_applied(*, directory: Path, stack: str, model: StackModel, applied_file
         except ConfigError as exc:  # the base revision's file, not the working tree's
             raise ConfigError([Violation(v.field if v.field.startswith(source) else f"{source}: {v.field}",
                                          v.value, v.rule) for v in exc.violations]) from None
-        return AppliedMembership.of(old.hosts(), source=f"stack file at {base}", destroy_mode=old.destroy_mode)
+        base_hosts = (old.hosts(), base)
+        base_mode = old.destroy_mode
     path = applied_file or applied_output_path(directory=directory, stack=stack)
     doc = read_applied_output(path)
-    if doc is not None:
-        return AppliedMembership.of(membership_from_output(doc, where=path.name), destroy_mode=applied_destroy_mode(doc),
-                                    source=f"exported by the last deployment ({path.relative_to(directory) if path.is_relative_to(directory) else path})")
-    if applied_file is not None:
+    exported = None
+    if doc is not ABSENT:
+        where = str(path.relative_to(directory) if path.is_relative_to(directory) else path)
+        exported = (membership_from_output(doc, where=where, endpoint=model.endpoint), where)
+        exported_mode = applied_destroy_mode(doc)
+    elif applied_file is not None:
         raise ConfigError([Violation("--applied", str(applied_file), "file not found")])
-    return AppliedMembership.of(model.hosts(), source="none recorded (adoption: applied = desired)")
+    applied = choose_applied(model=model, live=live, exported=exported, base=base_hosts)
+    return replace(applied, destroy_mode=exported_mode if exported is not None else base_mode)

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cpswap.cli import FILE, IP, LAG, NAME, NAMESPACE, SECONDS, URL, URLS, progress
-from cpswap.core.errors import PermanentError
+from cpswap.core.errors import ConfigError, PermanentError, Violation
 from cpswap.executors import etcd as ex
 
 
@@ -64,6 +64,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--deadline", type=SECONDS, default=300)
     _lock_flags(p)
     p.set_defaults(func=_remove)
+    p = cmds.add_parser("verify-adoption", help="read-only: each slot's host is a started voter and no other voter "
+                                                "exists (the first step of an adoption)")
+    connection_flags(p)
+    p.add_argument("--member", action="append", required=True, metavar="SLOT=NAME@IP",
+                   help="one per slot, e.g. cp1=lzx-ha-env@192.168.0.254")
+    p.set_defaults(func=_verify_adoption)
     p = cmds.add_parser("add", help="add a member (learner unless --voter)")
     connection_flags(p)
     p.add_argument("--peer-url", type=URL, required=True)
@@ -193,6 +199,19 @@ def _remove(args: argparse.Namespace) -> int:
                                    lock_wait_s=args.lock_wait,
                                    absent_reason=ABSENT_BY_HAND if args.absent_by_hand else None)
     print(json.dumps({"name": args.name, "ip": args.ip, "outcome": outcome}) if args.json else outcome)
+    return 0
+
+
+def _verify_adoption(args: argparse.Namespace) -> int:
+    hosts = []
+    for text in args.member:
+        slot, eq, rest = text.partition("=")
+        name, at, ip = rest.rpartition("@")
+        if not (eq and at and slot and name and ip):
+            raise ConfigError([Violation("--member", text, "must be SLOT=NAME@IP, e.g. cp1=node-1@10.0.0.1")])
+        hosts.append((slot, name, ip))
+    with connect_from_args(args) as conn:
+        ex.verify_adoption(conn, hosts=hosts, progress=progress)
     return 0
 
 

@@ -61,6 +61,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
         departing = next((h.name for s, h in applied.hosts if desired.get(s) != h), None)
         observation = observe_from_environment(model=model, departing_node=departing, timeout=args.timeout,
                                                warn=lambda text: print(f"WARNING: {text}", file=sys.stderr))
+        applied = load_applied(directory=directory, stack=args.stack, model=model, applied_file=args.applied,
+                               base=args.base, live=observation.etcd)
     return plan_swap(model=model, applied=applied, observation=observation)
 
 

@@ -532,3 +532,14 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
     if c.violations:
         raise ConfigError(c.violations)
     return model
+
+
+def parse_applied_membership(raw: Any, *, where: str, endpoint: Endpoint) -> dict[str, Host]:
+    """A recorded membership (the ``membership`` a deployment exported), validated as strictly as
+    the stack file's ``members``: slot names, DNS-1123 names, IPs, an odd count of at least 3,
+    unique names and IPs, not the VIP. Every violation is reported, prefixed with ``where``."""
+    c = _Collector()
+    members = _parse_members(c, raw, endpoint)
+    if c.violations:
+        raise ConfigError([Violation(f"{where}.{v.field}", v.value, v.rule) for v in c.violations])
+    return {m.slot: m.host for m in members}

@@ -9,27 +9,100 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cpswap.core.errors import ConfigError, Violation
-from cpswap.core.facts import EtcdMember, Observation
+from cpswap.core.facts import EtcdFacts, EtcdMember, Observation, canonical_ip
 from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.quorum import QuorumState, can_remove
 from cpswap.core.recovery import ClaimAction, plan_claim_actions, unobserved_actions
-from cpswap.core.slots import CommandSpec, ObjectSpec, SlotResource, slot_commands
+from cpswap.core.slots import ADOPTION_CHECK, CommandSpec, ObjectSpec, SlotResource, slot_commands
 
 
 @dataclass(frozen=True)
 class AppliedMembership:
-    """Which host holds which slot as deployed now, and where that knowledge came from."""
+    """Which host holds which slot as deployed now, where that knowledge came from and why that
+    source won (``choose_applied``). ``adoption``: nothing recorded it; the desired membership is
+    taken as applied only if a run-time check confirms, before anything else runs, that each
+    slot's host is a current etcd member (``ADOPTION_CHECK``)."""
 
     hosts: tuple[tuple[str, Host], ...]
     source: str
     destroy_mode: str | None = None  # the destroyMode the last deployment stored (None: not recorded)
+    reason: str = ""
+    adoption: bool = False
 
     @classmethod
-    def of(cls, hosts: dict[str, Host], *, source: str, destroy_mode: str | None = None) -> "AppliedMembership":
-        return cls(hosts=tuple(sorted(hosts.items())), source=source, destroy_mode=destroy_mode)
+    def of(cls, hosts: dict[str, Host], *, source: str, destroy_mode: str | None = None, reason: str = "",
+           adoption: bool = False) -> "AppliedMembership":
+        return cls(hosts=tuple(sorted(hosts.items())), source=source, destroy_mode=destroy_mode, reason=reason,
+                   adoption=adoption)
 
     def as_dict(self) -> dict[str, Host]:
         return dict(self.hosts)
+
+
+def membership_from_etcd(*, model: StackModel, facts: EtcdFacts) -> dict[str, Host] | None:
+    """Map live etcd voters onto slots: a desired host that is a member (exactly: name and IP)
+    keeps its slot; the one slot whose desired host is not a member is held by the one voter
+    matching no desired host. None when that is ambiguous (more than one such slot or voter)."""
+    hosts: dict[str, Host] = {}
+    unmatched = [m for m in facts.voters if not any(m.matches(name=x.host.name, ip=x.host.ip) for x in model.members)]
+    for member in model.members:
+        if facts.find(name=member.host.name, ip=member.host.ip) is not None:
+            hosts[member.slot] = member.host
+    free = [m.slot for m in model.members if m.slot not in hosts]
+    if len(free) == 1 and len(unmatched) == 1:
+        live = unmatched[0]
+        hosts[free[0]] = Host(name=node_name(live.name), ip=canonical_ip(live.ip) or live.ip)
+    elif free or unmatched:
+        return None
+    return hosts
+
+
+def node_name(member_name: str) -> str:
+    """The node a member belongs to (k3s names members ``<node>-<8 hex>``)."""
+    prefix, _, suffix = member_name.rpartition("-")
+    return prefix if len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix) else member_name
+
+
+def _diff(a: dict[str, Host], b: dict[str, Host]) -> list[str]:
+    return sorted(s for s in set(a) | set(b) if a.get(s) != b.get(s))
+
+
+def choose_applied(*, model: StackModel, live: EtcdFacts | None = None,
+                   exported: tuple[dict[str, Host], str] | None = None,
+                   base: tuple[dict[str, Host], str] | None = None) -> AppliedMembership:
+    """The one rule (docs/CONTRACTS.md "Applied membership"): live etcd when it was observed and
+    maps onto the slots; else the membership the last deployment exported (the saved stack
+    outputs: what was deployed); else the stack file at ``--base`` (what a pull request compares
+    with); else adoption, verified at run time. ``exported``/``base``: (hosts, where)."""
+    passed_over = []
+    if live is not None and live.reachable:
+        hosts = membership_from_etcd(model=model, facts=live)
+        if hosts is not None:
+            others = [f"{pair[1]} ({'agrees' if not _diff(pair[0], hosts) else 'differs in ' + ', '.join(_diff(pair[0], hosts))})"
+                      for pair in (exported, base) if pair is not None]
+            return AppliedMembership.of(hosts, source="live etcd (read-only)", reason=(
+                "observed live, it is what the cluster is now" + (f"; also given: {'; '.join(others)}" if others else "")))
+        passed_over.append("live etcd was observed but its voters do not map onto the slots (more than one slot "
+                           "differs)")
+    if exported is not None:
+        hosts, where = exported
+        note = ""
+        if base is not None:
+            base_hosts, rev = base
+            diff = _diff(base_hosts, hosts)
+            note = (f"; the stack file at {rev} agrees" if not diff else
+                    f"; the stack file at {rev} differs in {', '.join(diff)} and is not used (it is what the branch "
+                    f"started from, not what was deployed)")
+        return AppliedMembership.of(hosts, source=f"exported by the last deployment ({where})", reason=(
+            "; ".join(passed_over + ["the last successful deployment recorded it: it is what was deployed"]) + note))
+    if base is not None:
+        hosts, rev = base
+        return AppliedMembership.of(hosts, source=f"stack file at {rev}", reason="; ".join(passed_over + [
+            "no deployment recorded a membership; the stack file at the base revision is taken as deployed"]))
+    return AppliedMembership.of(model.hosts(), source="none recorded (adoption)", adoption=True, reason="; ".join(
+        passed_over + [f"no deployment recorded a membership and none was observed: the stack config is taken as "
+                       f"applied only after {ADOPTION_CHECK} confirms at run time, before anything else runs, that "
+                       f"each slot's host is a current etcd member"]))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 from cpswap.core.planner import Plan
 from cpswap.core.safety import human, safety_section
+from cpswap.core.slots import adoption_check
 
 SCHEMA = "cpswap.plan/v1"
 
@@ -22,6 +23,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "endpoint": str(model.endpoint),
         "membership_source": plan.applied.source,
         "destroy_mode": model.destroy_mode,
+        "membership_reason": plan.applied.reason,
+        "adoption_check": adoption_check_doc(plan),
         "observed": plan.observed,
         "desired": {m.slot: m.host.as_dict() for m in model.members},
         "applied": {slot: host.as_dict() for slot, host in plan.applied.hosts},
@@ -43,6 +46,14 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
     document["safety"] = safety_section(document, snapshot_dir=model.etcd.snapshot_dir)
     return document
+
+
+def adoption_check_doc(plan: Plan) -> dict[str, str] | None:
+    """The run-time check an adoption runs first (read-only), or None when the membership is known."""
+    if not plan.applied.adoption:
+        return None
+    spec = adoption_check(model=plan.model)
+    return {"resource": spec.name, "runs_on": "operator", "command": spec.create, "reason": spec.reason}
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -87,8 +98,16 @@ def plan_table(plan: Plan, *, wide: bool = False) -> str:
     lines.append("pulumi destroy: " + ("releases the control plane (forgets it, leaves every member running)"
                                        if model.destroy_mode == "release" else
                                        "refused before any command touches the cluster (destroyMode refuse)"))
-    if plan.is_noop:
-        lines.append("no slot changes: nothing will run (every create detects a healthy member and does nothing)")
+    if plan.applied.reason:
+        lines.append(f"  why this source: {plan.applied.reason}")
+    if plan.applied.adoption:
+        check = adoption_check(model=model)
+        lines.append(f"adoption: first, {check.name} (read-only, on the operator's machine) stops the run unless "
+                     f"every slot's host is a started etcd voter; then each slot's resources are recorded and "
+                     f"find their member: no command changes anything on the cluster")
+        lines.append(f"   $ {check.create}")
+    elif plan.is_noop:
+        lines.append("no slot changes: nothing will run")
     for c in plan.changes:
         lines.append(f"swap {c.slot}: {c.old} -> {c.new}")
     lines.append("")

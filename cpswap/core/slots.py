@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from shlex import quote
 
 from cpswap.core.model import Member, StackModel
-from cpswap.core.renderers import (render_etcd_leave, render_etcd_verify, render_k3s_join, render_kubeadm_join,
+from cpswap.core.renderers import (render_adoption_check, render_etcd_leave, render_etcd_verify, render_k3s_join, render_kubeadm_join,
                                    render_kubeadm_prepare, render_keepalived_install, render_node_delete,
                                    render_node_verify, render_ocboot_join, render_pvc_recover)
 from cpswap.core.renderers import kubean as kb
@@ -370,6 +370,24 @@ def destroy_guard(*, model: StackModel) -> CommandSpec:
         update=f"echo {quote(f'cpswap: stack {stack}: destroyMode now {model.destroy_mode}')}",
         delete=delete, triggers=(), create_timeout="2m", delete_timeout="2m",
         reason="pulumi destroy deletes this first; it refuses, or records a release").bounded()
+
+
+ADOPTION_CHECK = "control-plane-adopt-check"
+
+
+def adoption_check(*, model: StackModel) -> CommandSpec:
+    """The run-time check of an adoption (no recorded membership): before any slot resource runs,
+    every slot's host must be a started etcd voter and no other voter may exist. Read-only. Its
+    triggers are the whole membership, so an edit while still unrecorded checks again."""
+    members = tuple((m.slot, m.host) for m in model.members)
+    return CommandSpec(
+        name=ADOPTION_CHECK, action="adopt-check", runs_on=RunsOn("local", "operator"),
+        create=render_adoption_check(members=members, etcd=model.etcd,
+                                     discover="openshift" if model.distribution == "openshift" else "kube"),
+        update=None, delete=None, triggers=tuple(f"{slot}={host.name}@{host.ip}" for slot, host in members),
+        secret_env=LOCAL_SECRET_ENV, create_timeout="5m", delete_before_replace=False,
+        reason="no deployment recorded the membership: the stack config is taken as applied only if etcd "
+               "confirms each slot's host is a current member; otherwise the run stops before anything runs").bounded()
 
 
 def slots_with_objects(*, model: StackModel, changing: frozenset[str], declared: frozenset[str]) -> frozenset[str]:

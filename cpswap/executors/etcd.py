@@ -598,6 +598,32 @@ def _remove_locked(conn: Connection, *, target: EtcdMember, ip: str, deadline_s:
     return str(outcome)
 
 
+def verify_adoption(conn: Connection, *, hosts: Sequence[tuple[str, str, str]], progress: Progress = print) -> None:
+    """Read-only check of an adoption: each (slot, name, ip) is exactly one started voter, and etcd
+    has no other voter. Raises UnsafeOperationError naming each slot that is not, with the members."""
+    members = member_list(conn)
+    problems = []
+    for slot, name, ip in hosts:
+        found = identify_member(members, name=name, ip=ip)
+        if found.member is None:
+            problems.append(f"{slot}: {found.reason}")
+        elif not found.member.started or found.member.is_learner:
+            problems.append(f"{slot}: {name} ({ip}) is {'a learner' if found.member.is_learner else 'not started'}")
+    claimed = {found.member.id for slot, name, ip in hosts
+               if (found := identify_member(members, name=name, ip=ip)).member is not None}
+    extra = [m for m in members if m.id not in claimed]
+    if extra:
+        problems.append(f"etcd has member(s) no slot names: {'; '.join(m.describe() for m in extra)}")
+    if problems:
+        raise UnsafeOperationError(
+            "adoption refused: the stack config is not the applied membership and no deployment recorded one "
+            "(.cpswap/applied-<stack>.json); nothing was run. " + " | ".join(problems)
+            + ". Restore the saved stack outputs, or make the stack config say what the cluster is, then change "
+              "one slot at a time")
+    progress(f"adoption verified: {', '.join(f'{slot}={name}@{ip}' for slot, name, ip in hosts)} are the started "
+             f"etcd voters")
+
+
 @inputs.validated(peer_urls=_peer_urls, deadline_s=inputs.seconds)
 def add_member(conn: Connection, *, peer_urls: tuple[str, ...], learner: bool = True, deadline_s: float = 60,
                progress: Progress = print, lock_ttl_s: int = DEFAULT_TTL_S,

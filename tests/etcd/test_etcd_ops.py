@@ -397,3 +397,27 @@ def test_remove_snapshots_into_the_private_state_directory_by_default(tmp_path):
         assert stat.S_IMODE(snap.stat().st_mode) == 0o600 and stat.S_IMODE(snap.parent.stat().st_mode) == 0o700
     finally:
         cluster.stop()
+
+
+@pytest.mark.parametrize("hosts, problem", [
+    ({"cp1": "m1", "cp2": "m2", "cp3": "m3"}, None),
+    ({"cp1": "m1", "cp2": ("m5", "127.0.0.15"), "cp3": ("m6", "127.0.0.16")},
+     r"cp2: m5 \(127\.0\.0\.15\) is not an etcd member.*cp3: m6 .*member\(s\) no slot names: [0-9a-f]+ m[23] [^;]+; [0-9a-f]+ m[23] "),
+    ({"cp1": "m1", "cp2": ("m2", "127.0.0.13"), "cp3": ("m3", "127.0.0.12")}, r"cp2: no member is both m2 and 127\.0\.0\.13"),
+    ({"cp1": "m1", "cp2": "m2"}, r"etcd has member\(s\) no slot names: [0-9a-f]+ m3"),
+])
+def test_verify_adoption_on_real_etcd(healthy_three, hosts, problem):
+    """The run-time check of an adoption: read-only, each slot's host a started voter, no other voter."""
+    cluster = healthy_three
+    triples = [(slot, *(h if isinstance(h, tuple) else (h, cluster.ip(h)))) for slot, h in hosts.items()]
+    before = sorted((m.id, m.name) for m in ex.member_list(cluster.connection()))
+    lines: list[str] = []
+    if problem is None:
+        ex.verify_adoption(cluster.connection(), hosts=triples, progress=lines.append)
+        assert lines == [f"adoption verified: cp1=m1@{cluster.ip('m1')}, cp2=m2@{cluster.ip('m2')}, "
+                         f"cp3=m3@{cluster.ip('m3')} are the started etcd voters"]
+    else:
+        with pytest.raises(UnsafeOperationError, match=problem) as info:
+            ex.verify_adoption(cluster.connection(), hosts=triples, progress=lines.append)
+        assert "adoption refused" in str(info.value) and "nothing was run" in str(info.value)
+    assert sorted((m.id, m.name) for m in ex.member_list(cluster.connection())) == before

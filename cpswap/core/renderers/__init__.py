@@ -10,13 +10,13 @@ control-plane endpoint (VIP) and stack-level settings. Survivors are discovered 
 (through the VIP), so a swap of one slot never changes another slot's inputs, and a delete that
 runs from stored state months later is still valid.
 """
-from cpswap.core.renderers.etcd import render_etcd_leave, render_etcd_verify
+from cpswap.core.renderers.etcd import render_adoption_check, render_etcd_leave, render_etcd_verify
 from cpswap.core.renderers.k3s import render_k3s_join
 from cpswap.core.renderers.kubeadm import render_kubeadm_join, render_kubeadm_prepare
 from cpswap.core.renderers.kube import render_node_delete, render_node_verify, render_pvc_recover
 from cpswap.core.renderers.ocboot import render_ocboot_join, render_ocboot_template
 from cpswap.core.renderers.keepalived import render_keepalived_install
 
-__all__ = ["render_etcd_leave", "render_etcd_verify", "render_k3s_join", "render_kubeadm_join",
+__all__ = ["render_adoption_check", "render_etcd_leave", "render_etcd_verify", "render_k3s_join", "render_kubeadm_join",
            "render_kubeadm_prepare", "render_node_delete", "render_node_verify", "render_pvc_recover",
            "render_ocboot_join", "render_ocboot_template", "render_keepalived_install"]

@@ -21,3 +21,16 @@ def render_etcd_verify(*, host: Host, etcd: EtcdSettings, max_lag: int = 1000, d
     """Wait until ``host``'s member is started, a voter, healthy and caught up with the leader."""
     return (f"{CPSWAP} etcd wait-member --preset {quote(etcd.preset)} --discover kube "
             f"--node {quote(host.name)} --ip {quote(host.ip)} --max-lag {max_lag} --deadline {deadline_s}")
+
+
+def render_adoption_check(*, members: tuple[tuple[str, Host], ...], etcd: EtcdSettings, discover: str) -> str:
+    """Read-only: every slot's host must be a started etcd voter (name and IP), and no other voter
+    may exist, or the run stops before anything else runs (adoption without a recorded membership)."""
+    endpoints = ",".join(f"https://{_bracket(h.ip)}:{etcd.client_port}" for _, h in members)
+    return (f"{CPSWAP} etcd verify-adoption --preset {quote(etcd.preset)} --discover {quote(discover)} "
+            f"--endpoints {quote(endpoints)} "
+            + " ".join(f"--member {quote(f'{slot}={host.name}@{host.ip}')}" for slot, host in members))
+
+
+def _bracket(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
