@@ -467,8 +467,8 @@ def _parse_etcd(c: _Collector, raw: Any) -> EtcdSettings:
     snap = spec.get("snapshotDir", EtcdSettings.snapshot_dir)
     if snap is not None and (not _fullmatch(r"(~/)?[A-Za-z0-9._/-]+", snap) or snap.startswith("/")
                              or ".." in snap.split("/")):
-        c.add("etcd.snapshotDir", snap, "must be a directory under ~/ or relative on the operator's machine, without "
-                                        "'..' (state holds no absolute paths); it is kept private (0700)")
+        c.add("etcd.snapshotDir", snap, "must be a relative directory or one under ~/ on the operator's machine, "
+                                        "without '..' (state holds no absolute paths); it is kept private (0700)")
         snap = EtcdSettings.snapshot_dir
     return EtcdSettings(preset=str(preset), snapshot_dir=snap,
                         client_port=_int(c, "etcd.clientPort", spec.get("clientPort"), default=2379))

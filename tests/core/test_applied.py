@@ -16,6 +16,7 @@ from cpswap.cli import main
 from cpswap.core.facts import EtcdFacts, EtcdMember
 from cpswap.core.model import Host, parse_stack_config
 from cpswap.core.planner import choose_applied
+from cpswap.core.renderers.executor import CPSWAP
 from tests.support.pulumi_mocks import ROOT, TEST_SECRETS, load_stack_file, run_program
 
 PROD = load_stack_file(ROOT / "Pulumi.prod.yaml")
@@ -101,7 +102,7 @@ def test_missing_file_with_two_changed_slots_is_an_adoption_checked_at_run_time(
     check = doc["adoption_check"]
     assert check["resource"] == "control-plane-adopt-check"
     assert "--member cp2=lzx-new-2@192.168.0.240" in check["command"]
-    assert check["command"].startswith("cpswap etcd verify-adoption ")
+    assert check["command"].startswith(f"{CPSWAP} etcd verify-adoption ")
 
 
 def test_the_applied_file_wins_over_base_and_the_plan_says_why(tmp_path, capsys):
@@ -160,7 +161,7 @@ def test_program_adoption_runs_the_check_before_every_slot_resource(tmp_path):
     rec = run_program(config=PROD, secrets=TEST_SECRETS, cwd=tmp_path, isolate_network=True)
     assert rec.error is None, rec.error
     (check,) = [r for r in rec.commands() if r.name == "control-plane-adopt-check"]
-    assert check.inputs["create"].startswith("cpswap etcd verify-adoption --preset env --discover kube ")
+    assert check.inputs["create"].startswith(f"{CPSWAP} etcd verify-adoption --preset env --discover kube ")
     assert "update" not in check.inputs or not check.inputs["update"]
     firsts = [r for r in rec.commands() if r.name.endswith("-etcd-leave")]
     assert len(firsts) == 3 and all(any("control-plane-adopt-check" in d for d in r.dependencies) for r in firsts)
