@@ -5,7 +5,9 @@ the ControlPlane component declares (``cpswap.core.rules.declared_views``, with 
 declaring kubean objects as the program), then runs cpswap.core.rules, as the CrossGuard pack's
 resource policies do when the ControlPlane registers. Enforcement levels come from ``--policy-config``
 as CrossGuard reads them (cpswap.core.policy_config): a ``disabled`` rule does not run, an ``advisory``
-violation is listed but does not fail. Exit 0 without mandatory violations, 1 with every violation
+violation is listed but does not fail. It also flags secret material committed in plain text in the
+stack file (``cpswap.core.secretscan``, rule cpswap-no-plain-secrets; check only: the pack never
+sees the file). Exit 0 without mandatory violations, 1 with every violation
 listed, 2 for a malformed stack file or policy config.
 """
 from __future__ import annotations
@@ -20,7 +22,8 @@ from cpswap.core.report import plan_document
 from cpswap.core.policy_config import PolicyConfig, parse_policy_config
 from cpswap.core.rules import RULES, check, declared_views
 from cpswap.core.slots import slots_with_objects
-from cpswap.stackfiles import declared_operations, parse_document, read_text
+from cpswap.core.secretscan import RULE as PLAIN_SECRETS, plain_secrets
+from cpswap.stackfiles import declared_operations, parse_document, read_text, read_yaml
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -48,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     views = declared_views(model=plan.model, object_slots=object_slots)
     enabled = [r.name for r in RULES if config.enforced(r.name) != "disabled"]
     found = check(plan=doc, resources=views, config=config.rules, only=enabled)
+    if config.enforced(PLAIN_SECRETS) != "disabled":
+        stack_file = args.dir.resolve() / f"Pulumi.{args.stack}.yaml"
+        found = [*plain_secrets(read_yaml(stack_file).get("config"), where=stack_file.name), *found]
     failing = [v for v in found if config.enforced(v.rule) == "mandatory"]
     if args.json:
         json.dump({"stack": args.stack, "clean": not failing,

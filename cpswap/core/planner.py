@@ -418,6 +418,11 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
                         f"the Machine is kept; the static pod manifest and /var/lib/etcd are moved aside on it")
     claims, claim_refusals = _claims(model, change, observation)
     refusals.extend(claim_refusals)
+    lost = [c for c in claims if c.data_loss]
+    if lost:
+        warnings.append("DATA LOSS: " + "; ".join(
+            f"{c.namespace}/{c.name} ({c.size}, dataClass unique: the only copy) is recreated empty"
+            for c in lost) + " (acknowledged with acceptDataLoss)")
     if change is not None and not any(c.observed for c in claims) and claims:
         warnings.append(f"claims on {change.old.name} not observed: recovery at run time handles claims "
                         f"matching the policies below and refuses any data-bearing claim without one")

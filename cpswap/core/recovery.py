@@ -5,6 +5,8 @@ more specific selector wins. Data classes say what a recreate loses:
 ``replicated`` (peers heal it, e.g. minio), ``disposable`` (tolerable loss, e.g. metrics),
 ``unique`` (the only copy). Policies: ``recreate`` (cpswap deletes and recreates it),
 ``skip`` (left alone, stays Pending), ``manual`` (cpswap stops and tells the operator).
+``recreate`` of a ``unique`` claim deletes its only copy: it needs ``acceptDataLoss: true`` in
+the config, and the plan shows it as data loss (``ClaimAction.data_loss``).
 """
 from __future__ import annotations
 
@@ -27,6 +29,12 @@ class ClaimPolicy:
     data_class: str
     order: int
     owner: str | None = None
+    accept_data_loss: bool = False
+
+    @property
+    def data_loss(self) -> bool:
+        """A recreate of the only copy: its data is gone."""
+        return self.policy == "recreate" and self.data_class == "unique"
 
     @property
     def namespace(self) -> str:
@@ -50,11 +58,12 @@ class ClaimAction:
     policy: str
     order: int
     observed: bool
+    data_loss: bool = False  # recreate of a unique claim (acknowledged with acceptDataLoss)
 
     def as_dict(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "name": self.name, "owner_kind": self.owner_kind,
                 "owner_name": self.owner_name, "size": self.size, "data_class": self.data_class,
-                "policy": self.policy, "order": self.order, "observed": self.observed}
+                "policy": self.policy, "order": self.order, "observed": self.observed, "data_loss": self.data_loss}
 
 
 def _check_selector(selector: str) -> str | None:
@@ -80,11 +89,21 @@ def parse_pvc_recovery(raw: Any, *, field: str = "pvcRecovery") -> tuple[tuple[C
         if not isinstance(spec, Mapping):
             problems.append(Violation(where, repr(spec), "must be an object {policy, dataClass, order}"))
             continue
-        unknown = sorted(set(spec) - {"policy", "dataClass", "order", "owner"})
+        unknown = sorted(set(spec) - {"policy", "dataClass", "order", "owner", "acceptDataLoss"})
         for key in unknown:
-            problems.append(Violation(f"{where}.{key}", str(spec[key]), "unknown key; allowed: policy, dataClass, order, owner"))
+            problems.append(Violation(f"{where}.{key}", str(spec[key]),
+                                      "unknown key; allowed: policy, dataClass, order, owner, acceptDataLoss"))
         policy, data_class = spec.get("policy"), spec.get("dataClass")
         order, owner = spec.get("order", 100), spec.get("owner")
+        accept = spec.get("acceptDataLoss", False)
+        if not isinstance(accept, bool):
+            problems.append(Violation(f"{where}.acceptDataLoss", repr(accept), "must be true or false"))
+        elif policy == "recreate" and data_class == "unique" and not accept:
+            problems.append(Violation(f"{where}.policy", "recreate",
+                                      f"dataClass unique means the claim holds the only copy: recreating it deletes "
+                                      f"that data; set {where}.acceptDataLoss: true to acknowledge the loss, or use "
+                                      f"policy manual or skip"))
+            accept = None
         if policy not in POLICIES:
             problems.append(Violation(f"{where}.policy", str(policy), f"must be one of {', '.join(POLICIES)}"))
         if data_class not in DATA_CLASSES:
@@ -94,9 +113,10 @@ def parse_pvc_recovery(raw: Any, *, field: str = "pvcRecovery") -> tuple[tuple[C
         if owner is not None and owner not in OWNERS:
             problems.append(Violation(f"{where}.owner", str(owner), f"must be one of {', '.join(OWNERS)}"))
         if not unknown and policy in POLICIES and data_class in DATA_CLASSES and isinstance(order, int) \
-                and not isinstance(order, bool) and order >= 0 and (owner is None or owner in OWNERS):
+                and not isinstance(order, bool) and order >= 0 and (owner is None or owner in OWNERS) \
+                and isinstance(accept, bool):
             policies.append(ClaimPolicy(selector=str(selector), policy=policy, data_class=data_class,
-                                        order=order, owner=owner))
+                                        order=order, owner=owner, accept_data_loss=accept))
     return tuple(policies), tuple(problems)
 
 
@@ -136,7 +156,7 @@ def plan_claim_actions(*, claims: Sequence[ClaimFact], policies: Sequence[ClaimP
         actions.append(ClaimAction(namespace=claim.namespace, name=claim.name,
                                    owner_kind=_owner_kind(claim, policy), owner_name=claim.owner_name,
                                    size=claim.size, data_class=policy.data_class, policy=policy.policy,
-                                   order=policy.order, observed=True))
+                                   order=policy.order, observed=True, data_loss=policy.data_loss))
     actions.sort(key=lambda a: (a.order, a.namespace, a.name))
     return tuple(actions), tuple(refusals)
 
@@ -145,7 +165,8 @@ def unobserved_actions(*, policies: Sequence[ClaimPolicy]) -> tuple[ClaimAction,
     """Without a kube observation the plan lists the policies, marked unobserved."""
     rows = [ClaimAction(namespace=p.namespace, name=p.claim or "*", owner_kind=(
         "OperatorDeployment" if p.owner == "operator" else ("StatefulSet" if p.owner == "statefulset" else "?")),
-        owner_name="?", size="?", data_class=p.data_class, policy=p.policy, order=p.order, observed=False)
+        owner_name="?", size="?", data_class=p.data_class, policy=p.policy, order=p.order, observed=False,
+        data_loss=p.data_loss)
         for p in policies]
     rows.sort(key=lambda a: (a.order, a.namespace, a.name))
     return tuple(rows)

@@ -141,7 +141,7 @@ def plan_table(plan: Plan, *, wide: bool = False) -> str:
         lines.append("claims to recover" + ("" if any(c.observed for c in plan.claims) else " (not observed; policies)"))
         lines += _table(["order", "namespace", "claim", "owner", "size", "data class", "policy"],
                         [[str(c.order), c.namespace, c.name, f"{c.owner_kind} {c.owner_name}".strip(), c.size,
-                          c.data_class, c.policy] for c in plan.claims])
+                          c.data_class, c.policy + (" (DATA LOSS)" if c.data_loss else "")] for c in plan.claims])
     if plan.changes:
         lines += _safety_lines(plan_document(plan)["safety"])
     for w in plan.warnings:

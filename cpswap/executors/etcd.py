@@ -20,9 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +40,7 @@ from cpswap.core.membership import CHANGE_KEY, ChangeRecord, change_in_progress,
 from cpswap.core.quorum import can_remove
 from cpswap.executors import etcd_wire
 from cpswap.executors.etcd_lock import DEFAULT_TTL_S, DEFAULT_WAIT_S, holder_id, membership_lock
+from cpswap.executors.secretfiles import private_dir, write_secret
 from cpswap.executors.waiting import wait_until
 
 Progress = Callable[[str], None]
@@ -96,26 +95,20 @@ def _endpoints(urls: Sequence[str]) -> list[str]:
 @contextlib.contextmanager
 def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cacert: str | None = None,
                       cert: str | None = None, key: str | None = None, timeout: float = 5.0) -> Iterator[Connection]:
-    """Resolve connection flags. ``env`` writes PEM data from the environment to a private temp
-    dir that is removed on exit; ``k3s``/``kubeadm`` use the distribution's paths under
+    """Resolve connection flags. ``env`` writes PEM data from the environment to a private
+    directory (``secretfiles.private_dir``: 0700, removed on exit, SIGTERM and SIGINT, or by the
+    next run after a SIGKILL); ``k3s``/``kubeadm`` use the distribution's paths under
     ``$CPSWAP_ETCD_ROOT`` (default ``/``); explicit ``--cacert/--cert/--key`` win."""
-    tmp: str | None = None
-    try:
+    with contextlib.ExitStack() as stack:
         eps = list(endpoints)
         if preset == "env":
             missing = [k for k in ENV_KEYS if not os.environ.get(k)]
             if missing:
                 raise PermanentError(f"--preset env needs {', '.join(missing)} in the environment "
                                      f"(set by the program from secret stack config)")
-            tmp = tempfile.mkdtemp(prefix="cpswap-etcd-")
-            os.chmod(tmp, 0o700)
-            paths = []
-            for name, var in zip(("ca.crt", "client.crt", "client.key"), ENV_KEYS):
-                path = os.path.join(tmp, name)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(os.environ[var])
-                paths.append(path)
+            tmp = stack.enter_context(private_dir("etcd"))
+            paths = [write_secret(tmp, name, os.environ[var])
+                     for name, var in zip(("ca.crt", "client.crt", "client.key"), ENV_KEYS)]
             cacert, cert, key = cacert or paths[0], cert or paths[1], key or paths[2]
             from_env = [e for e in os.environ.get("CPSWAP_ETCD_ENDPOINTS", "").split(",") if e]
             try:
@@ -135,9 +128,6 @@ def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cace
             if path and not os.path.exists(path):
                 raise PermanentError(f"{label} {path}: file not found")
         yield Connection(endpoints=tuple(dict.fromkeys(eps)), ca=cacert, cert=cert, key=key, timeout=timeout)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _rpc_error(exc: BaseException) -> grpc.RpcError | None:

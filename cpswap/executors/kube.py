@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from cpswap.core.errors import (ConfigError, PermanentError, TransientError, Uns
                                 Violation)
 from cpswap.core.facts import ClaimFact, KubeFacts
 from cpswap.core.inputs import host_port
+from cpswap.executors.secretfiles import private_dir, write_secret
 from cpswap.executors.waiting import wait_until
 from cpswap.core.recovery import (ClaimAction, NodeCapacity, NodeRole, RecoveryScope, check_capacity,
                                   parse_pvc_recovery, plan_claim_actions, policy_for, recovery_scope)
@@ -60,19 +60,15 @@ class Api:
 @contextlib.contextmanager
 def connect(*, kubeconfig: str | None = None, kubeconfig_text: str | None = None, timeout: float = 10.0) -> Iterator[Api]:
     """``kubeconfig`` is a path; else ``kubeconfig_text`` or env CPSWAP_KUBECONFIG_DATA (written to a
-    0600 temp file removed on exit)."""
-    tmp = None
-    try:
+    0600 file in a private directory removed on exit, SIGTERM and SIGINT: ``secretfiles``)."""
+    with contextlib.ExitStack() as stack:
         path = kubeconfig
         if path is None:
             text = kubeconfig_text if kubeconfig_text is not None else os.environ.get("CPSWAP_KUBECONFIG_DATA")
             if not text:
                 raise PermanentError("no kubeconfig: pass --kubeconfig or set CPSWAP_KUBECONFIG_DATA "
                                      "(secret stack config cpswap:kubeconfig)")
-            fd, tmp = tempfile.mkstemp(prefix="cpswap-kubeconfig-")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            path = tmp
+            path = write_secret(stack.enter_context(private_dir("kubeconfig")), "kubeconfig", text)
         cfg = client.Configuration()
         try:
             kconfig.load_kube_config(config_file=path, client_configuration=cfg)
@@ -84,9 +80,6 @@ def connect(*, kubeconfig: str | None = None, kubeconfig_text: str | None = None
             yield Api(core=client.CoreV1Api(api_client), apps=client.AppsV1Api(api_client), timeout=timeout)
         finally:
             api_client.close()
-    finally:
-        if tmp:
-            os.unlink(tmp)
 
 
 def _call(what: str, fn: Callable[..., Any], *args: Any, api: Api, **kwargs: Any) -> Any:

@@ -145,3 +145,41 @@ def test_keepalived_install_fails_when_keepalived_rejects_the_config(tmp_path):
                           input="vrrpTst1\n", capture_output=True, text=True, timeout=30)
     assert "rc=1" in done.stdout and "started" not in done.stdout and "configured" not in done.stdout, done.stdout
     assert "keepalived --config-test rejected /etc/keepalived/keepalived.conf" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("keepalived") is None, reason="needs keepalived (Debian package keepalived)")
+@pytest.mark.parametrize("existing, rc, message", [
+    (None, "0", "already configured in /etc/keepalived/keepalived.conf: not rewriting it or restarting keepalived"),
+    ("vrrp_instance OTHER {\n  virtual_router_id 7\n}\n", "1",
+     "exists without vrrp_instance VI_1 / virtual_router_id 51: not cpswap's; nothing written"),
+])
+def test_keepalived_install_leaves_a_configured_member_alone(existing, rc, message):
+    """Issue 13: on adoption the keepalived step rewrote keepalived.conf and restarted keepalived on
+    every member, which demotes the MASTER. A second run of the step on a configured host (the
+    adoption case; real keepalived running) must neither rewrite the file nor restart keepalived;
+    a foreign keepalived.conf is never overwritten."""
+    from cpswap.core.model import Endpoint, VipSettings
+    from cpswap.core.renderers.keepalived import render_keepalived_install
+
+    vip = VipSettings(keepalived=True, interface="eth0", instance="VI_1", virtual_router_id=51,
+                      router_id="NGINX_MASTER", advert_int=1, priorities=(("cp1", 100), ("cp2", 90), ("cp3", 80)))
+    script = render_keepalived_install(host=Host("k8s-master1", "10.99.0.11"), slot="cp1", vip=vip,
+                                       endpoint=Endpoint(host="10.99.0.100", port=6443))
+    first = (f"printf 'vrrpTst1' | ( {script} ) >/dev/null; echo first=$?; " if existing is None else
+             f"printf '%s' {__import__('shlex').quote(existing)} > /etc/keepalived/keepalived.conf; ")
+    body = ("ip link set lo up; ip link add eth0 type veth peer name eth1; ip link set eth1 up; ip link set eth0 up; "
+            "ip addr add 10.99.0.11/24 dev eth0; mount -t tmpfs none /etc/keepalived; mount -t tmpfs none /run; "
+            + first +
+            "before=$(stat -c %i-%Y-%s /etc/keepalived/keepalived.conf); pids=$(pgrep -x keepalived | sort | tr '\\n' ,); "
+            f"printf 'vrrpTst1' | ( {script} ); echo rc=$?; "
+            "after=$(stat -c %i-%Y-%s /etc/keepalived/keepalived.conf); pids2=$(pgrep -x keepalived | sort | tr '\\n' ,); "
+            "[ \"$before\" = \"$after\" ] && echo conf=untouched || echo conf=rewritten; "
+            "[ \"$pids\" = \"$pids2\" ] && echo keepalived=untouched || echo keepalived=restarted; echo pids=$pids2")
+    subprocess.run(["mkdir", "-p", "/etc/keepalived"], check=True)
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--net", "--propagation",
+                           "private", "sh", "-c", body], capture_output=True, text=True, timeout=60)
+    out = done.stdout
+    assert f"rc={rc}" in out and message in out + done.stderr, (out, done.stderr)
+    assert "conf=untouched" in out and "keepalived=untouched" in out, out
+    if existing is None:
+        assert "first=0" in out and "pids=," not in out, out  # keepalived ran the whole time

@@ -23,7 +23,8 @@ def render_node_verify(*, host: Host, deadline_s: int = 600) -> str:
 def policy_json(policies: Sequence[ClaimPolicy]) -> str:
     """The pvcRecovery object in canonical JSON (sorted keys) so inputs are byte-stable."""
     doc = {p.selector: {k: v for k, v in (("policy", p.policy), ("dataClass", p.data_class),
-                                           ("order", p.order), ("owner", p.owner)) if v is not None}
+                                           ("order", p.order), ("owner", p.owner),
+                                           ("acceptDataLoss", True if p.accept_data_loss else None)) if v is not None}
            for p in policies}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
