@@ -167,6 +167,7 @@ def test_snapshot_restores_into_a_working_single_member_cluster(tmp_path):
         before = digest(conn)
         info = ex.snapshot(conn, out=tmp_path / "snap.db", progress=print)
         assert info.verified and info.size > 0 and info.revision >= 50
+        assert stat.S_IMODE(os.stat(info.path).st_mode) == 0o600  # every Secret is in it
         peer, client = f"https://127.0.0.1:{free_port()}", f"https://127.0.0.1:{free_port()}"
         subprocess.run([etcdutl_binary(), "snapshot", "restore", info.path, "--name", "r1", "--data-dir",
                         str(tmp_path / "r1.etcd"), "--initial-cluster", f"r1={peer}",
