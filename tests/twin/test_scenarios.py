@@ -70,6 +70,27 @@ def up(twin: Twin, replayer: Replayer, workdir: Path, slots: dict[str, str], *, 
     return recording, steps
 
 
+def host_state(twin: Twin) -> dict[str, object]:
+    """What a command on a host or through the APIs could change: every file under each host's
+    state directories (etcd's own data files aside: they are covered by the revision), the etcd
+    revision and members, and the Nodes (names and cordons; the adoption's one API write is the
+    ``cpswap.io/slot`` label its NodePatch adds)."""
+    import hashlib
+
+    files = {}
+    for name, host in twin.net.hosts.items():
+        for path in sorted(host.root.rglob("*")):
+            rel = path.relative_to(host.root).as_posix()
+            if path.is_file() and not path.is_symlink() and not rel.endswith((".log", "pids")) \
+                    and "/db/etcd/" not in f"/{rel}" and not rel.startswith(("var/lib/etcd/", "ssh/")):
+                files[f"{name}:{rel}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    conn = twin.etcd_connection()
+    members = sorted((m.id, m.name, m.is_learner) for m in ex.member_list(conn))
+    revision = max(ex.endpoint_status(conn, e).revision for e in conn.endpoints)
+    nodes = sorted((n.metadata.name, bool(n.spec.unschedulable)) for n in twin.emulator.core.list_node().items)
+    return {"files": files, "members": members, "revision": revision, "nodes": nodes}
+
+
 def save_outputs(workdir: Path, outputs: dict) -> None:
     """What CI does after `up`: `pulumi stack output --json > .cpswap/applied-<stack>.json`."""
     (workdir / ".cpswap" / "applied-twin.json").write_text(json.dumps(outputs))
@@ -250,8 +271,14 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
         def k3s_up(members):
             return up(twin, replayer, workdir, members, distribution="k3s")[1]
 
-        k3s_up(slots)  # adoption: each join sees an initialised k3s data dir and does nothing
+        state = host_state(twin)
+        steps = k3s_up(slots)  # adoption: each join sees an initialised k3s data dir and does nothing
         assert digest(twin.etcd_connection()) == before
+        # issue 13: count what the hosts received during the adoption; none of it changed state
+        remote = [(s.name, s.host) for s in steps if s.op != "noop" and s.host != "local"]
+        assert sorted(remote) == sorted((f"{slot}-join", twin.net.hosts[name].ip) for slot, name in slots.items())
+        assert host_state(twin) == state, "a command during the adoption changed a host, etcd or the Node list"
+        assert [s.name for s in steps if s.op == "create"][0] == "control-plane-adopt-check"
         twin.kill(N2)
         dead = twin.net.hosts[N2]
         (twin.net.hosts[NEW].root / "fail-once").write_text("the first join fails")
