@@ -143,7 +143,7 @@ def membership_from_output(doc: Any, *, where: str, endpoint: Endpoint) -> dict[
     """The ``membership`` of saved stack outputs, validated as strictly as the stack file."""
     if not isinstance(doc, Mapping):
         raise ConfigError([Violation(where, f"{type(doc).__name__}: {json.dumps(doc)[:60]}",
-                                     "must be the JSON object `pulumi stack output --json` prints, with a "
+                                     "saved stack output must be a mapping: the JSON object `pulumi stack output --json` prints, with a "
                                      "`membership` output; a missing applied membership never means 'anything goes'")])
     if "membership" not in doc:
         raise ConfigError([Violation(f"{where}.membership", "missing",

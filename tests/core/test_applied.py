@@ -49,17 +49,17 @@ def _membership(**changes) -> bytes:
 
 
 BAD_FILES = [
-    ("null", b"null", "must be the JSON object `pulumi stack output --json` prints"),
+    ("null", b"null", "must be a mapping: the JSON object `pulumi stack output --json` prints"),
     ("list", b"[]", "list: []"),
-    ("string", b'"prod"', "must be the JSON object"),
-    ("number", b"3", "must be the JSON object"),
+    ("string", b'"prod"', "must be a mapping"),
+    ("number", b"3", "must be a mapping"),
     ("empty-object", b"{}", "applied-prod.json.membership='missing'"),
     ("membership-null", b'{"membership": null}', "required: an object keyed by slot"),
     ("membership-empty", b'{"membership": {}}', "required: an object keyed by slot"),
     ("membership-list", b'{"membership": ["cp1"]}', "required: an object keyed by slot"),
-    ("not-json", b"{membership", "not JSON"),
-    ("bad-utf8", b'{"membership": "\xff"}', "not UTF-8"),
-    ("empty-file", b"", "not JSON"),
+    ("not-json", b"{membership", "not valid JSON"),
+    ("bad-utf8", b'{"membership": "\xff"}', "must be UTF-8 text"),
+    ("empty-file", b"", "not valid JSON"),
     ("bad-ip", _membership(cp1__ip="192.168.0.999"), "membership.members.cp1.ip='192.168.0.999'"),
     ("bad-name", _membership(cp1__name="Bad_Name"), "membership.members.cp1.name='Bad_Name'"),
     ("metachar", _membership(cp1__name="a;id"), "contains shell metacharacter"),
@@ -88,7 +88,7 @@ def test_an_applied_path_that_is_a_directory_or_a_device_exits_2(tmp_path, capsy
     project = _project(tmp_path, None)
     (project / ".cpswap" / "applied-prod.json").mkdir(parents=True)
     assert main(["plan", "--stack", "prod", "--dir", str(project)]) == 2
-    assert "not a regular file" in capsys.readouterr().err
+    assert "'a directory': saved stack output must be a file" in capsys.readouterr().err
     assert main(["plan", "--stack", "prod", "--dir", str(project), "--applied", "/dev/zero"]) == 2
     assert "not a regular file" in capsys.readouterr().err
 

@@ -274,10 +274,10 @@ def healthy_three(tmp_path_factory):
     ("m33", "m3", None, r"no member is both m33 and 127\.0\.0\.13"),  # a typo in the name
     ("m3", None, "127.0.0.99", r"no member is both m3 and 127\.0\.0\.99"),  # a typo in the IP
     ("m9", None, "127.0.0.99", r"m9 \(127\.0\.0\.99\) is not an etcd member and cpswap has no record"),
-    ("", "m3", None, r"a removal needs the host's node name and its IP"),
+    ("", "m3", None, r"remove_member\(name=\)='': a name is required"),
     ("m3", None, "", r"a removal needs the host's node name and its IP"),
-    ("m3", None, "fe80::1%eth0", r"a removal needs the host's node name and its IP"),
-    ("m3", None, "not-an-ip", r"a removal needs the host's node name and its IP"),
+    ("m3", None, "fe80::1%eth0", r"IPv6 zone ids \(%iface\) are refused"),
+    ("m3", None, "not-an-ip", r"remove_member\(ip=\)='not-an-ip': must be an IPv4 or IPv6 address"),
 ])
 def test_remove_of_an_unidentified_host_is_an_error_listing_the_members(healthy_three, name, ip_of, ip, expected):
     """Issue 13: `etcd remove` matched the name OR the IP (it removed a healthy member whose IP did
