@@ -4,8 +4,8 @@ kubeconfig): where it lives and when it goes. Not pure (files, signals).
 - One base directory per user, ``$TMPDIR/cpswap-<uid>`` (0700, owned by the user, never a symlink);
   each process writes into its own ``run-<pid>-<purpose>-*`` directory (0700) in it, files 0600
   created with O_EXCL and O_NOFOLLOW.
-- The directory is removed when the ``private_dir`` block ends, on SIGTERM (what CI cancellation
-  sends) and SIGINT: the handlers remove every live directory of the process, then exit with
+- The directory (and the base, once empty) is removed when the ``private_dir`` block ends, on
+  SIGTERM (what CI cancellation sends) and SIGINT: the handlers remove every live directory of the process, then exit with
   128 + the signal number (SIGINT raises KeyboardInterrupt, as Python does).
 - SIGKILL cannot be caught: the next cpswap process that writes key material first removes every
   ``run-<pid>-*`` directory whose process is gone.
@@ -85,10 +85,12 @@ def _install_handlers() -> None:
 
 
 def cleanup() -> None:
-    """Remove every private directory this process still holds."""
+    """Remove every private directory this process still holds (and the base, when empty)."""
     for path in list(_LIVE):
         shutil.rmtree(path, ignore_errors=True)
         _LIVE.discard(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(path.parent)
 
 
 @contextlib.contextmanager
@@ -105,6 +107,8 @@ def private_dir(purpose: str) -> Iterator[Path]:
     finally:
         _LIVE.discard(path)
         shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(base)  # when no other run holds a directory in it
 
 
 def write_secret(directory: Path, name: str, text: str) -> str:

@@ -24,7 +24,7 @@ SEED = {"onecloud-minio": {"policy": "recreate", "dataClass": "replicated", "ord
      [Violation("pvcRecovery.a/b/c", "a/b/c", "must be a namespace or namespace/claim of lowercase DNS-1123 names")]),
     ({"ns": "recreate"}, [Violation("pvcRecovery.ns", "'recreate'", "must be an object {policy, dataClass, order}")]),
     ({"onecloud-minio": {"policy": "nuke", "dataClass": "precious", "order": -1, "owner": "helm", "ttl": 3}}, [
-        Violation("pvcRecovery.onecloud-minio.ttl", "3", "unknown key; allowed: policy, dataClass, order, owner"),
+        Violation("pvcRecovery.onecloud-minio.ttl", "3", "unknown key; allowed: policy, dataClass, order, owner, acceptDataLoss"),
         Violation("pvcRecovery.onecloud-minio.policy", "nuke", "must be one of recreate, skip, manual"),
         Violation("pvcRecovery.onecloud-minio.dataClass", "precious", "must be one of replicated, disposable, unique"),
         Violation("pvcRecovery.onecloud-minio.order", "-1", "must be a non-negative integer (lower recovers first)"),
@@ -88,7 +88,8 @@ def test_plan_refuses_data_bearing_claims_without_policy_but_not_unbound_ones():
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 3), st.booleans()), max_size=12,
                 unique_by=lambda t: t[0]))
 def test_plan_is_sorted_and_accounts_for_every_claim(specs):
-    raw = {ns: {"policy": "recreate", "dataClass": "unique", "order": order} for ns, order, _ in specs}
+    raw = {ns: {"policy": "recreate", "dataClass": "unique", "order": order, "acceptDataLoss": True}
+           for ns, order, _ in specs}
     policies, _ = parse_pvc_recovery(raw)
     claims = [claim(ns, f"c-{ns}") for ns, _, _ in specs] + [claim("z", "orphan", volume=""),
                                                                claim("y", "data")]
