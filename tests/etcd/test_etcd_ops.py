@@ -59,7 +59,7 @@ def test_dead_member_removed_then_learner_added_promoted_and_waited(tmp_path):
         assert digest(cluster.connection("m1", "m2", "m4")) == before
         # m4 made m3's recorded removal good: the next change is allowed and clears that record
         lines.clear()
-        assert ex.remove_member(cluster.connection("m1", "m2", "m4"), name="m2", ip="", snapshot_dir=None,
+        assert ex.remove_member(cluster.connection("m1", "m2", "m4"), name="m2", ip=cluster.ip("m2"), snapshot_dir=None,
                                 progress=lines.append) == "removed"
         assert any("the earlier removal of m3" in line and "is made good: 3 started voters again" in line
                    for line in lines)
@@ -124,7 +124,7 @@ def test_last_voter_is_never_removed(tmp_path):
     cluster = EtcdCluster.start(workdir=tmp_path, n=1)
     try:
         # the departing host's endpoints are never asked, so the last voter has no survivor to ask
-        with pytest.raises(PermanentError, match=r"member list: no etcd endpoint left to ask"):
+        with pytest.raises(PermanentError, match=r"no etcd endpoint (left to ask|given)"):
             ex.remove_member(cluster.connection(), name="m1", ip="::ffff:127.0.0.1", snapshot_dir=None,
                              progress=print)
         assert voters(cluster.connection()) == ["m1"]

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from cpswap.core.errors import DeadlineError, UnsafeOperationError
+from cpswap.core.facts import REMOVED_PREFIX
 from cpswap.core.membership import CHANGE_KEY, LOCK_PREFIX
 from cpswap.executors import etcd as ex
 from cpswap.executors import etcd_lock
@@ -24,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture
 def three(tmp_path):
-    cluster = EtcdCluster.start(workdir=tmp_path, n=3)
+    cluster = EtcdCluster.start(workdir=tmp_path, n=3, distinct_ips=True)
     yield cluster
     cluster.stop()
 
@@ -48,7 +49,7 @@ def test_pending_learner_blocks_removing_another_member_but_not_itself_and_its_j
     assert pending.is_learner and not pending.started
     lines: list[str] = []
     with pytest.raises(UnsafeOperationError) as info:
-        ex.remove_member(conn, name="m3", ip="", snapshot_dir=None, progress=lines.append)
+        ex.remove_member(conn, name="m3", ip=three.ip("m3"), snapshot_dir=None, progress=lines.append)
     text = str(info.value)
     assert "refusing to remove m3" in text and "1 member(s) pending" in text
     assert f"{pending.id:x} (learner, added but not started, peer {m4.peer})" in text
@@ -59,14 +60,14 @@ def test_pending_learner_blocks_removing_another_member_but_not_itself_and_its_j
     assert again.id == pending.id and any("already a member" in line for line in lines)
     three.start_joiner(m4, current=[three.members[n] for n in ("m1", "m2", "m3")])
     ex.promote_member(conn, member_id=pending.id, deadline_s=60, progress=print)
-    ex.wait_member(conn, name="m4", ip="", max_lag=10, deadline_s=60, progress=print)
+    ex.wait_member(conn, name="m4", ip=three.ip("m4"), max_lag=10, deadline_s=60, progress=print)
     # nothing pending any more: removing m3 is allowed again (4 -> 3 voters) and is recorded
-    assert ex.remove_member(conn, name="m3", ip="", snapshot_dir=None, progress=print) == "removed"
+    assert ex.remove_member(conn, name="m3", ip=three.ip("m3"), snapshot_dir=None, progress=print) == "removed"
     assert names(conn) == ["m1", "m2", "m4"]
     # one change at a time: until m3's removal is made good, no other member is removed
     with pytest.raises(UnsafeOperationError, match=r"another membership change is in progress: m3 [0-9a-f]+ .*"
                                                    r"leaving 3 of 4 voters"):
-        ex.remove_member(conn, name="m2", ip="", snapshot_dir=None, progress=print)
+        ex.remove_member(conn, name="m2", ip=three.ip("m2"), snapshot_dir=None, progress=print)
     # an abandoned change is forgotten only on purpose
     run = subprocess.run([sys.executable, "-m", "cpswap", "etcd", "change", "--endpoints", three.members["m1"].client,
                           "--cacert", str(three.ca.cert), "--cert", str(three.cert), "--key", str(three.key),
@@ -76,7 +77,7 @@ def test_pending_learner_blocks_removing_another_member_but_not_itself_and_its_j
     assert shown["change"]["name"] == "m3" and shown["change"]["voters_before"] == 4 and shown["cleared"] is True
     assert shown["lock_queue"] == []
     assert ex.read_change(conn) is None
-    assert ex.remove_member(conn, name="m2", ip="", snapshot_dir=None, progress=print) == "removed"
+    assert ex.remove_member(conn, name="m2", ip=three.ip("m2"), snapshot_dir=None, progress=print) == "removed"
 
 
 def test_the_pending_member_itself_may_be_removed(three):
@@ -85,11 +86,11 @@ def test_the_pending_member_itself_may_be_removed(three):
     pending = ex.add_member(conn, peer_urls=(peer,), learner=False, progress=print)  # an unstarted voter
     assert not pending.started and not pending.is_learner
     with pytest.raises(UnsafeOperationError, match=r"1 member\(s\) pending .*added but not started"):
-        ex.remove_member(conn, name="m2", ip="", snapshot_dir=None, progress=print)
+        ex.remove_member(conn, name="m2", ip=three.ip("m2"), snapshot_dir=None, progress=print)
     assert ex.remove_member(conn, name="pending-host", ip="127.0.0.2", snapshot_dir=None, progress=print) == "removed"
     assert names(conn) == ["m1", "m2", "m3"]
     assert ex.read_change(conn) is None  # removing a pending member is no change to make good
-    assert ex.remove_member(conn, name="m2", ip="", snapshot_dir=None, progress=print) == "removed"
+    assert ex.remove_member(conn, name="m2", ip=three.ip("m2"), snapshot_dir=None, progress=print) == "removed"
 
 
 def test_three_concurrent_removes_of_three_healthy_members_remove_at_most_one(three, tmp_path):
@@ -99,7 +100,7 @@ def test_three_concurrent_removes_of_three_healthy_members_remove_at_most_one(th
     for name in ("m1", "m2", "m3"):
         argv = [sys.executable, "-m", "cpswap", "etcd", "remove", "--endpoints", endpoints,
                 "--cacert", str(three.ca.cert), "--cert", str(three.cert), "--key", str(three.key),
-                "--name", name, "--ip", "127.0.0.9", "--no-snapshot", "--json", "--deadline", "60", "--lock-wait", "60"]
+                "--name", name, "--ip", three.ip(name), "--no-snapshot", "--json", "--deadline", "60", "--lock-wait", "60"]
         procs[name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                        env=cli_env(), cwd=str(tmp_path))
     results = {}
@@ -121,8 +122,10 @@ def test_three_concurrent_removes_of_three_healthy_members_remove_at_most_one(th
     assert record is not None and record.name == removed[0] and record.voters_before == 3
     survivor = next(n for n in three.members if n not in removed)
     client = ex._client(conn, three.members[survivor].client)
-    try:  # cpswap's only keys in the cluster's etcd: the record (the lock keys went with their leases)
-        assert [meta.key.decode() for _, meta in client.get_prefix("/cpswap/")] == [CHANGE_KEY]
+    try:  # cpswap's only keys in the cluster's etcd: the change record and the removed host's removal
+        # record (the lock keys went with their leases)
+        assert sorted(meta.key.decode() for _, meta in client.get_prefix("/cpswap/")) == sorted(
+            [CHANGE_KEY, f"{REMOVED_PREFIX}{three.ip(removed[0])}/{removed[0]}"])
     finally:
         client.close()
 
@@ -157,7 +160,7 @@ def test_a_lock_whose_holder_was_killed_is_freed_by_its_lease(three):
         holder.wait(timeout=10)
         started = time.monotonic()
         lines: list[str] = []
-        assert ex.remove_member(three.connection(), name="m3", ip="", snapshot_dir=None, progress=lines.append,
+        assert ex.remove_member(three.connection(), name="m3", ip=three.ip("m3"), snapshot_dir=None, progress=lines.append,
                                 lock_wait_s=30) == "removed"
         waited = time.monotonic() - started
         assert waited < 20, waited  # the 5 s lease, plus etcd's expiry check
