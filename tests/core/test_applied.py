@@ -102,7 +102,7 @@ def test_missing_file_with_two_changed_slots_is_an_adoption_checked_at_run_time(
     check = doc["adoption_check"]
     assert check["resource"] == "control-plane-adopt-check"
     assert "--member cp2=lzx-new-2@192.168.0.240" in check["command"]
-    assert check["command"].startswith(f"{CPSWAP} etcd verify-adoption ")
+    assert f"'{CPSWAP} etcd verify-adoption " in check["command"]  # bounded by its deadline
 
 
 def test_the_applied_file_wins_over_base_and_the_plan_says_why(tmp_path, capsys):
@@ -161,7 +161,7 @@ def test_program_adoption_runs_the_check_before_every_slot_resource(tmp_path):
     rec = run_program(config=PROD, secrets=TEST_SECRETS, cwd=tmp_path, isolate_network=True)
     assert rec.error is None, rec.error
     (check,) = [r for r in rec.commands() if r.name == "control-plane-adopt-check"]
-    assert check.inputs["create"].startswith(f"{CPSWAP} etcd verify-adoption --preset env --discover kube ")
+    assert f"'{CPSWAP} etcd verify-adoption --preset env --discover kube " in check.inputs["create"]
     assert "update" not in check.inputs or not check.inputs["update"]
     firsts = [r for r in rec.commands() if r.name.endswith("-etcd-leave")]
     assert len(firsts) == 3 and all(any("control-plane-adopt-check" in d for d in r.dependencies) for r in firsts)

@@ -89,7 +89,7 @@ def test_plan_without_record_is_adoption(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "applied membership: none recorded (adoption)" in out
     assert "adoption: first, control-plane-adopt-check (read-only, on the operator's machine) stops the run" in out
-    assert (f"$ {CPSWAP} etcd verify-adoption --preset env --discover kube --endpoints https://192.168.0.239:2379,"
+    assert (f"'{CPSWAP} etcd verify-adoption --preset env --discover kube --endpoints https://192.168.0.239:2379,"
             "https://192.168.0.244:2379,https://192.168.0.243:2379 --member cp1=lzx-test-add-node@192.168.0.239") in out
     assert "nothing will run" not in out
 
