@@ -74,6 +74,7 @@ class SshSettings:
 
 
 DEFAULT_SNAPSHOT_DIR = "$CPSWAP_STATE_DIR/snapshots, else ~/.local/state/cpswap/snapshots (0700, outside the repository)"
+DEFAULT_SNAPSHOT_PATH = "~/.local/state/cpswap/snapshots"  # the default above without CPSWAP_STATE_DIR/XDG_STATE_HOME
 
 
 @dataclass(frozen=True)

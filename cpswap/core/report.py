@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cpswap.core.model import DEFAULT_SNAPSHOT_PATH
 from cpswap.core.planner import Plan
 from cpswap.core.safety import human, safety_section
 from cpswap.core.slots import adoption_check
@@ -44,7 +45,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                   "leader": plan.leader_id is not None and m.id == plan.leader_id} for m in plan.live]
         if plan.observed else None,
     }
-    document["safety"] = safety_section(document, snapshot_dir=model.etcd.snapshot_dir)
+    document["safety"] = safety_section(document, snapshot_dir=model.etcd.snapshot_dir or DEFAULT_SNAPSHOT_PATH)
     return document
 
 

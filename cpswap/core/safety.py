@@ -118,7 +118,7 @@ def safety_section(document: Mapping[str, Any], *, snapshot_dir: str) -> dict[st
     etcd_dir = snapshot_dir.rstrip("/") or "."
     snapshot = None
     if change is not None:
-        path = f"{etcd_dir}/before-remove-{change['old'].get('name')}-<unix time>.db"
+        path = f"{etcd_dir}/before-remove-{change['old'].get('name')}-<UTC time>-<member id>.db"
         snapshot = {"dir": etcd_dir, "file": path, "taken_by": "the etcd leave step, on the operator's machine, "
                                                              "verified by its sha256 trailer",
                     "restore_on": (f"{survivor.get('name')} ({survivor.get('ip')})" if survivor else "a survivor")

@@ -51,7 +51,7 @@ def test_every_member_its_role_and_the_windows_of_the_k3s_fixture():
     window = safety["no_tolerance_window"]
     assert (window["from"], window["to"], window["tolerance"]) == ("cp1-etcd-snapshot", "cp1-node-delete", 0)
     assert "quorum is lost: 2 healthy of 2 voters need 2" in window["if_another_fails"]
-    assert safety["snapshot"]["file"] == ".cpswap/snapshots/before-remove-lzx-ha-env-<unix time>.db"
+    assert safety["snapshot"]["file"] == ".cpswap/snapshots/before-remove-lzx-ha-env-<UTC time>-<member id>.db"
     assert safety["snapshot"]["restore"].startswith("k3s server --cluster-reset --cluster-reset-restore-path=")
     assert safety["snapshot"]["restore_on"].startswith("lzx-ha-env-2 (192.168.0.244)")
 
@@ -81,7 +81,7 @@ def test_plan_text_names_every_member_and_wide_prints_commands_in_full(capsys):
     assert " ... (--wide)" in short and " ... (--wide)" not in wide
     for line in ("cp2   lzx-ha-env-2", "cp3   lzx-ha-env-3", "departing", "joining", "survivor",
                  "point of no return: cp1-etcd-remove", "worst-case duration:", "no fault tolerance from",
-                 "snapshot: .cpswap/snapshots/before-remove-lzx-ha-env-<unix time>.db", "restore on lzx-ha-env-2"):
+                 "snapshot: ~/.local/state/cpswap/snapshots/before-remove-lzx-ha-env-<UTC time>-<member id>.db", "restore on lzx-ha-env-2"):
         assert line in wide, line
     assert main(["plan", "--stack", "prod", "--dir", str(ROOT), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
