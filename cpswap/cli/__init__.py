@@ -1,4 +1,4 @@
-"""The `cpswap` command line: plan, check, preflight, etcd, kube, kubean, openshift, ci.
+"""The `cpswap` command line: plan, check, preflight, status, etcd, kube, kubean, openshift, ci.
 
 Each subcommand module exposes ``register(subparsers)``; it sets ``func(args) -> int`` on its
 parser. Exit codes: 0 ok, 1 refused or violations found, 2 usage or config error,
@@ -21,7 +21,7 @@ import cpswap
 from cpswap.core import inputs
 from cpswap.core.errors import ConfigError, CpswapError, DeadlineError, TransientError
 
-SUBCOMMAND_MODULES = ("plan", "check", "preflight", "etcd", "kube", "kubean", "openshift", "ci")
+SUBCOMMAND_MODULES = ("plan", "check", "preflight", "status", "etcd", "kube", "kubean", "openshift", "ci")
 
 
 def progress(line: str) -> None:
