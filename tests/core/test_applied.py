@@ -163,8 +163,9 @@ def test_program_adoption_runs_the_check_before_every_slot_resource(tmp_path):
     (check,) = [r for r in rec.commands() if r.name == "control-plane-adopt-check"]
     assert f"'{CPSWAP} etcd verify-adoption --preset env --discover kube " in check.inputs["create"]
     assert "update" not in check.inputs or not check.inputs["update"]
-    firsts = [r for r in rec.commands() if r.name.endswith("-etcd-leave")]
-    assert len(firsts) == 3 and all(any("control-plane-adopt-check" in d for d in r.dependencies) for r in firsts)
+    commands = rec.commands()
+    firsts = [next(r for r in commands if r.name.startswith(f"{slot}-")) for slot in ("cp1", "cp2", "cp3")]
+    assert all(any("control-plane-adopt-check" in d for d in r.dependencies) for r in firsts), firsts
     (tmp_path / ".cpswap").mkdir()
     (tmp_path / ".cpswap" / "applied-prod.json").write_text(json.dumps({"membership": GOOD}))
     recorded = run_program(config=PROD, secrets=TEST_SECRETS, cwd=tmp_path, isolate_network=True)
