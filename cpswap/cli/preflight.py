@@ -48,7 +48,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--ssh-key", type=FILE, help="private key file (default: $CPSWAP_SSH_KEY_DATA)")
     p.add_argument("--ocboot-workdir", type=TEXT)
     p.add_argument("--ocboot-version", type=TEXT)
-    p.add_argument("--snapshot-dir", type=TEXT, default=".cpswap/snapshots")
+    p.add_argument("--snapshot-dir", type=TEXT, help="default: the etcd executor's ($CPSWAP_STATE_DIR/snapshots, "
+                                                      "else ~/.local/state/cpswap/snapshots)")
     p.add_argument("--worst-case", type=SECONDS, default=3 * 3600.0,
                    help="the run's worst-case duration in seconds (the etcd certificate must outlive it)")
     p.add_argument("--timeout", type=SECONDS, default=10.0, help="per-request timeout in seconds")
@@ -90,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
                              vip=args.vip, ocboot_workdir=args.ocboot_workdir, ocboot_version=args.ocboot_version)]
         ssh = (args.ssh_user, args.ssh_port)
         snapshot_dir = args.snapshot_dir
+    if snapshot_dir is None:
+        from cpswap.executors.etcd import default_snapshot_dir
+
+        snapshot_dir = str(default_snapshot_dir())
     key = Path(args.ssh_key).read_text() if args.ssh_key else os.environ.get("CPSWAP_SSH_KEY_DATA")
     access = ex.SshAccess(user=ssh[0], port=ssh[1], key_text=key)
     limits = pf.Limits(worst_case_s=args.worst_case)

@@ -61,8 +61,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(directory=directory, stack=args.stack)
     applied = load_applied(directory=directory, stack=args.stack, model=model)
     recovery = args.recovery_dir if args.recovery_dir.is_absolute() else directory / args.recovery_dir
-    snapshot_dir = Path(model.etcd.snapshot_dir)
-    snapshot_dir = snapshot_dir if snapshot_dir.is_absolute() else directory / snapshot_dir
+    if model.etcd.snapshot_dir:
+        snapshot_dir = Path(model.etcd.snapshot_dir)
+        snapshot_dir = snapshot_dir if snapshot_dir.is_absolute() else directory / snapshot_dir
+    else:
+        from cpswap.executors.etcd import default_snapshot_dir
+
+        snapshot_dir = default_snapshot_dir()
     report = st.decide_status(model=model, applied=applied.as_dict(), etcd=_etcd(model, args.timeout),
                               journals=_journals(recovery), snapshots=_snapshots(snapshot_dir, time.time()))
     print(json.dumps(report.as_dict(), indent=2) if args.json else st.render_status(report))

@@ -19,5 +19,5 @@ def render_preflight(*, model: StackModel, member: Member, worst_case_s: int) ->
              f"--ssh-user {quote(model.ssh.user)} --ssh-port {model.ssh.port}"]
     if model.ocboot is not None:
         parts.append(f"--ocboot-workdir {quote(model.ocboot.workdir)} --ocboot-version {quote(model.ocboot.version)}")
-    parts.append(f"--snapshot-dir {quote(model.etcd.snapshot_dir)} --worst-case {worst_case_s}")
+    parts.append(f"{model.etcd.snapshot_flag().strip()} --worst-case {worst_case_s}".strip())
     return " ".join(parts)
