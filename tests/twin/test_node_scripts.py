@@ -54,6 +54,20 @@ def test_etcd_reset_leaves_an_etcd_that_serves_peers_alone():
     assert "etcd is serving peers here" in result["out"]
 
 
+def _vrrp_node(ip: str) -> str:
+    """Shell setup of a node with one link eth0 (a veth whose peer nobody answers on), ``ip`` on it,
+    and private /etc/keepalived and /run."""
+    return ("ip link set lo up; ip link add eth0 type veth peer name eth1; ip link set eth1 up; ip link set eth0 up; "
+            f"ip addr add {ip}/24 dev eth0; mount -t tmpfs none /etc/keepalived; mount -t tmpfs none /run; ")
+
+
+def _in_private_node(body: str) -> subprocess.CompletedProcess:
+    """``body`` in private PID, mount and network namespaces: its processes end with its shell."""
+    subprocess.run(["mkdir", "-p", "/etc/keepalived"], check=True)
+    return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--net", "--propagation",
+                           "private", "sh", "-c", body], capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.skipif(shutil.which("keepalived") is None, reason="needs keepalived (Debian package keepalived)")
 def test_keepalived_install_writes_a_config_real_keepalived_accepts_and_runs_it():
     """The keepalived step's script on a node without systemd: the config is written 0600 with the
@@ -67,16 +81,13 @@ def test_keepalived_install_writes_a_config_real_keepalived_accepts_and_runs_it(
                       router_id="NGINX_MASTER", advert_int=1, priorities=(("cp1", 100), ("cp2", 90), ("cp3", 80)))
     script = render_keepalived_install(host=Host("k8s-backup3", "10.99.0.13"), slot="cp3", vip=vip,
                                        endpoint=Endpoint(host="10.99.0.100", port=6443))
-    body = ("ip link set lo up; ip link add eth0 type veth peer name eth1; ip link set eth1 up; ip link set eth0 up; ip addr add 10.99.0.13/24 dev eth0; "
-            "mount -t tmpfs none /etc/keepalived; mount -t tmpfs none /run; "
+    body = (_vrrp_node("10.99.0.13") +
             f"printf 'vrrpTst1' | ( {script} ); echo rc=$?; "
             "stat -c mode=%a /etc/keepalived/keepalived.conf; "
             "i=0; while [ $i -lt 100 ] && ! ip -4 addr show dev eth0 | grep -q 10.99.0.100; do sleep 0.1; i=$((i+1)); done; "
             "ip -4 addr show dev eth0 | grep -q 10.99.0.100 && echo vip=held || echo vip=absent; "
             "echo conf; cat /etc/keepalived/keepalived.conf")
-    subprocess.run(["mkdir", "-p", "/etc/keepalived"], check=True)
-    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--net", "--propagation",
-                           "private", "sh", "-c", body], capture_output=True, text=True, timeout=60)
+    done = _in_private_node(body)
     out = done.stdout
     assert "rc=0" in out and "k8s-backup3: keepalived VI_1 vrid 51 configured" in out, (out, done.stderr)
     assert "mode=600" in out, out
@@ -167,17 +178,13 @@ def test_keepalived_install_leaves_a_configured_member_alone(existing, rc, messa
                                        endpoint=Endpoint(host="10.99.0.100", port=6443))
     first = (f"printf 'vrrpTst1' | ( {script} ) >/dev/null; echo first=$?; " if existing is None else
              f"printf '%s' {__import__('shlex').quote(existing)} > /etc/keepalived/keepalived.conf; ")
-    body = ("ip link set lo up; ip link add eth0 type veth peer name eth1; ip link set eth1 up; ip link set eth0 up; "
-            "ip addr add 10.99.0.11/24 dev eth0; mount -t tmpfs none /etc/keepalived; mount -t tmpfs none /run; "
-            + first +
+    body = (_vrrp_node("10.99.0.11") + first +
             "before=$(stat -c %i-%Y-%s /etc/keepalived/keepalived.conf); pids=$(pgrep -x keepalived | sort | tr '\\n' ,); "
             f"printf 'vrrpTst1' | ( {script} ); echo rc=$?; "
             "after=$(stat -c %i-%Y-%s /etc/keepalived/keepalived.conf); pids2=$(pgrep -x keepalived | sort | tr '\\n' ,); "
             "[ \"$before\" = \"$after\" ] && echo conf=untouched || echo conf=rewritten; "
             "[ \"$pids\" = \"$pids2\" ] && echo keepalived=untouched || echo keepalived=restarted; echo pids=$pids2")
-    subprocess.run(["mkdir", "-p", "/etc/keepalived"], check=True)
-    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--net", "--propagation",
-                           "private", "sh", "-c", body], capture_output=True, text=True, timeout=60)
+    done = _in_private_node(body)
     out = done.stdout
     assert f"rc={rc}" in out and message in out + done.stderr, (out, done.stderr)
     assert "conf=untouched" in out and "keepalived=untouched" in out, out
