@@ -533,3 +533,17 @@ def test_an_unchanged_resource_keeps_its_outputs_and_takes_the_new_options(tmp_p
     assert r.state["urn:m"].retain_on_delete and r.state["urn:m"].outputs["stdout"] == "out"
     r.destroy()
     assert lines(journal) == [] and r.state == {}
+
+
+def test_an_interrupted_step_loses_its_whole_session_deadline_wrapper_included(tmp_path):
+    """Fault injection (an operator's interrupt) kills every process the step started, also the
+    process group coreutils `timeout` makes for the command's own deadline."""
+    from cpswap.core.renderers.deadline import Deadline, render_bounded
+
+    wrapped = cmd("w", create=render_bounded(name="w", text="sleep 60 & wait", deadline=Deadline(seconds=50)))
+    r = Replayer(Runner(cwd=tmp_path, timeout_s=120))
+    r.step_timeout = lambda step: 1.0
+    started = time.monotonic()
+    with pytest.raises(StepFailed, match=r"rc=-9"):
+        r.up([wrapped])
+    assert time.monotonic() - started < 20

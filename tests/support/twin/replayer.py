@@ -299,12 +299,32 @@ class Runner:
                 os.kill(proc.pid, signal.SIGKILL)
                 note = f"\n(the provider's {at:.1f}s timeout killed /bin/sh only)"
                 continue
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
+            kill_session(proc.pid)
+            try:
+                out, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired as exc:
+                raise EngineHang(argv, at, "", "") from exc
             if what == "interrupt":
                 return -9, out, err + f"\n(killed after {at:.1f}s)"
             raise EngineHang(argv, at, out, err)
         raise AssertionError("the harness bound always ends the loop")
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (the spawned command's, ``start_new_session``),
+    process groups made inside it included (coreutils ``timeout`` makes its own)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and int(fields[3]) == sid:  # state ppid pgrp session ...
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _exit_error(kind: str, rc: int) -> str:
