@@ -287,8 +287,9 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
         # pulumi-command's error text: the command and its whole output, logging=none or not
         # k3s runs as a service: `systemctl enable --now k3s` reports the failed start job
         with pytest.raises(StepFailed, match=r"create cp2-join on 10\.250\.\d+\.4 failed: rc=1: Process exited with "
-                                             r"status 1: running \"[^\n]*systemctl enable --now k3s\":\n[\s\S]*Job for "
-                                             r"k3s.service failed because the control process exited") as failed:
+                                             r"status 1: running \"[^\n]*systemctl enable --now k3s[^\n]*\":\n"
+                                             r"[\s\S]*Job for k3s.service failed because the control process exited"
+                                             ) as failed:
             k3s_up(swapped)
         assert twin.secrets()["k3sToken"] not in str(failed.value)
         assert "k3s: simulated failure" in (twin.workdir / NEW / "k3s.service.log").read_text()
