@@ -176,7 +176,7 @@ def _join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     return (
         CommandSpec(
             name=f"{member.slot}-join-prepare", action="join-prepare", runs_on=RunsOn("ssh", "vip"),
-            create=render_kubeadm_prepare(), update=_record(member, "join material issued earlier"),
+            create=render_kubeadm_prepare(host=member.host), update=_record(member, "join material issued earlier"),
             delete=None, triggers=triggers, secret_output=True, create_timeout="5m",
             reason="a survivor uploads the control-plane certs and issues a token (both expire; made just in time)"),
         CommandSpec(

@@ -23,7 +23,7 @@ def _render(case: dict) -> str:
     return {
         "k3s_join": lambda: render_k3s_join(host=member.host, endpoint=model.endpoint, k3s=model.k3s),
         "kubeadm_join": lambda: render_kubeadm_join(host=member.host, endpoint=model.endpoint, kubeadm=model.kubeadm),
-        "kubeadm_prepare": render_kubeadm_prepare,
+        "kubeadm_prepare": lambda: render_kubeadm_prepare(host=member.host),
         "etcd_leave": lambda: render_etcd_leave(host=member.host, etcd=model.etcd),
     }[case["renderer"]]()
 

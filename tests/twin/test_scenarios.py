@@ -168,6 +168,7 @@ def twin(tmp_path):
     assert instance.net.leftovers() == []
 
 
+@pytest.mark.timeout(600)  # several replayed `up`s over SSH: ~100 s idle, far more on a loaded machine
 def test_seed_004_swap_on_the_twin(twin, tmp_path):
     workdir = project(tmp_path)
     replayer = Replayer(Runner(cwd=workdir, timeout_s=240, environ=activated_environ()))
@@ -328,6 +329,7 @@ def assert_k3s_service(twin: Twin, host: str) -> None:
                 pass
 
 
+@pytest.mark.timeout(600)  # several replayed `up`s over SSH: ~100 s idle, far more on a loaded machine
 def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
     """Seed 001's situation on kubeadm: a member is rebuilt with a new OS and name but its IP.
     First a non-first member (cp2), then the first one (cp1, which holds the VIP)."""
@@ -350,6 +352,9 @@ def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
 
         kubeadm_up(slots)  # adoption: manifests exist, so no join runs
         assert sorted(m.name for m in ex.member_list(twin.etcd_connection())) == names
+        adoption = json.loads((twin.workdir / "kubeadm.json").read_text()) if (twin.workdir / "kubeadm.json").exists() \
+            else {"tokens": [], "keys": [], "argv": []}
+        assert adoption["tokens"] == [] and adoption["keys"] == [], "adoption issued a join token or uploaded certs"
         for slot, old, new in (("cp2", "kadm-2", "kadm-2-ubuntu"), ("cp1", "kadm-1", "kadm-1-ubuntu")):
             ip = twin.net.hosts[old].ip
             twin.kill(old)
@@ -372,6 +377,9 @@ def test_kubeadm_rebuilds_keeping_the_ip_non_first_then_first(tmp_path):
         state = json.loads((twin.workdir / "kubeadm.json").read_text())
         for secret in [*state["tokens"], *state["keys"]]:
             assert secret not in log, "a join token or certificate key reached the command log"
+            assert not any(secret in " ".join(argv) for argv in state["argv"]), "a join secret was in kubeadm's argv"
+        assert ["join", "--config", "/etc/kubernetes/cpswap-join.yaml"] in state["argv"]
+        assert state.get("version_lookups", 0) == 0, "kubeadm looked the Kubernetes version up online"
     finally:
         twin.close()
     assert twin.net.leftovers() == []

@@ -111,6 +111,7 @@ class Twin:
                 emulator.core.create_namespaced_config_map("kube-system", k8s_client.V1ConfigMap(
                     metadata=k8s_client.V1ObjectMeta(name="kubeadm-config"),
                     data={"ClusterConfiguration": f"apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"
+                                                  f"kubernetesVersion: v1.31.2\n"
                                                   f"controlPlaneEndpoint: {net.vip}:6443\n"}))
             twin.controllers.__enter__()
             return twin
@@ -163,6 +164,7 @@ class Twin:
                 manifests = self.net.hosts[name].root / "etc-kubernetes" / "manifests"
                 manifests.mkdir(parents=True)
                 (manifests / "etcd.yaml").write_text(f"# static pod manifest for etcd on {name}\n")
+                (manifests.parent / "admin.conf").write_text(f"# admin kubeconfig of {name} (the twin's API)\n")
             command = (f"nohup setsid {etcd_binary()} --name {self.names[name]} "
                        f"--data-dir {in_host(data)} "
                        f"--listen-client-urls https://{ip}:2379,https://127.0.0.1:2379 --advertise-client-urls "
