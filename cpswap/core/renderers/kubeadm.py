@@ -2,11 +2,11 @@
 
 Two commands (docs/CONFORMANCE.md "kubeadm"):
 1. ``prepare`` runs on a survivor (reached through the VIP). When the joining host is a Node
-   already (adoption) it issues nothing and prints ``ADOPTED=<name>``; a kubectl error other than
-   NotFound fails it. Else it uploads the control-plane certificates and creates a token, both
+   already (adoption) it issues nothing and prints ``ADOPTED=<name>`` (the rest empty); a
+   kubectl error other than NotFound fails it. Else it uploads the control-plane certificates and creates a token, both
    with ``--config`` = the cluster's own ClusterConfiguration (kubeadm-config, which names the
    kubernetesVersion: without it kubeadm looks the version up on dl.k8s.io, which an air-gapped
-   host cannot reach), and prints exactly three ``KEY=value`` lines. Its output is secret (the
+   host cannot reach), and prints ``ADOPTED=`` and three ``KEY=value`` lines, once, as its last statement. Its output is secret (the
    component sets ``logging=NONE`` and ``additional_secret_outputs``).
 2. ``join`` runs on the new host with that output on stdin. The token, CA hash and certificate
    key go into a 0600 JoinConfiguration (``kubeadm.k8s.io/v1beta4`` for kubeadm >= 1.31, else
@@ -27,11 +27,12 @@ JOIN_CONFIG = "/etc/kubernetes/cpswap-join.yaml"
 
 
 def render_kubeadm_prepare(*, host: Host) -> str:
+    """Prints once, as its last statement (``ADOPTED`` set, the rest empty, on adoption)."""
     name = quote(host.name)
     kubectl = f"kubectl --kubeconfig {ADMIN_KUBECONFIG}"
     return (
-        "set -eu; umask 077; "
-        f"if out=$({kubectl} get node {name} -o name 2>&1); then printf 'ADOPTED=%s\\n' {name}; exit 0; fi; "
+        "set -eu; umask 077; adopted=''; token=''; hash=''; key=''; "
+        f"if out=$({kubectl} get node {name} -o name 2>&1); then adopted={name}; else "
         "case $out in *'(NotFound)'*) ;; *) "
         f"echo {quote(f'{host.name}: cannot tell whether it is a Node (kubectl failed); issuing no join material:')} "
         "\"$out\" >&2; exit 1;; esac; "
@@ -41,11 +42,11 @@ def render_kubeadm_prepare(*, host: Host) -> str:
         "kubernetesVersion; refusing (kubeadm would look the version up online)' >&2; exit 1; }; "
         "key=$(kubeadm init phase upload-certs --upload-certs --config \"$cfg\" 2>/dev/null | tail -n 1); "
         "join=$(kubeadm token create --print-join-command --config \"$cfg\" 2>/dev/null); "
-        "set -- $join; token=''; hash=''; "
+        "set -- $join; "
         "while [ $# -gt 0 ]; do case $1 in "
         "--token) token=$2; shift;; --discovery-token-ca-cert-hash) hash=$2; shift;; esac; shift; done; "
-        "test -n \"$key\" && test -n \"$token\" && test -n \"$hash\"; "
-        "printf 'TOKEN=%s\\nCA_HASH=%s\\nCERT_KEY=%s\\n' \"$token\" \"$hash\" \"$key\""
+        "test -n \"$key\" && test -n \"$token\" && test -n \"$hash\"; fi; "
+        "printf 'ADOPTED=%s\\nTOKEN=%s\\nCA_HASH=%s\\nCERT_KEY=%s\\n' \"$adopted\" \"$token\" \"$hash\" \"$key\""
     )
 
 
