@@ -150,14 +150,21 @@ def snapshot_room(directory: str) -> tuple[int | None, str | None]:
 
 
 def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: float = 10.0) -> pf.PreflightFacts:
-    new_host = probe_host(address=target.ip, ssh=ssh) if pf.needs_ssh(target.distribution) else None
-    vip_host = None
-    if pf.needs_vip_ssh(target.distribution):
-        workdir = target.ocboot_workdir if target.distribution == "ocboot" else None
-        vip_host = probe_host(address=target.vip, ssh=ssh, ocboot_workdir=workdir)
-    kube_facts = observe_nodes(target=target, timeout_s=timeout_s)
-    remaining, cert_error = certificate_remaining(time.time())
-    free, snapshot_error = snapshot_room(snapshot_dir)
+    """The probes of the new host, the VIP holder and the API run concurrently (each bounded), so
+    the preflight costs one round of waiting, not three."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workdir = target.ocboot_workdir if target.distribution == "ocboot" else None
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        new_future = pool.submit(probe_host, address=target.ip, ssh=ssh) if pf.needs_ssh(target.distribution) else None
+        vip_future = (pool.submit(probe_host, address=target.vip, ssh=ssh, ocboot_workdir=workdir)
+                      if pf.needs_vip_ssh(target.distribution) else None)
+        kube_future = pool.submit(observe_nodes, target=target, timeout_s=timeout_s)
+        remaining, cert_error = certificate_remaining(time.time())
+        free, snapshot_error = snapshot_room(snapshot_dir)
+        new_host = new_future.result() if new_future else None
+        vip_host = vip_future.result() if vip_future else None
+        kube_facts = kube_future.result()
     return pf.PreflightFacts(target=target, new_host=new_host, vip_host=vip_host, api_error=kube_facts.error,
                              already_member=kube_facts.already_member, survivor_versions=kube_facts.survivor_versions,
                              cert_remaining_s=remaining, cert_error=cert_error, snapshot_dir=snapshot_dir,
