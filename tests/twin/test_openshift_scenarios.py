@@ -36,6 +36,10 @@ from tests.twin.test_scenarios import Sampler, project, replay_up
 pytestmark = [pytest.mark.twin, pytest.mark.skipif(available() is not None, reason=f"twin: {available()}")]
 
 A, B, C, D = "ocp-cp-a", "ocp-cp-b", "ocp-cp-c", "ocp-cp-d"
+# the emulated operators must outlive a whole scenario (adoption, swap, no-op up) on a loaded machine:
+# their default 240 s ran out mid-swap under a load average of 15 (the Machine's hook never released)
+LOOPS_S = 900
+SCENARIO_TIMEOUT_S = 900
 SLOTS = {"cp1": A, "cp2": B, "cp3": C}
 
 
@@ -148,10 +152,11 @@ def adopt(ocp: OpenShiftTwin, replayer: Replayer, workdir: Path, *, data: str) -
     assert digest(ocp.twin.etcd_connection()) == data
 
 
+@pytest.mark.timeout(SCENARIO_TIMEOUT_S)
 def test_machine_case_replaces_the_dead_members_machine(started, tmp_path):
     """Seed 003 2.4.1 with the real program: A's machine is gone; cp1 becomes D, the host the
     Machine API gives the next Machine."""
-    ocp = started(members=[A, B, C], spares=[D])
+    ocp = started(members=[A, B, C], spares=[D], lifetime_s=LOOPS_S)
     twin = ocp.twin
     workdir = project(tmp_path)
     replayer = Replayer(Runner(cwd=workdir, timeout_s=120, environ=activated_environ()))
@@ -235,10 +240,11 @@ def test_machine_case_replaces_the_dead_members_machine(started, tmp_path):
     assert_no_errors(ocp)
 
 
+@pytest.mark.timeout(SCENARIO_TIMEOUT_S)
 def test_crashloop_case_resets_etcd_on_the_node_and_keeps_the_machine(started, tmp_path):
     """Seed 003 2.4.2 with the real program: C's etcd crashloops on a live host; cp3 gets
     ``rebuild: 1`` with the same name and IP."""
-    ocp = started(members=[A, B, C])
+    ocp = started(members=[A, B, C], lifetime_s=LOOPS_S)
     twin = ocp.twin
     workdir = project(tmp_path)
     replayer = Replayer(Runner(cwd=workdir, timeout_s=120, environ=activated_environ()))
