@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cpswap.core.slots import ADOPTION_CHECK
 from cpswap.executors import etcd as ex
 from tests.support.etcd_cluster import put_keys as write_keys
 from tests.support.pulumi_mocks import ROOT, run_program
@@ -182,9 +183,17 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     assert sorted(m.name for m in ex.member_list(twin.etcd_connection())) == members_before
     assert digest(twin.etcd_connection()) == before
     assert not (twin.workdir / "ocboot-configs.jsonl").exists(), "adoption ran ocboot"
-    # a second `up` with no config change runs no commands
+    # a second `up` with no config change runs no commands. The membership is recorded now (the
+    # saved outputs), so the program no longer registers the adoption check: the engine drops it from
+    # state with a delete step, and its provider runs nothing (pulumi-command's Delete returns at once
+    # when the resource has no `delete` command)
+    (check,) = [stored for stored in replayer.state.values() if stored.name == ADOPTION_CHECK]
+    assert check.inputs.get("delete") is None
+    ran_before = len(replayer.timeline)
     _, steps = up(twin, replayer, workdir, {"cp1": OLD, "cp2": N2, "cp3": N3})
-    assert replayer.commands_run() == [] and {s.op for s in steps} == {"noop"}
+    assert [(s.name, s.op, s.host) for s in replayer.commands_run()] == [(ADOPTION_CHECK, "delete", "local")]
+    assert {s.op for s in steps if s.name != ADOPTION_CHECK} == {"noop"}
+    assert len(replayer.timeline) == ran_before, "a command ran on the second up"
 
     make_leader(twin, OLD)
     twin.kill(OLD)
@@ -222,7 +231,9 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     replayer.steps = old_shape + first + steps
     print(f"\nswap wall time {elapsed:.1f}s; steps: {[(s.name, s.op, s.host) for s in replayer.commands_run()]}")
     ran = [(s.name, s.op) for s in replayer.commands_run() if s.name.startswith("cp1")]
-    assert ran[:2] == [("cp1-etcd-leave", "replace-delete"), ("cp1-etcd-leave", "create")]
+    # the slot's preflight (read-only, issue 14) first, then the leave: the first step that changes anything
+    assert ran[:4] == [("cp1-preflight", "replace-delete"), ("cp1-preflight", "create"),
+                       ("cp1-etcd-leave", "replace-delete"), ("cp1-etcd-leave", "create")]
     assert ("cp1-join", "create") in ran and ("cp1-pvcs", "create") in ran
     assert all(s.host != dead.ip for s in replayer.steps), "a step targeted the dead host"
     assert not any(s.name.startswith(("cp2", "cp3")) for s in replayer.commands_run()), "other slots touched"
