@@ -5,6 +5,7 @@ the applied-membership commit are skipped, and the jobs say so."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -33,7 +34,11 @@ def test_merge_request_with_one_slot_reviews_then_previews_with_the_policy_pack(
     review = stack_repo.repo / "cpswap-review" / "prod"
     plan = (review / "plan.md").read_text()
     assert "- **swap cp1**: lzx-ha-env (192.168.0.254) → lzx-test-add-node (192.168.0.239)" in plan
-    assert "```mermaid\nxychart-beta" in plan and plan.count("<details>") == 6
+    assert "```mermaid\nxychart-beta" in plan
+    steps = re.findall(r"^<summary>\d+\. (cp1-[a-z-]+):", plan, re.M)  # every step collapsible, preflight first
+    assert steps == ["cp1-preflight", "cp1-etcd-snapshot", "cp1-etcd-remove", "cp1-node-delete", "cp1-join",
+                     "cp1-verify", "cp1-pvc-recover"]
+    assert plan.count("<details>") == plan.count("</details>") == len(steps)
     comment = (review / "comment.md").read_text()
     assert comment.startswith("<!-- cpswap-plan stack=prod -->\n> [!WARNING]\n")
     assert "<summary>cpswap check: all rules pass</summary>" in comment
