@@ -103,9 +103,9 @@ def test_a_failed_up_names_the_step_and_leaves_the_applied_membership(stack_repo
     summary = (stack_repo.repo / ".cpswap" / "runs" / "prod" / "summary.md").read_text()
     assert summary.startswith("## cpswap deploy of stack prod FAILED")
     assert "Failed CI step: **pulumi up**." in summary
-    assert "Failed swap step(s): **4. cp1-join** (`cp1-join`, create)." in summary
+    assert "Failed swap step(s): **5. cp1-join** (`cp1-join`, create)." in summary
     assert "**Re-running converges**" in summary and "was NOT updated" in summary
-    assert "Failed swap step(s): **4. cp1-join**" in run.output  # the job log shows it too (after_script)
+    assert "Failed swap step(s): **5. cp1-join**" in run.output  # the job log shows it too (after_script)
 
 
 def test_a_push_to_another_branch_runs_no_pipeline(stack_repo: StackRepo):

@@ -18,10 +18,12 @@ pytestmark = pytest.mark.etcd
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _project(path: Path) -> Path:
+def _project(path: Path, *, cluster: EtcdCluster | None = None) -> Path:
+    """The stack's hosts are the cluster's members, name AND IP (a live member belongs to a configured host
+    only when both match: facts.member_matches); without a cluster, addresses nothing is asked about."""
     path.mkdir(parents=True)
     shutil.copy(ROOT / "Pulumi.yaml", path / "Pulumi.yaml")
-    members = {f"cp{i}": {"name": f"m{i}", "ip": f"10.77.0.{i}"} for i in (1, 2, 3)}
+    members = {f"cp{i}": {"name": f"m{i}", "ip": cluster.ip(f"m{i}") if cluster else f"10.77.0.{i}"} for i in (1, 2, 3)}
     config = {"cpswap:distribution": "k3s", "cpswap:controlPlaneEndpoint": "10.77.0.100:6443",
               "cpswap:members": members}
     (path / "Pulumi.twin.yaml").write_text(yaml.safe_dump({"config": config}))
@@ -36,9 +38,9 @@ def _health(project: Path, out: Path, env: dict[str, str]) -> subprocess.Complet
 
 
 def test_health_check_passes_then_names_the_dead_members_slot(tmp_path):
-    cluster = EtcdCluster.start(workdir=tmp_path / "etcd", n=3)
+    cluster = EtcdCluster.start(workdir=tmp_path / "etcd", n=3, distinct_ips=True)
     try:
-        project = _project(tmp_path / "stack")
+        project = _project(tmp_path / "stack", cluster=cluster)
         env = {**os.environ, "PYTHONPATH": str(ROOT),
                "CPSWAP_ETCD_CACERT_DATA": cluster.ca.cert.read_text(),
                "CPSWAP_ETCD_CERT_DATA": cluster.cert.read_text(), "CPSWAP_ETCD_KEY_DATA": cluster.key.read_text(),
@@ -54,7 +56,7 @@ def test_health_check_passes_then_names_the_dead_members_slot(tmp_path):
         assert sick.returncode == 1, sick.stdout + sick.stderr
         report = (tmp_path / "run2" / "health.md").read_text()
         assert report.startswith("## cpswap health: stack twin needs attention")
-        assert ("| cp3 | etcd member m3 (10.77.0.3) in cp3 is unhealthy | replace it: in Pulumi.twin.yaml set "
+        assert ("| cp3 | etcd member m3 (127.0.0.13) in cp3 is unhealthy | replace it: in Pulumi.twin.yaml set "
                 "cpswap:members.cp3 to the replacement host") in report
         assert "Voters 3, healthy 2, quorum 2, fault tolerance 0." in report
         assert "PRIVATE KEY" not in sick.stdout + sick.stderr + report
