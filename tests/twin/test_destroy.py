@@ -14,7 +14,7 @@ import time
 import pytest
 
 from cpswap.core.renderers.deadline import Deadline, render_bounded
-from cpswap.core.slots import DESTROY_GUARD
+from cpswap.core.slots import ADOPTION_CHECK, DESTROY_GUARD
 from cpswap.executors import etcd as ex
 from tests.support.pulumi_mocks import Recorded, run_program
 from tests.support.twin.cluster import Twin, digest
@@ -87,8 +87,16 @@ def test_destroy_refuses_without_the_opt_in_and_releases_with_it(tmp_path):
         assert not any(r.custom for r in refused.resources)
 
         # 3. the opt-in: `up` stores the released deletes (in-place updates that only record) ...
+        # The membership is recorded since the adoption, so the program no longer registers the adoption
+        # check: the engine drops it from state, and its provider runs nothing (no `delete` command)
+        (check,) = [stored for stored in replayer.state.values() if stored.name == ADOPTION_CHECK]
+        assert check.inputs.get("delete") is None
+        ran_before = len(replayer.timeline)
         ran = up({"destroyMode": "release"})
-        assert ran and {op for _, op in ran} == {"update"}, ran
+        assert (ADOPTION_CHECK, "delete") in ran, ran
+        assert {op for name, op in ran if name != ADOPTION_CHECK} == {"update"}, ran
+        assert not [step for step, _, _ in replayer.timeline[ran_before:] if step.name == ADOPTION_CHECK], \
+            "the adoption check's delete ran a command"
         assert _cluster(twin) == before
         # ... then destroy forgets everything, leaving every member, Node and key in place
         steps = replayer.destroy()
