@@ -10,6 +10,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from cpswap.core.slots import ADOPTION_CHECK
 from cpswap.executors import etcd as ex
 from tests.support.pulumi_mocks import run_program
 from tests.support.twin import kubean as kb
@@ -100,7 +101,14 @@ def test_seed_001_first_node_rebuilt_in_place_then_a_dead_node_replaced(kubean_t
     assert twin.emulator.core.read_namespaced_config_map(kb.CLEAN_CONFIGMAP, kb.NAMESPACE).data == {
         kb.CLEAN_ACTION: kb.CLEAN_PLAYBOOK}
     assert _voters(twin) == [K1, K2, K3] and operator.outcomes == {}
-    assert up(slots) == []  # no change: no commands
+    # no change: no commands. The membership is recorded now (the saved outputs), so the program no longer
+    # registers the adoption check: the engine drops it from state, and its provider runs nothing
+    # (pulumi-command's Delete returns at once when the resource has no `delete` command)
+    (check,) = [stored for stored in replayer.state.values() if stored.name == ADOPTION_CHECK]
+    assert check.inputs.get("delete") is None
+    ran_before = len(replayer.timeline)
+    assert up(slots) == [(ADOPTION_CHECK, "delete")]
+    assert len(replayer.timeline) == ran_before, "a command ran on the second up"
 
     # seed 001, first control-plane node: kb-1 dies and is reinstalled with the same name and IP
     ip1 = twin.net.hosts[K1].ip
@@ -112,9 +120,11 @@ def test_seed_001_first_node_rebuilt_in_place_then_a_dead_node_replaced(kubean_t
         ran = up(slots)
         first_swap_s = time.monotonic() - started
     print(f"\nfirst-node swap {first_swap_s:.1f}s: {[(st.name, st.op, round(d, 1)) for st, d in replayer.durations[-8:]]}")
-    assert ran[:1] == [("cp1-etcd-leave", "replace-delete")], ran
-    assert [name for name, op in ran if op == "create"] == ["cp1-etcd-leave", "cp1-inventory", "cp1-join",
-                                                            "cp1-join-wait", "cp1-verify", "cp1-pvcs"], ran
+    # the slot's read-only preflight (issue 14) first, then the leave: the first step that changes anything
+    assert ran[:3] == [("cp1-preflight", "replace-delete"), ("cp1-preflight", "create"),
+                       ("cp1-etcd-leave", "replace-delete")], ran
+    assert [name for name, op in ran if op == "create"] == ["cp1-preflight", "cp1-etcd-leave", "cp1-inventory",
+                                                            "cp1-join", "cp1-join-wait", "cp1-verify", "cp1-pvcs"], ran
     remove, join = "cpswap-cp1-remove-kb-1", "cpswap-cp1-join-kb-1-r1"  # leave: the departing (old) host
     assert operator.outcomes[remove].status == "Succeeded" and operator.outcomes[join].status == "Succeeded"
     # the dead node is removed without drain or reset; the clean-up hook restarts the survivors' apiservers
@@ -136,9 +146,10 @@ def test_seed_001_first_node_rebuilt_in_place_then_a_dead_node_replaced(kubean_t
     slots["cp3"] = K4
     with Sampler(twin) as sampler:
         ran = up(slots)
-    assert ran[0] == ("cp3-etcd-leave", "replace-delete"), ran
-    assert [name for name, op in ran if op == "create"] == ["cp3-etcd-leave", "cp3-inventory", "cp3-join",
-                                                            "cp3-join-wait", "cp3-verify", "cp3-pvcs",
+    assert ran[:3] == [("cp3-preflight", "replace-delete"), ("cp3-preflight", "create"),
+                       ("cp3-etcd-leave", "replace-delete")], ran
+    assert [name for name, op in ran if op == "create"] == ["cp3-preflight", "cp3-etcd-leave", "cp3-inventory",
+                                                            "cp3-join", "cp3-join-wait", "cp3-verify", "cp3-pvcs",
                                                             "cp3-node-labels"], ran
     assert kb.contract(spec("cpswap-cp3-remove-kb-3")) == kb.Leave(K3, reset_nodes=False, ungraceful=True, clean_on=(K2, K1))
     assert "cpswap-cp1-join-kb-1-r1" in operations() and "cpswap-cp3-join-kb-4" in operations()
