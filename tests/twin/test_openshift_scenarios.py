@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from cpswap.core.slots import ADOPTION_CHECK
 from tests.support.etcd_cluster import digest, put_keys
 from tests.support.pulumi_mocks import run_program
 from tests.support.twin.cluster import etcdctl_binary
@@ -176,14 +177,18 @@ def test_machine_case_replaces_the_dead_members_machine(started, tmp_path):
     assert stale.status.phase == "Running" and all(s.ready for s in stale.status.container_statuses)
     swapped = {**SLOTS, "cp1": D}
     steps, sampler = timed_up("machine case", ocp, replayer, workdir, swapped)
+    # the slot's read-only preflight (issue 14) first; the first `up` after the adoption drops the
+    # adoption check from state last (no delete command: its provider runs nothing)
     assert ran(steps) == [
+        ("cp1-preflight", "replace-delete"), ("cp1-preflight", "create"),
         ("cp1-etcd-leave", "replace-delete"), ("cp1-etcd-leave", "create"),
         ("cp1-etcd-secrets", "replace-delete"), ("cp1-etcd-secrets", "create"),
         ("cp1-machine", "replace-delete"), ("cp1-machine", "create"),
         ("cp1-redeploy", "replace-delete"), ("cp1-redeploy", "create"),
         ("cp1-verify", "replace-delete"), ("cp1-verify", "create"),
         ("cp1-pvcs", "replace-delete"), ("cp1-pvcs", "create"),
-        ("cp1-node-labels", "replace-delete"), ("cp1-node-labels", "create")]
+        ("cp1-node-labels", "replace-delete"), ("cp1-node-labels", "create"),
+        (ADOPTION_CHECK, "delete")]
     assert all(s.host != dead.ip for s in replayer.steps), "a step targeted the dead host"
 
     # 1. the member left through the survivors (the departing node's stale pod is not used)
@@ -262,13 +267,17 @@ def test_crashloop_case_resets_etcd_on_the_node_and_keeps_the_machine(started, t
     real_backup = Path("/var/lib/etcd-backup")  # the test machine's own: the reset must not reach it
     real_before = sorted(real_backup.iterdir()) if real_backup.is_dir() else []
     steps, sampler = timed_up("crashloop case", ocp, replayer, workdir, rebuilt)
+    # the slot's read-only preflight (issue 14) first; the first `up` after the adoption drops the
+    # adoption check from state last (no delete command: its provider runs nothing)
     assert ran(steps) == [
+        ("cp3-preflight", "replace-delete"), ("cp3-preflight", "create"),
         ("cp3-etcd-leave", "replace-delete"), ("cp3-etcd-leave", "create"),
         ("cp3-etcd-secrets", "replace-delete"), ("cp3-etcd-secrets", "create"),
         ("cp3-etcd-reset", "create"),
         ("cp3-redeploy", "replace-delete"), ("cp3-redeploy", "create"),
         ("cp3-verify", "replace-delete"), ("cp3-verify", "create"),
-        ("cp3-pvcs", "replace-delete"), ("cp3-pvcs", "create")]
+        ("cp3-pvcs", "replace-delete"), ("cp3-pvcs", "create"),
+        (ADOPTION_CHECK, "delete")]
     assert ("cp3-machine", "noop") in [(s.name, s.op) for s in steps]
     assert not any(s.name.startswith(("cp1", "cp2")) for s in replayer.commands_run()), "other slots touched"
 
