@@ -613,7 +613,7 @@ def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | N
              f"({', '.join(f'{a.namespace}/{a.name}' for a in todo) or 'none'})")
     report: list[dict[str, Any]] = []
     try:
-        if todo:
+        if todo and survivors:  # a scope with no node a moving pod could land on cordons nothing
             journal.record(step="cordon", nodes=survivors)
             cordon(api, names=survivors, progress=progress)
         for action in actions:
