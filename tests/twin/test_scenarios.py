@@ -202,13 +202,20 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
     interrupted: list[str] = []
 
     def interrupt_recovery_once(step) -> float | None:
-        """PVC recovery is interrupted once, a few seconds in (its process group is killed)."""
+        """PVC recovery is interrupted once, a few seconds in (its process group is killed). The
+        cluster's controllers are paused for that first attempt, so it cannot finish before the kill
+        however fast the machine is: it waits on a claim or pod the controllers would act on."""
         if step.name == "cp1-pvcs" and step.op == "create" and not interrupted:
             interrupted.append(step.name)
             return 4.0
         return None
 
+    def pause_controllers_for_the_first_recovery(step) -> None:
+        if step.name == "cp1-pvcs" and step.op == "create" and not interrupted:
+            twin.controllers.paused.set()
+
     replayer.step_timeout = interrupt_recovery_once
+    replayer.before_step = pause_controllers_for_the_first_recovery
     with Sampler(twin) as sampler:
         started = time.monotonic()
         # the join cpswap used to send (use_local primary, the new host alone) fails on the faithful
@@ -223,6 +230,8 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
         old_shape = list(replayer.steps)
         with pytest.raises(StepFailed, match=r"create cp1-pvcs on local failed: rc=-9"):
             up(twin, replayer, workdir, {"cp1": NEW, "cp2": N2, "cp3": N3})
+        assert interrupted == ["cp1-pvcs"] and twin.controllers.paused.is_set()
+        twin.controllers.paused.clear()
         first = list(replayer.steps)
         _, steps = up(twin, replayer, workdir, {"cp1": NEW, "cp2": N2, "cp3": N3})  # re-run converges
         elapsed = time.monotonic() - started
