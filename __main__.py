@@ -42,5 +42,5 @@ pulumi.export("membership", control_plane.membership)
 pulumi.export("plan", document)
 pulumi.export("planTable", table)
 pulumi.export("destroyMode", model.destroy_mode)  # the next run refuses a swap while the stored deletes only record
-if model.distribution == "kubean":
+if model.distro.global_cluster:
     pulumi.export("kubeanOperations", control_plane.operations)

@@ -201,8 +201,8 @@ class ControlPlane(pulumi.ComponentResource):
         global_provider = None
         clean: list[pulumi.Resource] = []
         model = args.model
-        if model.distribution == "kubean":
-            assert model.kubean is not None
+        if model.distro.global_cluster:
+            assert model.kubean is not None  # the only distribution with a global cluster: kubean's
             global_provider = k8s.Provider(f"{name}-k8s-global", kubeconfig=args.secrets.by_config_key("globalKubeconfig"),
                                            cluster_identifier=GLOBAL_CLUSTER_ID,
                                            opts=pulumi.ResourceOptions(parent=self))

@@ -17,19 +17,19 @@ import pulumi
 from cpswap.core.errors import ConfigError
 from cpswap.core.facts import Observation
 from cpswap.core.inputs import host_port
-from cpswap.core.model import KNOWN_KEYS, SECRET_KEYS, StackModel
+from cpswap.core.model import OBJECT_KEYS, StackModel, block_keys, known_keys, secret_keys
 from cpswap.core.planner import AppliedMembership
 from cpswap.core.stackconfig import secret_violations
 from cpswap.stackfiles import load_applied
 
-_OBJECT_KEYS = ("members", "ssh", "etcd", "ocboot", "kubeadm", "k3s", "kubean", "openshift", "vip", "pvcRecovery")
 
 
 def config_values(config: pulumi.Config) -> dict[str, Any]:
     """Every non-secret cpswap key, objects decoded; secrets are read separately as Outputs."""
     values: dict[str, Any] = {}
-    for key in sorted(KNOWN_KEYS - set(SECRET_KEYS)):
-        if key in _OBJECT_KEYS:
+    objects = {*OBJECT_KEYS, *block_keys()}
+    for key in sorted(known_keys() - set(secret_keys())):
+        if key in objects:
             value = config.get_object(key)
         elif key == "observe":
             value = config.get_bool(key)
@@ -43,8 +43,8 @@ def config_values(config: pulumi.Config) -> dict[str, Any]:
 def secret_config(*, config: pulumi.Config, model: StackModel) -> dict[str, pulumi.Output[str] | None]:
     """Every secret key as a secret Output (None when unset); raises ``ConfigError`` (before any
     resource is registered) when a secret this stack needs is unset or was set without ``--secret``."""
-    secrets = {key: config.get_secret(key) for key in SECRET_KEYS}
-    encrypted = {key for key in SECRET_KEYS if pulumi.runtime.is_config_secret(f"{config.name}:{key}")}
+    secrets = {key: config.get_secret(key) for key in secret_keys()}
+    encrypted = {key for key in secret_keys() if pulumi.runtime.is_config_secret(f"{config.name}:{key}")}
     problems = secret_violations(model=model, present={k for k, v in secrets.items() if v is not None},
                                  encrypted=encrypted)
     if problems:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cpswap.cli import FILE, IP, LAG, NAME, NAMESPACE, SECONDS, URL, URLS, progress
 from cpswap.core.errors import ConfigError, PermanentError, Violation
+from cpswap.distributions import etcd_presets
 from cpswap.executors import etcd as ex
 
 
@@ -25,8 +26,9 @@ def connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cacert", type=FILE, help="cluster CA (TLS is always verified against it)")
     parser.add_argument("--cert", type=FILE, help="client certificate")
     parser.add_argument("--key", type=FILE, help="client key")
-    parser.add_argument("--preset", choices=("k3s", "kubeadm", "env"),
-                        help="k3s/kubeadm: the distribution's files on a control-plane node (under $CPSWAP_ETCD_ROOT); "
+    parser.add_argument("--preset", choices=(*etcd_presets(), "env"),
+                        help=f"{'/'.join(etcd_presets())}: the distribution's files on a control-plane node "
+                             "(under $CPSWAP_ETCD_ROOT); "
                              "env: PEM data from CPSWAP_ETCD_*_DATA (secret stack config)")
     parser.add_argument("--discover", choices=("kube", "openshift"),
                         help="kube: add control-plane Node IPs from the Kubernetes API; openshift: the hosts of "

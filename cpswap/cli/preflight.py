@@ -17,11 +17,11 @@ from pathlib import Path
 
 from cpswap.cli import FILE, IP, NAME, SECONDS, SLOT, STACK, WORD, argtype, progress
 from cpswap.core import inputs
+from cpswap import distributions as registry
 from cpswap.core import preflight as pf
 from cpswap.core.model import StackModel
 from cpswap.executors import preflight as ex
 
-DISTRIBUTIONS = ("ocboot", "k3s", "kubeadm", "kubean", "openshift")
 
 
 def _text(value: str) -> str:
@@ -39,7 +39,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--stack", type=STACK, help="check from Pulumi.<stack>.yaml (every slot, or --slot)")
     p.add_argument("--dir", type=Path, default=Path("."), help="project directory with --stack (default: .)")
     p.add_argument("--slot", type=SLOT)
-    p.add_argument("--distribution", choices=DISTRIBUTIONS)
+    p.add_argument("--distribution", choices=registry.KNOWN)
     p.add_argument("--node", type=NAME, help="the slot's host name (the rendered step's form)")
     p.add_argument("--ip", type=IP)
     p.add_argument("--vip", type=TEXT, help="the control-plane endpoint's host")
@@ -85,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
                    if getattr(args, n) is None]
         if missing:
             return _usage(f"give --stack S, or all of {', '.join(missing)}")
-        if args.distribution == "ocboot" and not (args.ocboot_workdir and args.ocboot_version):
-            return _usage("--distribution ocboot needs --ocboot-workdir and --ocboot-version")
+        if (registry.get(args.distribution).preflight.ocboot_checkout
+                and not (args.ocboot_workdir and args.ocboot_version)):
+            return _usage(f"--distribution {args.distribution} needs --ocboot-workdir and --ocboot-version")
         targets = [pf.Target(slot=args.slot, distribution=args.distribution, name=args.node, ip=args.ip,
                              vip=args.vip, ocboot_workdir=args.ocboot_workdir, ocboot_version=args.ocboot_version)]
         ssh = (args.ssh_user, args.ssh_port)

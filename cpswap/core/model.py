@@ -9,19 +9,40 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from shlex import quote
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
+from cpswap import distributions as registry
 from cpswap.core import inputs
 from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.recovery import ClaimPolicy, parse_pvc_recovery
 
-DISTRIBUTIONS = ("ocboot", "k3s", "kubeadm", "kubean", "openshift")
-SECRET_KEYS = ("sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "etcdClientKey",
-               "ocbootDbPassword", "k3sToken", "globalKubeconfig", "keepalivedAuthPass")
+DISTRIBUTIONS = registry.KNOWN
+COMMON_SECRET_KEYS = ("sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "etcdClientKey")
+KEEPALIVED_SECRET_KEYS = ("keepalivedAuthPass",)
 DESTROY_MODES = ("refuse", "release")  # what `pulumi destroy` does (docs/CONTRACTS.md, "Destroy")
-KNOWN_KEYS = frozenset({"distribution", "controlPlaneEndpoint", "members", "ssh", "etcd", "observe", "destroyMode",
-                        "ocboot", "kubeadm", "k3s", "kubean", "openshift", "vip", "pvcRecovery", *SECRET_KEYS})
-KEEPALIVED_DISTRIBUTIONS = ("k3s", "kubeadm")  # ocboot configures keepalived itself; kubean/openshift bring their own
+COMMON_KEYS = ("distribution", "controlPlaneEndpoint", "members", "ssh", "etcd", "observe", "destroyMode", "vip",
+               "pvcRecovery")
+OBJECT_KEYS = ("members", "ssh", "etcd", "vip", "pvcRecovery")  # besides the distributions' blocks
+
+
+def secret_keys() -> tuple[str, ...]:
+    """Every secret config key: the common ones, every distribution's own, the keepalived password."""
+    return (*COMMON_SECRET_KEYS, *registry.distribution_secrets(), *KEEPALIVED_SECRET_KEYS)
+
+
+def block_keys() -> tuple[str, ...]:
+    """Every distribution's config block (``cpswap:<key>``, an object)."""
+    return tuple(registry.block_owners())
+
+
+def known_keys() -> frozenset[str]:
+    return frozenset({*COMMON_KEYS, *block_keys(), *secret_keys()})
+
+
+def keepalived_distributions() -> tuple[str, ...]:
+    """The distributions whose keepalived.conf cpswap writes (the others manage their own VIP)."""
+    return tuple(d.name for d in registry.every() if d.keepalived)
+_T = TypeVar("_T")
 _SLOT = re.compile(r"[a-z][a-z0-9-]{0,30}")
 _HOST_NETWORKS = re.compile(r"[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+/[0-9a-fA-F.:]+")
 
@@ -177,13 +198,42 @@ class StackModel:
     etcd: EtcdSettings = EtcdSettings()
     observe: bool = False
     destroy_mode: str = "refuse"  # refuse: `pulumi destroy` stops before touching the cluster; release: see CONTRACTS
-    ocboot: OcbootSettings | None = None
-    kubeadm: KubeadmSettings | None = None
-    k3s: K3sSettings | None = None
-    kubean: KubeanSettings | None = None
-    openshift: OpenshiftSettings | None = None
+    blocks: tuple[tuple[str, object], ...] = ()  # the distribution's config blocks, parsed by its module
     vip: VipSettings = VipSettings()
     pvc_policies: tuple[ClaimPolicy, ...] = ()
+
+    def block(self, key: str) -> object | None:
+        """The parsed ``cpswap:<key>`` block of the distribution, None when it reads no such block."""
+        return dict(self.blocks).get(key)
+
+    def _typed(self, key: str, kind: type[_T]) -> _T | None:
+        value = self.block(key)
+        return value if isinstance(value, kind) else None
+
+    @property
+    def ocboot(self) -> OcbootSettings | None:
+        return self._typed("ocboot", OcbootSettings)
+
+    @property
+    def kubeadm(self) -> KubeadmSettings | None:
+        return self._typed("kubeadm", KubeadmSettings)
+
+    @property
+    def k3s(self) -> K3sSettings | None:
+        return self._typed("k3s", K3sSettings)
+
+    @property
+    def kubean(self) -> KubeanSettings | None:
+        return self._typed("kubean", KubeanSettings)
+
+    @property
+    def openshift(self) -> OpenshiftSettings | None:
+        return self._typed("openshift", OpenshiftSettings)
+
+    @property
+    def distro(self) -> registry.Distribution:
+        """The distribution's module (cpswap/distributions), asked instead of branching on its name."""
+        return registry.get(self.distribution)
 
     def member(self, slot: str) -> Member:
         for m in self.members:
@@ -317,50 +367,31 @@ def _check_unique(c: _Collector, members: list[Member], endpoint: Endpoint) -> N
                   f"the control-plane endpoint (VIP) {endpoint} must not be a member; it floats between members")
 
 
-def _parse_distribution(c: _Collector, raw: Any) -> str:
-    if raw in DISTRIBUTIONS:
-        return str(raw)
-    c.add("distribution", raw, f"unknown distribution; use one of {', '.join(DISTRIBUTIONS)}")
-    return str(raw)
-
-
-
-
-def _parse_kubean(c: _Collector, raw: Any) -> KubeanSettings | None:
-    spec = _obj(c, "kubean", raw, {"cluster", "image", "namespace"})
-    if raw is None:
-        c.add("kubean", None, "distribution kubean needs the kubean block (cluster, image)")
+def _parse_distribution(c: _Collector, raw: Any) -> registry.Distribution | None:
+    try:
+        return registry.get(raw)
+    except registry.UnknownDistribution:
+        c.add("distribution", raw, f"unknown distribution; use one of {', '.join(DISTRIBUTIONS)}")
         return None
-    cluster, image = spec.get("cluster"), spec.get("image")
-    namespace = spec.get("namespace", KubeanSettings.namespace)
-    _checked(c, "kubean.cluster", cluster,
-             lambda v: inputs.dns_name(v, what="name of the clusters.kubean.io object"))
-    if not isinstance(image, str) or not inputs.IMAGE.fullmatch(image):
-        c.add("kubean.image", image, "must be the spray-job image used at deploy, with its tag or digest, "
-                                     "e.g. ghcr.io/kubean-io/spray-job:v0.12.2")
-    elif image.endswith(":latest"):
-        c.add("kubean.image", image, "must be pinned to the image used at deploy, not :latest")
-    if not isinstance(namespace, str) or not inputs.DNS1123_LABEL.fullmatch(namespace):
-        c.add("kubean.namespace", namespace, "must be a namespace name (DNS-1123 label)")
-    return KubeanSettings(cluster=str(cluster), image=str(image), namespace=str(namespace))
 
 
-def _parse_openshift(c: _Collector, raw: Any) -> OpenshiftSettings:
-    spec = _obj(c, "openshift", raw, {"machineNamespace", "etcdNamespace"})
-    values = {}
-    for key, attr in (("machineNamespace", "machine_namespace"), ("etcdNamespace", "etcd_namespace")):
-        value = spec.get(key, getattr(OpenshiftSettings, attr))
-        if not isinstance(value, str) or not inputs.DNS1123_LABEL.fullmatch(value):
-            c.add(f"openshift.{key}", value, "must be a namespace name (DNS-1123 label)")
-            value = getattr(OpenshiftSettings, attr)
-        values[attr] = value
-    return OpenshiftSettings(**values)
+def _parse_blocks(c: _Collector, values: Mapping[str, Any],
+                  dist: registry.Distribution | None) -> tuple[tuple[str, object], ...]:
+    """The distribution's own blocks, each validated by its module; a block of another one is refused."""
+    if dist is None:
+        return ()
+    for key, owners in registry.block_owners().items():
+        if key in values and key not in dist.block_keys:
+            c.add(key, "…", f"the {key} block applies to distribution {' or '.join(owners)}, not {dist.name}")
+    return tuple((b.key, b.parse(c, values.get(b.key))) for b in dist.blocks)
+
+
 
 
 _VRRP_WORD = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
-def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Member, ...],
+def _parse_vip(c: _Collector, raw: Any, *, dist: registry.Distribution | None, members: tuple[Member, ...],
                endpoint: Endpoint) -> VipSettings:
     allowed = {"keepalived", "interface", "instance", "virtualRouterId", "routerId", "advertInt", "priorities",
                "takeOverPrimary"}
@@ -388,9 +419,9 @@ def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Mem
         values = [p for _, p in priorities]
         if len(values) != len(set(values)):
             c.add("vip.priorities", values, "priorities must be distinct so exactly one slot holds the MASTER priority")
-    if keepalived and distribution not in KEEPALIVED_DISTRIBUTIONS:
-        c.add("vip.keepalived", True, f"cpswap writes keepalived.conf only for {', '.join(KEEPALIVED_DISTRIBUTIONS)}; "
-                                      f"{distribution} manages its own VIP (set vip.priorities only, for the plan)")
+    if keepalived and dist is not None and not dist.keepalived:
+        c.add("vip.keepalived", True, f"cpswap writes keepalived.conf only for {', '.join(keepalived_distributions())}; "
+                                      f"{dist.name} manages its own VIP (set vip.priorities only, for the plan)")
     if keepalived and not priorities:
         c.add("vip.priorities", None, "required with vip.keepalived: every slot's keepalived priority")
     if keepalived and endpoint.host and not inputs.is_ip(endpoint.host):
@@ -404,67 +435,13 @@ def _parse_vip(c: _Collector, raw: Any, *, distribution: str, members: tuple[Mem
         take_over_primary=_bool(c, "vip.takeOverPrimary", spec.get("takeOverPrimary"), default=False))
 
 
-def _parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
-    allowed = {"version", "stack", "dbHost", "dbUser", "dbPort", "imageRepository", "asHost",
-               "enableMinio", "highAvailability", "workdir", "invocation"}
-    spec = _obj(c, "ocboot", raw, allowed)
-    if raw is None:
-        c.add("ocboot", None, "distribution ocboot needs the ocboot block (version, dbHost, ...)")
-        return None
-    version, db_host = spec.get("version"), spec.get("dbHost")
-    if not _fullmatch(r"v?[0-9]+\.[0-9]+(\.[0-9]+)?", version):
-        c.add("ocboot.version", version, "must be a Cloudpods version such as v3.11.9")
-    if _check_ip(c, "ocboot.dbHost", db_host) is None:
-        db_host = None
-    stack = spec.get("stack", "virt")
-    if stack not in ("full", "cmp", "virt", "light-virt", "ai"):
-        c.add("ocboot.stack", stack, "must be one of full, cmp, virt, light-virt, ai")
-    user = spec.get("dbUser", "root")
-    if not _fullmatch(r"[A-Za-z0-9_]{1,32}", user):
-        c.add("ocboot.dbUser", user, "must be a database user name ([A-Za-z0-9_], up to 32)")
-    repo = spec.get("imageRepository", OcbootSettings.image_repository)
-    if not _fullmatch(r"[A-Za-z0-9._:/-]+", repo):
-        c.add("ocboot.imageRepository", repo, "must be a registry path such as registry.cn-beijing.aliyuncs.com/yunionio")
-    workdir = spec.get("workdir", "ocboot")
-    if not _fullmatch(r"[A-Za-z0-9._/-]+", workdir) or workdir.startswith("/"):
-        c.add("ocboot.workdir", workdir, "must be a relative directory (on the survivor) holding ocboot.sh")
-    invocation = spec.get("invocation", "install")
-    if invocation not in ("install", "run.py"):
-        c.add("ocboot.invocation", invocation,
-              "must be install (./ocboot.sh install <config>) or run.py (./ocboot.sh run.py <stack> <config>)")
-    return OcbootSettings(
-        version=str(version), db_host=str(db_host), stack=str(stack), db_user=str(user),
-        db_port=_int(c, "ocboot.dbPort", spec.get("dbPort"), default=3306),
-        image_repository=str(repo), workdir=str(workdir), invocation=str(invocation),
-        as_host=_bool(c, "ocboot.asHost", spec.get("asHost"), default=True),
-        enable_minio=_bool(c, "ocboot.enableMinio", spec.get("enableMinio"), default=True),
-        high_availability=_bool(c, "ocboot.highAvailability", spec.get("highAvailability"), default=True))
-
-
-def _parse_kubeadm(c: _Collector, raw: Any) -> KubeadmSettings:
-    spec = _obj(c, "kubeadm", raw, {"criSocket", "apiserverBindPort"})
-    cri = spec.get("criSocket")
-    if cri is not None and not (_fullmatch(r"unix:///[A-Za-z0-9._/-]+", cri)):
-        c.add("kubeadm.criSocket", cri, "must be a unix:/// socket path")
-        cri = None
-    return KubeadmSettings(cri_socket=cri, apiserver_bind_port=_int(
-        c, "kubeadm.apiserverBindPort", spec.get("apiserverBindPort"), default=6443))
-
-
-def _parse_k3s(c: _Collector, raw: Any) -> K3sSettings:
-    spec = _obj(c, "k3s", raw, {"dataDir"})
-    data_dir = spec.get("dataDir", K3sSettings.data_dir)
-    if not _fullmatch(r"/[A-Za-z0-9._/-]+", data_dir) or ".." in data_dir.split("/"):
-        c.add("k3s.dataDir", data_dir, "must be an absolute path without shell metacharacters")
-        data_dir = K3sSettings.data_dir
-    return K3sSettings(data_dir=data_dir)
-
-
 def _parse_etcd(c: _Collector, raw: Any) -> EtcdSettings:
     spec = _obj(c, "etcd", raw, {"preset", "clientPort", "snapshotDir"})
     preset = spec.get("preset", "env")
-    if preset not in ("env", "k3s", "kubeadm"):
-        c.add("etcd.preset", preset, "must be env (from secret stack config), k3s or kubeadm")
+    presets = tuple(registry.etcd_presets())
+    if preset not in ("env", *presets):
+        c.add("etcd.preset", preset, f"must be env (from secret stack config) or a distribution's files: "
+                                     f"{' or '.join(presets)}")
     snap = spec.get("snapshotDir", EtcdSettings.snapshot_dir)
     if snap is not None and (not _fullmatch(r"(~/)?[A-Za-z0-9._/-]+", snap) or snap.startswith("/")
                              or ".." in snap.split("/")):
@@ -497,42 +474,39 @@ def _parse_destroy_mode(c: _Collector, value: Any) -> str:
 def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
     """Validate the whole stack config; raise ConfigError listing every violation."""
     c = _Collector()
-    for key in sorted(set(values) - KNOWN_KEYS):
+    for key in sorted(set(values) - known_keys()):
         c.add(key, "…", f"unknown config key cpswap:{key}")
-    distribution = _parse_distribution(c, values.get("distribution"))
+    dist = _parse_distribution(c, values.get("distribution"))
     endpoint = _parse_endpoint(c, values.get("controlPlaneEndpoint"))
     members = _parse_members(c, values.get("members"), endpoint)
     policies, problems = parse_pvc_recovery(values.get("pvcRecovery"))
     c.violations.extend(problems)
     model = StackModel(
-        stack=stack, distribution=distribution, endpoint=endpoint, members=members,
+        stack=stack, distribution=str(values.get("distribution")), endpoint=endpoint, members=members,
         ssh=_parse_ssh(c, values.get("ssh")), etcd=_parse_etcd(c, values.get("etcd")),
         observe=_bool(c, "observe", values.get("observe"), default=False),
         destroy_mode=_parse_destroy_mode(c, values.get("destroyMode")),
-        ocboot=_parse_ocboot(c, values.get("ocboot")) if distribution == "ocboot" else None,
-        kubeadm=_parse_kubeadm(c, values.get("kubeadm")) if distribution == "kubeadm" else None,
-        k3s=_parse_k3s(c, values.get("k3s")) if distribution in ("k3s", "ocboot") else None,
-        kubean=_parse_kubean(c, values.get("kubean")) if distribution == "kubean" else None,
-        openshift=_parse_openshift(c, values.get("openshift")) if distribution == "openshift" else None,
-        vip=_parse_vip(c, values.get("vip"), distribution=distribution, members=members, endpoint=endpoint),
+        blocks=_parse_blocks(c, values, dist),
+        vip=_parse_vip(c, values.get("vip"), dist=dist, members=members, endpoint=endpoint),
         pvc_policies=policies)
-    for key, needs in (("kubean", "kubean"), ("openshift", "openshift"), ("ocboot", "ocboot"), ("kubeadm", "kubeadm")):
-        if key in values and distribution != needs and distribution in DISTRIBUTIONS:
-            c.add(key, "…", f"the {key} block applies to distribution {needs}, not {distribution}")
-    for m in members:
-        job = len(f"kubean-cpswap-{m.slot}-remove-{m.host.name}-r{m.host.rebuild}-job")
-        if distribution == "kubean" and job > 63:
-            c.add(f"members.{m.slot}.name", m.host.name,
-                  f"kubean names the Job kubean-cpswap-{m.slot}-remove-<name>[-rN]-job, which must fit 63 "
-                  f"characters ({job} here); use a shorter slot or host name")
-        if m.machine and distribution != "openshift":
-            c.add(f"members.{m.slot}.machine", m.machine, "machine names apply to distribution openshift only")
-        if m.host.rebuild and distribution not in ("openshift", "kubeadm", "kubean"):
-            c.add(f"members.{m.slot}.rebuild", m.host.rebuild,
-                  f"in-place rebuilds of the same host are supported for openshift, kubeadm and kubean, not {distribution}")
+    if dist is not None:
+        _check_members_for(c, members, dist)
     if c.violations:
         raise ConfigError(c.violations)
     return model
+
+
+def _check_members_for(c: _Collector, members: tuple[Member, ...], dist: registry.Distribution) -> None:
+    """What the distribution allows of a member: its own rules, a Machine name, an in-place rebuild."""
+    rebuilds = ", ".join(d.name for d in registry.every() if d.rebuild_in_place)
+    machines = ", ".join(d.name for d in registry.every() if d.machine_names)
+    for m in members:
+        c.violations.extend(dist.member_rules(m))
+        if m.machine and not dist.machine_names:
+            c.add(f"members.{m.slot}.machine", m.machine, f"machine names apply to distribution {machines} only")
+        if m.host.rebuild and not dist.rebuild_in_place:
+            c.add(f"members.{m.slot}.rebuild", m.host.rebuild,
+                  f"in-place rebuilds of the same host are supported for {rebuilds}, not {dist.name}")
 
 
 def parse_applied_membership(raw: Any, *, where: str, endpoint: Endpoint) -> dict[str, Host]:

@@ -332,8 +332,7 @@ def _vip_role(model: StackModel, applied: AppliedMembership, change: Change | No
     state = priority = None
     if change is not None:
         state, priority = vip.joining_priority(change.slot)
-    managed = ("cpswap (keepalived.conf on the new host)" if vip.keepalived else
-               "ocboot (its own keepalived)" if model.distribution == "ocboot" else "the distribution")
+    managed = "cpswap (keepalived.conf on the new host)" if vip.keepalived else model.distro.vip_managed_by
     role = VipRole(endpoint=str(model.endpoint), managed_by=managed, master_slot=master,
                    master_host=hosts[master].name if master in hosts else None, holder_now=holder_now,
                    departing_had_master=departing_master, holder_during=holder_during,
@@ -409,13 +408,8 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
         after = QuorumState(voters=during.voters + 1, healthy=during.healthy + 1)
     vip_role, vip_warnings = _vip_role(model, applied, change, unhealthy)
     warnings.extend(vip_warnings)
-    if change is not None and model.distribution == "kubean":
-        warnings.append(f"kubean: if {change.old.name} is first in kube_control_plane/etcd of hosts-conf, the leave "
-                        f"moves it to the end first (Kubespray cannot remove the first node) and then points "
-                        f"cluster-info and kubeadm-config at the new first control-plane node if they named it")
-    if change is not None and model.distribution == "openshift" and change.old.name == change.new.name:
-        warnings.append(f"openshift: {change.new.name} is rebuilt in place (crashlooping etcd, seed 003 2.4.2): "
-                        f"the Machine is kept; the static pod manifest and /var/lib/etcd are moved aside on it")
+    if change is not None:
+        warnings.extend(model.distro.plan_notes(model, change.slot, change.old, change.new))
     claims, claim_refusals = _claims(model, change, observation)
     refusals.extend(claim_refusals)
     lost = [c for c in claims if c.data_loss]

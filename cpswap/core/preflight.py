@@ -30,12 +30,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from cpswap import distributions as registry
 from cpswap.core.model import Member, StackModel
 
 ETCD_PORTS = (2379, 2380)
 API_PORT = 6443
-DISTRIBUTION_PORTS: dict[str, tuple[int, ...]] = {"ocboot": (), "k3s": (), "kubeadm": (10250,),
-                                                  "kubean": (), "openshift": ()}
 GIB = 1024 ** 3
 # etcd's default backend quota is 2 GiB (etcd server/storage/backend/quota.go DefaultQuotaBytes);
 # the data dir needs that plus room for a defrag copy.
@@ -184,7 +183,8 @@ def _identity(t: Target, probe: HostProbe) -> Finding:
 def _installer(f: PreflightFacts) -> list[Finding]:
     t, probe = f.target, f.new_host
     assert probe is not None
-    if t.distribution not in ("k3s", "ocboot"):
+    installer = registry.get(t.distribution).preflight
+    if installer.installer is None:
         return []
     versions = sorted({v for _, v in f.survivor_versions})
     if f.api_error is not None:
@@ -198,9 +198,9 @@ def _installer(f: PreflightFacts) -> list[Finding]:
                         "finish the cluster's upgrade before swapping a member")]
     wanted = versions[0]
     if probe.k3s_version is None:
-        if t.distribution == "ocboot":
-            return [Finding("installer", t.ip, True, "no k3s on the new host; ocboot installs it",
-                            f"ocboot installs k3s {wanted}")]
+        if installer.installer_optional:
+            return [Finding("installer", t.ip, True, f"no k3s on the new host; {t.distribution} installs it",
+                            f"{t.distribution} installs k3s {wanted}")]
         return [Finding("installer", t.ip, False, "k3s not found on the new host",
                         f"k3s {wanted} (the survivors' version) must be installed on the new host")]
     return [Finding("installer", t.ip, probe.k3s_version == wanted, f"k3s {probe.k3s_version}",
@@ -209,7 +209,7 @@ def _installer(f: PreflightFacts) -> list[Finding]:
 
 def _ocboot(f: PreflightFacts) -> list[Finding]:
     t, vip = f.target, f.vip_host
-    if t.distribution != "ocboot" or vip is None or vip.error is not None:
+    if not registry.get(t.distribution).preflight.ocboot_checkout or vip is None or vip.error is not None:
         return []
     wanted = major_minor(t.ocboot_version or "")
     rule = (f"ocboot checked out at {t.ocboot_workdir} on the VIP holder, VERSION at {wanted} "
@@ -224,7 +224,7 @@ def _ocboot(f: PreflightFacts) -> list[Finding]:
 def _ports(f: PreflightFacts) -> list[Finding]:
     t, probe = f.target, f.new_host
     assert probe is not None
-    wanted = (*ETCD_PORTS, API_PORT, *DISTRIBUTION_PORTS.get(t.distribution, ()))
+    wanted = (*ETCD_PORTS, API_PORT, *registry.get(t.distribution).preflight.ports)
     rule = f"ports {', '.join(map(str, wanted))} must be free on the new host"
     if f.already_member:
         return [Finding("ports", t.ip, True, "host is already a member; the ports are its own", rule)]
@@ -302,9 +302,9 @@ def target_for(*, model: StackModel, member: Member) -> Target:
 
 def needs_ssh(distribution: str) -> bool:
     """kubean and OpenShift reach hosts through their operators, not from the operator's machine."""
-    return distribution in ("ocboot", "k3s", "kubeadm")
+    return registry.get(distribution).preflight.ssh_new_host
 
 
 def needs_vip_ssh(distribution: str) -> bool:
     """ocboot runs the join on the VIP holder; kubeadm prepares the join material there."""
-    return distribution in ("ocboot", "kubeadm")
+    return registry.get(distribution).preflight.ssh_vip

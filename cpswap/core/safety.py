@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
+from cpswap import distributions as registry
 from cpswap.core.facts import member_matches
+from cpswap.core.renderers.etcd import render_etcdutl_restore
 
 MEMBERSHIP_ACTIONS = ("etcd-remove", "node-delete", "kubean-remove", "etcd-secrets-delete", "machine-delete")
 _UNIT = {"h": 3600, "m": 60, "s": 1}
@@ -36,14 +38,11 @@ def human(seconds: int) -> str:
 def restore_command(*, distribution: str, snapshot: str, survivor: Mapping[str, Any] | None) -> str:
     """How the snapshot is restored, per distribution (run on one surviving control-plane host, with
     etcd / the distribution stopped on every control-plane host first)."""
-    name = (survivor or {}).get("name", "<survivor>")
-    ip = (survivor or {}).get("ip", "<survivor-ip>")
-    if distribution == "k3s":
-        return f"k3s server --cluster-reset --cluster-reset-restore-path={snapshot}"
-    if distribution == "openshift":
-        return f"/usr/local/bin/cluster-restore.sh {snapshot.rsplit('/', 1)[0] if '/' in snapshot else '.'}"
-    return (f"etcdutl snapshot restore {snapshot} --data-dir /var/lib/etcd-restore --name {name} "
-            f"--initial-cluster {name}=https://{ip}:2380 --initial-advertise-peer-urls https://{ip}:2380")
+    try:
+        restore = registry.get(distribution).restore
+    except registry.UnknownDistribution:
+        restore = None
+    return (restore or render_etcdutl_restore)(snapshot, survivor)
 
 
 def _live_role(live: Sequence[Mapping[str, Any]] | None, host: Mapping[str, Any]) -> str:

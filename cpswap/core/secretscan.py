@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Mapping
 
-from cpswap.core.model import SECRET_KEYS
+from cpswap.core.model import secret_keys
 from cpswap.core.rules import RuleViolation
 
 RULE = "cpswap-no-plain-secrets"
@@ -56,7 +56,7 @@ def plain_secrets(config: Mapping[str, Any] | None, *, where: str) -> tuple[Rule
                 what = "a PEM private key"
             elif _KUBE_CREDENTIAL.search(text) and "\n" in text:
                 what = "a kubeconfig with credentials"
-            elif path == top and top.removeprefix("cpswap:") in SECRET_KEYS and top.startswith("cpswap:"):
+            elif path == top and top.removeprefix("cpswap:") in secret_keys() and top.startswith("cpswap:"):
                 what = f"cpswap's secret key {top.removeprefix('cpswap:')}"
             elif _secret_name(last) and isinstance(leaf, (str, int, float)):
                 what = f"a value under a key named {last!r}"

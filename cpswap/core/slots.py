@@ -36,13 +36,8 @@ from dataclasses import dataclass, replace
 from shlex import quote
 
 from cpswap.core.model import Member, StackModel
-from cpswap.core.renderers import (render_adoption_check, render_etcd_leave, render_etcd_verify, render_k3s_join, render_kubeadm_join,
-                                   render_kubeadm_prepare, render_keepalived_install, render_node_delete,
-                                   render_node_verify, render_ocboot_join, render_pvc_recover)
-from cpswap.core.renderers import kubean as kb
-from cpswap.core.renderers import openshift as ocp
+from cpswap.core.renderers import render_adoption_check, render_keepalived_install, render_pvc_recover
 from cpswap.core.renderers.deadline import Deadline, deadline_for, render_bounded
-from cpswap.core.renderers.kube import render_kubeadm_endpoint_check
 from cpswap.core.renderers.preflight import render_preflight
 
 LOCAL_SECRET_ENV = (
@@ -150,124 +145,8 @@ class ObjectSpec:
 SlotResource = CommandSpec | ObjectSpec
 
 
-def _record(member: Member, what: str) -> str:
+def record(member: Member, what: str) -> str:
     return f"echo {quote(f'{member.slot}: {member.host} {what}')}"
-
-
-def _join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
-    triggers = member.host.triggers()
-    if model.distribution == "ocboot":
-        assert model.ocboot is not None
-        return (CommandSpec(
-            name=f"{member.slot}-join", action="join", runs_on=RunsOn("ssh", "vip"),
-            create=render_ocboot_join(joining=member, ocboot=model.ocboot),
-            update=_record(member, "joined earlier; connection details changed, not re-joining"),
-            delete=None, triggers=triggers, stdin="ocboot-config", create_timeout="60m",
-            reason="ocboot adds control-plane nodes from an existing primary: run it on the survivor holding the VIP"),)
-    if model.distribution == "k3s":
-        assert model.k3s is not None
-        return (CommandSpec(
-            name=f"{member.slot}-join", action="join", runs_on=RunsOn("ssh", "self"),
-            create=render_k3s_join(host=member.host, endpoint=model.endpoint, k3s=model.k3s),
-            update=_record(member, "joined earlier; not re-joining"), delete=None, triggers=triggers,
-            stdin="k3s-token", create_timeout="30m",
-            reason="k3s servers join through the fixed registration address (the VIP) with the cluster token"),)
-    assert model.kubeadm is not None
-    return (
-        CommandSpec(
-            name=f"{member.slot}-join-prepare", action="join-prepare", runs_on=RunsOn("ssh", "vip"),
-            create=render_kubeadm_prepare(host=member.host), update=_record(member, "join material issued earlier"),
-            delete=None, triggers=triggers, secret_output=True, create_timeout="5m",
-            reason="a survivor uploads the control-plane certs and issues a token (both expire; made just in time)"),
-        CommandSpec(
-            name=f"{member.slot}-join", action="join", runs_on=RunsOn("ssh", "self"),
-            create=render_kubeadm_join(host=member.host, endpoint=model.endpoint, kubeadm=model.kubeadm),
-            update=_record(member, "joined earlier; not re-joining"), delete=None, triggers=triggers,
-            stdin="kubeadm-join-material", create_timeout="30m",
-            reason="kubeadm join --control-plane on the new host with the survivor's token and certificate key"),
-    )
-
-
-def _kubean(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
-    assert model.kubean is not None
-    kubean, host, triggers = model.kubean, member.host, member.host.triggers()
-    local = RunsOn("local", "operator")
-    operation = kb.operation_name(slot=member.slot, action="join", host=host)
-    return (
-        CommandSpec(
-            name=f"{member.slot}-etcd-leave", action="kubean-remove", runs_on=local,
-            create=_record(member, "is a kubean control-plane node; its removal runs when this slot changes"),
-            update=_record(member, "membership unchanged"),
-            delete=kb.render_kubean_leave(host=host, slot=member.slot, kubean=kubean, etcd=model.etcd),
-            triggers=triggers, secret_env=LOCAL_SECRET_ENV + GLOBAL_KUBECONFIG_ENV, delete_timeout="70m",
-            reason="guard quorum and snapshot etcd, move a first control-plane node to the end of the inventory, "
-                   "run remove-node.yml (ClusterOperation) and fix cluster-info/kubeadm-config; never contacts "
-                   "the departing host"),
-        CommandSpec(
-            name=f"{member.slot}-inventory", action="kubean-inventory", runs_on=local,
-            create=kb.render_kubean_inventory(host=host, kubean=kubean),
-            update=_record(member, "in the inventory already"), delete=None, triggers=triggers,
-            secret_env=GLOBAL_KUBECONFIG_ENV, create_timeout="5m",
-            reason="the joining host must be in hosts-conf (etcd, kube_control_plane, kube_node) for cluster.yml"),
-        ObjectSpec(
-            name=f"{member.slot}-join", action="join", provider="global", api_version=kb.API_VERSION,
-            object_kind="ClusterOperation", object_name=operation,
-            spec=tuple(kb.join_operation_spec(kubean=kubean).items()), triggers=triggers,
-            reason="kubean runs cluster.yml --limit=etcd,kube_control_plane, then upgrade-cluster.yml and "
-                   "cluster-info.yml (seed 001), with the image used at deploy"),
-        CommandSpec(
-            name=f"{member.slot}-join-wait", action="join-wait", runs_on=local,
-            create=kb.render_kubean_wait(name=operation, host=host, kubean=kubean),
-            update=_record(member, "join operation finished earlier"), delete=None, triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV[:1] + GLOBAL_KUBECONFIG_ENV, create_timeout="95m",
-            reason="wait for the ClusterOperation; Failed stops the run with the job's name (a re-run resubmits it)"),
-    )
-
-
-def _openshift(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
-    assert model.openshift is not None
-    osh, host, triggers = model.openshift, member.host, member.host.triggers()
-    local = RunsOn("local", "operator")
-    specs: list[SlotResource] = [
-        CommandSpec(
-            name=f"{member.slot}-etcd-leave", action="etcd-remove", runs_on=local,
-            create=_record(member, "is an etcd member; its removal runs when this slot changes"),
-            update=_record(member, "etcd membership unchanged"),
-            delete=ocp.render_openshift_etcd_leave(host=host, etcd=model.etcd, openshift=osh), triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV, delete_timeout="10m",
-            reason="remove the member through a healthy etcd pod on another node, after a verified snapshot; "
-                   "with an Active ControlPlaneMachineSet the etcd operator removes it when the Machine goes"),
-        CommandSpec(
-            name=f"{member.slot}-etcd-secrets", action="etcd-secrets-delete", runs_on=local,
-            create=_record(member, "has etcd peer/serving/metrics secrets; they are deleted when this slot changes"),
-            update=_record(member, "etcd secrets unchanged"),
-            delete=ocp.render_delete_etcd_secrets(host=host, openshift=osh), triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV[:1], delete_timeout="5m",
-            reason="the etcd operator must issue new certificates for the member (seed 003)"),
-        CommandSpec(
-            name=f"{member.slot}-machine", action="machine", runs_on=local,
-            create=ocp.render_create_machine(member=member, openshift=osh),
-            update=_record(replace(member, host=replace(host, rebuild=0)), "Machine unchanged"),
-            delete=ocp.render_delete_machine(member=member, openshift=osh),
-            triggers=(host.name, host.ip), secret_env=LOCAL_SECRET_ENV[:1],
-            create_timeout="65m", delete_timeout="17m",  # the executors' own --deadline: 3600 and 900
-            reason="recreate the Machine from the old one's spec with a new name, without status and providerID "
-                   "(an in-place rebuild keeps the Machine)"),
-    ]
-    if host.rebuild:
-        specs.append(CommandSpec(
-            name=f"{member.slot}-etcd-reset", action="etcd-reset", runs_on=RunsOn("ssh", "self"),
-            create=ocp.render_etcd_reset(host=host), update=_record(member, "etcd reset earlier"), delete=None,
-            triggers=triggers, create_timeout="5m",
-            reason="the crashlooping etcd static pod's manifest and data directory are moved aside on the node"))
-    specs.append(CommandSpec(
-        name=f"{member.slot}-redeploy", action="etcd-redeploy", runs_on=local,
-        create=ocp.render_redeploy(member=member, openshift=osh, etcd=model.etcd),
-        update=_record(member, "redeployed earlier"),
-        delete=None, triggers=triggers, secret_env=LOCAL_SECRET_ENV, create_timeout="10m",
-        reason="forceRedeploymentReason (unique) unless the etcd operator already added the member; the quorum "
-               "guard is off only while the revision controller would refuse, and always turned back on"))
-    return tuple(specs)
 
 
 def _keepalived(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
@@ -277,7 +156,7 @@ def _keepalived(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
     return (CommandSpec(
         name=f"{member.slot}-keepalived", action="keepalived", runs_on=RunsOn("ssh", "self"),
         create=render_keepalived_install(host=member.host, slot=member.slot, vip=model.vip, endpoint=model.endpoint),
-        update=_record(member, "keepalived configured earlier"), delete=None, triggers=member.host.triggers(),
+        update=record(member, "keepalived configured earlier"), delete=None, triggers=member.host.triggers(),
         stdin="keepalived-auth", create_timeout="5m",
         reason=f"same VRRP instance {model.vip.instance} (vrid {model.vip.virtual_router_id}) as the survivors, "
                f"{state} priority {priority}"),)
@@ -299,7 +178,7 @@ def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]
     return CommandSpec(
         name=f"{member.slot}-preflight", action="preflight", runs_on=RunsOn("local", "operator"),
         create=render_preflight(model=model, member=member, worst_case_s=worst),
-        update=_record(member, "preflight passed earlier"), delete=None, triggers=member.host.triggers(),
+        update=record(member, "preflight passed earlier"), delete=None, triggers=member.host.triggers(),
         secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV, create_timeout="4m",
         reason="check the new host (SSH, identity, installer, ports, disk, clock) and the run (etcd certificate, "
                "snapshot room, API through the VIP) before the first destructive step; every failure at once")
@@ -311,7 +190,7 @@ def slot_commands(*, model: StackModel, member: Member) -> tuple[SlotResource, .
     rest = _slot_resources(model=model, member=member)
     specs = (_preflight(model, member, rest), *rest)
     if model.destroy_mode == "release":
-        specs = tuple(replace(s, delete=_record(member, RELEASED)) if isinstance(s, CommandSpec) and s.delete
+        specs = tuple(replace(s, delete=record(member, RELEASED)) if isinstance(s, CommandSpec) and s.delete
                       else replace(s, retain_on_delete=True) if isinstance(s, ObjectSpec) else s for s in specs)
     return tuple(s.bounded() if isinstance(s, CommandSpec) else s for s in specs)
 
@@ -320,31 +199,11 @@ RELEASED = "released by pulumi destroy (cpswap:destroyMode release): left in the
 
 
 def _slot_resources(*, model: StackModel, member: Member) -> tuple[SlotResource, ...]:
-    triggers = member.host.triggers()
-    local = RunsOn("local", "operator")
-    if model.distribution == "kubean":
-        return (*_kubean(model, member), *_after(model, member, local))
-    if model.distribution == "openshift":
-        return (*_openshift(model, member), *_after(model, member, local))
-    leave = (
-        CommandSpec(
-            name=f"{member.slot}-etcd-leave", action="etcd-remove", runs_on=local,
-            create=_record(member, "is an etcd member; its removal runs when this slot changes"),
-            update=_record(member, "etcd membership unchanged"),
-            delete=render_etcd_leave(host=member.host, etcd=model.etcd), triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV, delete_timeout="10m",
-            reason="remove the departing member through the survivors, after a verified snapshot; "
-                   "never contacts the departing host"),
-        CommandSpec(
-            name=f"{member.slot}-node-leave", action="node-delete", runs_on=local,
-            create=_record(member, "is a Node; its deletion runs when this slot changes"),
-            update=_record(member, "Node unchanged"),
-            delete=render_node_delete(host=member.host), triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV[:1], delete_timeout="10m",
-            reason="delete the Node before the PVCs so local-path skips helper pods on the missing node"),
-    )
-    return (*leave, *_join(model, member), *_keepalived(model, member), *_after(model, member, local))
-
+    """Between the preflight and the verify: the distribution's leave and join (cpswap/distributions),
+    then the keepalived instance where cpswap writes it."""
+    distro = model.distro
+    return (*distro.leave(model, member), *distro.join(model, member), *_keepalived(model, member),
+            *_after(model, member, RunsOn("local", "operator")))
 
 
 DESTROY_GUARD = "control-plane-destroy-guard"
@@ -383,7 +242,7 @@ def adoption_check(*, model: StackModel) -> CommandSpec:
     return CommandSpec(
         name=ADOPTION_CHECK, action="adopt-check", runs_on=RunsOn("local", "operator"),
         create=render_adoption_check(members=members, etcd=model.etcd,
-                                     discover="openshift" if model.distribution == "openshift" else "kube"),
+                                     discover=model.distro.adopt_discover),
         update=None, delete=None, triggers=tuple(f"{slot}={host.name}@{host.ip}" for slot, host in members),
         secret_env=LOCAL_SECRET_ENV, create_timeout="5m", delete_before_replace=False,
         reason="no deployment recorded the membership: the stack config is taken as applied only if etcd "
@@ -399,16 +258,7 @@ def slots_with_objects(*, model: StackModel, changing: frozenset[str], declared:
                               for s in slot_commands(model=model, member=m))}
 
 def _verify_command(model: StackModel, member: Member) -> str:
-    if model.distribution == "openshift":
-        assert model.openshift is not None
-        etcd = ocp.render_openshift_etcd_verify(host=member.host, etcd=model.etcd, openshift=model.openshift)
-    else:
-        etcd = render_etcd_verify(host=member.host, etcd=model.etcd)
-    checks = [etcd, render_node_verify(host=member.host)]
-    if model.distribution == "kubeadm":
-        checks.append(render_kubeadm_endpoint_check(endpoint=model.endpoint))
-    return " && ".join(checks)
-
+    return " && ".join(model.distro.verify(model, member))
 
 def _after(model: StackModel, member: Member, local: RunsOn) -> tuple[CommandSpec, ...]:
     triggers = member.host.triggers()
@@ -416,13 +266,13 @@ def _after(model: StackModel, member: Member, local: RunsOn) -> tuple[CommandSpe
         CommandSpec(
             name=f"{member.slot}-verify", action="verify", runs_on=local,
             create=_verify_command(model, member),
-            update=_record(member, "verified earlier"), delete=None, triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV, create_timeout="42m" if model.distribution == "openshift" else "22m",
+            update=record(member, "verified earlier"), delete=None, triggers=triggers,
+            secret_env=LOCAL_SECRET_ENV, create_timeout=model.distro.verify_timeout,
             reason="the new member must be a started, healthy, caught-up voter and its Node Ready before PVCs move"),
         CommandSpec(
             name=f"{member.slot}-pvcs", action="pvc-recover", runs_on=local,
             create=render_pvc_recover(host=member.host, policies=model.pvc_policies),
-            update=_record(member, "claims recovered earlier"), delete=None, triggers=triggers,
+            update=record(member, "claims recovered earlier"), delete=None, triggers=triggers,
             secret_env=LOCAL_SECRET_ENV[:1], create_timeout="30m",
             reason="recreate stateful pods whose local-path claims were pinned to the departed node"),
     )

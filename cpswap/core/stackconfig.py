@@ -13,23 +13,16 @@ from __future__ import annotations
 from typing import AbstractSet
 
 from cpswap.core.errors import Violation
-from cpswap.core.model import StackModel
+from cpswap.core.model import COMMON_SECRET_KEYS, KEEPALIVED_SECRET_KEYS, StackModel
 
-COMMON_SECRETS = ("sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCert", "etcdClientKey")
-DISTRIBUTION_SECRETS: dict[str, tuple[str, ...]] = {
-    "ocboot": ("ocbootDbPassword",),
-    "k3s": ("k3sToken",),
-    "kubeadm": (),
-    "kubean": ("globalKubeconfig",),
-    "openshift": (),
-}
-KEEPALIVED_SECRETS = ("keepalivedAuthPass",)
+COMMON_SECRETS = COMMON_SECRET_KEYS
+KEEPALIVED_SECRETS = KEEPALIVED_SECRET_KEYS
 
 
 def required_secrets(*, model: StackModel) -> tuple[str, ...]:
     """Every secret key (without ``cpswap:``) the program of this stack reads: the common ones,
     the distribution's and the keepalived password when ``vip.keepalived`` is on."""
-    return (*COMMON_SECRETS, *DISTRIBUTION_SECRETS[model.distribution],
+    return (*COMMON_SECRETS, *model.distro.secrets,
             *(KEEPALIVED_SECRETS if model.vip.keepalived else ()))
 
 

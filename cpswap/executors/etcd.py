@@ -38,6 +38,7 @@ from cpswap.core.facts import (EtcdFacts, EtcdMember, canonical_ip, identify_mem
                                url_host)
 from cpswap.core.membership import CHANGE_KEY, ChangeRecord, change_in_progress, learner_rule
 from cpswap.core.quorum import can_remove
+from cpswap.distributions import etcd_presets
 from cpswap.executors import etcd_wire
 from cpswap.executors.etcd_lock import DEFAULT_TTL_S, DEFAULT_WAIT_S, holder_id, membership_lock
 from cpswap.executors.secretfiles import private_dir, write_secret
@@ -45,12 +46,6 @@ from cpswap.executors.waiting import wait_until
 
 Progress = Callable[[str], None]
 
-PRESETS: dict[str, tuple[str, str, str]] = {
-    "k3s": ("var/lib/rancher/k3s/server/tls/etcd/server-ca.crt", "var/lib/rancher/k3s/server/tls/etcd/client.crt",
-            "var/lib/rancher/k3s/server/tls/etcd/client.key"),
-    "kubeadm": ("etc/kubernetes/pki/etcd/ca.crt", "etc/kubernetes/pki/etcd/healthcheck-client.crt",
-                "etc/kubernetes/pki/etcd/healthcheck-client.key"),
-}
 ENV_KEYS = ("CPSWAP_ETCD_CACERT_DATA", "CPSWAP_ETCD_CERT_DATA", "CPSWAP_ETCD_KEY_DATA")
 TRANSIENT_MARKERS = ("unhealthy cluster", "not enough started members", "too many requests",
                      "leader changed", "no leader", "timed out", "request timed out")
@@ -115,13 +110,14 @@ def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cace
                 eps += _endpoints(from_env)
             except inputs.InputError as exc:
                 raise ConfigError([Violation("CPSWAP_ETCD_ENDPOINTS", ",".join(from_env)[:120], str(exc))]) from None
-        elif preset in PRESETS:
+        elif preset in (presets := etcd_presets()):
             root = os.environ.get("CPSWAP_ETCD_ROOT", "/")
-            ca_p, cert_p, key_p = (os.path.join(root, p) for p in PRESETS[preset])
+            files = presets[preset]
+            ca_p, cert_p, key_p = (os.path.join(root, p) for p in (files.cacert, files.cert, files.key))
             cacert, cert, key = cacert or ca_p, cert or cert_p, key or key_p
             eps = eps or ["https://127.0.0.1:2379"]
         elif preset is not None:
-            raise PermanentError(f"--preset {preset!r}: unknown; use k3s, kubeadm or env")
+            raise PermanentError(f"--preset {preset!r}: unknown; use {', '.join(presets)} or env")
         if not cacert:
             raise PermanentError("no CA given: pass --cacert or a --preset; TLS is always verified against the cluster CA")
         for label, path in (("--cacert", cacert), ("--cert", cert), ("--key", key)):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote
 
+from cpswap import distributions as registry
 from cpswap.core import preflight as pf
 
 SSH_CONNECT_TIMEOUT_S = 5
@@ -154,7 +155,7 @@ def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: f
     the preflight costs one round of waiting, not three."""
     from concurrent.futures import ThreadPoolExecutor
 
-    workdir = target.ocboot_workdir if target.distribution == "ocboot" else None
+    workdir = target.ocboot_workdir if registry.get(target.distribution).preflight.ocboot_checkout else None
     with ThreadPoolExecutor(max_workers=3) as pool:
         new_future = pool.submit(probe_host, address=target.ip, ssh=ssh) if pf.needs_ssh(target.distribution) else None
         vip_future = (pool.submit(probe_host, address=target.vip, ssh=ssh, ocboot_workdir=workdir)

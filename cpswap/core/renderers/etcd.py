@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from shlex import quote
+from typing import Any, Mapping
 
 from cpswap.core.model import EtcdSettings, Host
 from cpswap.core.renderers.executor import CPSWAP
@@ -34,3 +35,11 @@ def render_adoption_check(*, members: tuple[tuple[str, Host], ...], etcd: EtcdSe
 
 def _bracket(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
+
+
+def render_etcdutl_restore(snapshot: str, survivor: Mapping[str, Any] | None) -> str:
+    """etcd's own restore of ``snapshot`` on ``survivor`` (for the plan's safety section; not run by cpswap)."""
+    name = (survivor or {}).get("name", "<survivor>")
+    ip = (survivor or {}).get("ip", "<survivor-ip>")
+    return (f"etcdutl snapshot restore {snapshot} --data-dir /var/lib/etcd-restore --name {name} "
+            f"--initial-cluster {name}=https://{ip}:2380 --initial-advertise-peer-urls https://{ip}:2380")

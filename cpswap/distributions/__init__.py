@@ -1,0 +1,168 @@
+"""The registry of distributions: one module per distribution, asked by name. Pure.
+
+Everything cpswap knows about a distribution lives in its module ``cpswap/distributions/<name>.py``,
+which defines ``DISTRIBUTION``, a frozen ``Distribution``: its config blocks and their validation,
+its own secrets, its leave, join and verify resources (built with its renderers), its etcd preset,
+its VIP handling, its preflight needs, its policy facts and its plan notes. The model, slots,
+planner, preflight, safety section, components and CLI ask ``get(name)`` and never branch on a
+distribution's name. Adding a distribution is its module plus a name in ``KNOWN``.
+
+A module is imported when it is first asked for (``get``), not when the registry is: the modules
+build on the pure core (model, renderers, slot specs) and the core asks the registry, so neither
+imports the other at load time. Distribution modules are pure, like the core.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:  # the modules import these at load time; the registry only names them
+    from cpswap.core.errors import Violation
+    from cpswap.core.model import Member, StackModel
+    from cpswap.core.slots import SlotResource
+
+# Every distribution, in the order the documentation lists them. A name here is a module here.
+KNOWN: tuple[str, ...] = ("ocboot", "k3s", "kubeadm", "kubean", "openshift")
+
+
+class UnknownDistribution(ValueError):
+    """A name the registry does not know; the message lists the known ones."""
+
+    def __init__(self, name: object) -> None:
+        super().__init__(f"unknown distribution {name!r}; use one of {', '.join(KNOWN)}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Block:
+    """A stack-config block a distribution reads (``cpswap:<key>``) and its validation:
+    ``parse(collector, raw)`` returns the settings, recording every violation on the collector
+    (``cpswap.core.model``'s), with ``raw`` None when the block is absent."""
+
+    key: str
+    parse: Callable[[Any, Any], object]
+
+
+@dataclass(frozen=True)
+class EtcdPreset:
+    """The etcd client files on a control-plane node (``cpswap etcd --preset <name>``), relative to
+    ``$CPSWAP_ETCD_ROOT``: CA, client certificate, client key."""
+
+    name: str
+    cacert: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
+class PreflightNeeds:
+    """What the preflight probes for this distribution (cpswap/core/preflight.py decides).
+
+    ``ssh_new_host``: cpswap reaches the new host over SSH (kubean and OpenShift reach hosts
+    through their operators). ``ssh_vip``: the join or its preparation runs on the VIP holder.
+    ``ports``: ports of its own that must be free on the new host, besides etcd's and the API's.
+    ``installer``: the binary whose version on the new host must be the survivors' kubelet version
+    (None: not checked); ``installer_optional``: a missing binary is fine (the join installs it).
+    ``ocboot_checkout``: an ocboot checkout of the stack's version must be on the VIP holder."""
+
+    ssh_new_host: bool = False
+    ssh_vip: bool = False
+    ports: tuple[int, ...] = ()
+    installer: str | None = None
+    installer_optional: bool = False
+    ocboot_checkout: bool = False
+
+
+Resources = Callable[["StackModel", "Member"], "tuple[SlotResource, ...]"]
+
+
+def _no_resources(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
+    return ()
+
+
+def _no_notes(model: StackModel, slot: str, old: Any, new: Any) -> tuple[str, ...]:
+    return ()
+
+
+def _no_member_rules(member: Member) -> tuple[Violation, ...]:
+    return ()
+
+
+def _no_checks(model: StackModel, member: Member) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Distribution:
+    """Everything cpswap knows about one distribution (see the module docstring).
+
+    ``leave``/``join`` build the slot's resources between its preflight and its verify (``leave``
+    deletes run from stored state through survivors; ``join`` creates bring the new host in);
+    ``verify`` renders the checks of the verify step; ``restore`` the snapshot's restore command
+    for the plan's safety section; ``plan_notes`` the warnings a swap of ``slot`` from ``old`` to
+    ``new`` adds to the plan."""
+
+    name: str
+    summary: str
+    blocks: tuple[Block, ...] = ()
+    requires_block: bool = False  # the first block must be present (its parser says what it needs)
+    secrets: tuple[str, ...] = ()
+    etcd_preset: EtcdPreset | None = None
+    keepalived: bool = False  # cpswap writes keepalived.conf on the new host when vip.keepalived is set
+    vip_managed_by: str = "the distribution"
+    rebuild_in_place: bool = False  # members.<slot>.rebuild is allowed
+    machine_names: bool = False  # members.<slot>.machine is allowed
+    member_rules: Callable[[Member], tuple[Violation, ...]] = _no_member_rules
+    leave: Resources = _no_resources
+    join: Resources = _no_resources
+    verify: Callable[[StackModel, Member], tuple[str, ...]] = _no_checks
+    verify_timeout: str = "22m"
+    adopt_discover: str = "kube"  # how `cpswap etcd verify-adoption --discover` finds the endpoints
+    preflight: PreflightNeeds = PreflightNeeds()
+    restore: Callable[[str, Mapping[str, Any] | None], str] | None = None
+    plan_notes: Callable[[StackModel, str, Any, Any], tuple[str, ...]] = _no_notes
+    global_cluster: bool = False  # it declares objects on a second (global) cluster with its own kubeconfig
+
+    @property
+    def block_keys(self) -> tuple[str, ...]:
+        return tuple(b.key for b in self.blocks)
+
+
+def known() -> tuple[str, ...]:
+    return KNOWN
+
+
+def get(name: object) -> Distribution:
+    """The distribution called ``name``; ``UnknownDistribution`` (listing the known ones) otherwise."""
+    if not isinstance(name, str) or name not in KNOWN:
+        raise UnknownDistribution(name)
+    module = importlib.import_module(f"{__name__}.{name}")
+    found = getattr(module, "DISTRIBUTION", None)
+    if not isinstance(found, Distribution) or found.name != name:
+        raise TypeError(f"{module.__name__} must define DISTRIBUTION = Distribution(name={name!r}, ...)")
+    return found
+
+
+def every() -> tuple[Distribution, ...]:
+    """Every known distribution, in ``KNOWN``'s order."""
+    return tuple(get(name) for name in KNOWN)
+
+
+def block_owners() -> dict[str, tuple[str, ...]]:
+    """Each config block key and the distributions that read it."""
+    owners: dict[str, list[str]] = {}
+    for d in every():
+        for key in d.block_keys:
+            owners.setdefault(key, []).append(d.name)
+    return {key: tuple(names) for key, names in owners.items()}
+
+
+def etcd_presets() -> dict[str, EtcdPreset]:
+    """Every distribution's etcd client files by preset name (``cpswap etcd --preset``)."""
+    return {d.etcd_preset.name: d.etcd_preset for d in every() if d.etcd_preset is not None}
+
+
+def distribution_secrets() -> tuple[str, ...]:
+    """Every distribution's own secret keys, without repeats, in ``KNOWN``'s order."""
+    return tuple(dict.fromkeys(key for d in every() for key in d.secrets))
