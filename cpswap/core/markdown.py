@@ -124,7 +124,8 @@ def _claims(*, claims: Sequence[Mapping[str, Any]]) -> list[str]:
             *_table(headers=["order", "namespace", "claim", "owner", "size", "data class", "policy"],
                     rows=[[c.get("order"), c.get("namespace"), c.get("name"),
                            f"{c.get('owner_kind', '')} {c.get('owner_name', '')}".strip(), c.get("size"),
-                           c.get("data_class"), c.get("policy")] for c in claims])]
+                           c.get("data_class"), f"{c.get('policy')}{' (DATA LOSS)' if c.get('data_loss') else ''}"]
+                          for c in claims])]
 
 
 def _safety(*, safety: Mapping[str, Any]) -> list[str]:
