@@ -32,11 +32,7 @@ object_slots = slots_with_objects(model=model, changing=frozenset(c.slot for c i
                                   declared=declared_operations(directory=Path.cwd(), stack=stack))
 control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan=document, object_slots=object_slots,
                                                                adoption=plan.applied.adoption,
-                                                               secrets=SecretInputs(
-    ssh_private_key=secrets["sshPrivateKey"], kubeconfig=secrets["kubeconfig"], etcd_ca_cert=secrets["etcdCaCert"],
-    etcd_client_cert=secrets["etcdClientCert"], etcd_client_key=secrets["etcdClientKey"],
-    ocboot_db_password=secrets["ocbootDbPassword"], k3s_token=secrets["k3sToken"],
-    global_kubeconfig=secrets["globalKubeconfig"], keepalived_auth_pass=secrets["keepalivedAuthPass"])))
+                                                               secrets=SecretInputs(values=secrets)))
 
 pulumi.export("membership", control_plane.membership)
 pulumi.export("plan", document)

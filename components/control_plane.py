@@ -10,7 +10,7 @@ settings, so a swap of one slot never changes another slot's inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -18,7 +18,7 @@ from pulumi_command import local, remote
 
 from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import kubean as kb
-from cpswap.core.renderers.ocboot import HOST_NETWORKS_ANNOTATION, render_ocboot_template, template_text
+from cpswap.core.renderers.ocboot import HOST_NETWORKS_ANNOTATION
 from cpswap.core.rules import declared_views, view_to_input
 from cpswap.core.slots import CommandSpec, ObjectSpec, adoption_check, destroy_guard, slot_commands
 
@@ -34,24 +34,17 @@ GLOBAL_CLUSTER_ID = "cpswap-kubean-global-cluster"
 
 @dataclass(frozen=True)
 class SecretInputs:
-    """Secret stack config as Pulumi secret Outputs; never plain strings."""
+    """Secret stack config as Pulumi secret Outputs, by config key (``cpswap.core.model.secret_keys``:
+    the common ones, every distribution's own, the keepalived password); never plain strings."""
 
-    ssh_private_key: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
-    etcd_ca_cert: pulumi.Output[str]
-    etcd_client_cert: pulumi.Output[str]
-    etcd_client_key: pulumi.Output[str]
-    ocboot_db_password: Optional[pulumi.Output[str]] = None
-    k3s_token: Optional[pulumi.Output[str]] = None
-    global_kubeconfig: Optional[pulumi.Output[str]] = None
-    keepalived_auth_pass: Optional[pulumi.Output[str]] = None
+    values: Mapping[str, Optional[pulumi.Output[str]]]
+
+    @property
+    def kubeconfig(self) -> pulumi.Output[str]:
+        return self.by_config_key("kubeconfig")
 
     def by_config_key(self, key: str) -> pulumi.Output[str]:
-        value = {"sshPrivateKey": self.ssh_private_key, "kubeconfig": self.kubeconfig,
-                 "etcdCaCert": self.etcd_ca_cert, "etcdClientCert": self.etcd_client_cert,
-                 "etcdClientKey": self.etcd_client_key, "ocbootDbPassword": self.ocboot_db_password,
-                 "k3sToken": self.k3s_token, "globalKubeconfig": self.global_kubeconfig,
-                 "keepalivedAuthPass": self.keepalived_auth_pass}[key]
+        value = self.values.get(key)
         if value is None:
             raise KeyError(f"secret config cpswap:{key} is required here")
         return pulumi.Output.secret(value)
@@ -141,21 +134,16 @@ class Slot(pulumi.ComponentResource):
         self.register_outputs({"host": self.host, "labels": labels.metadata})
 
     def _stdin(self, spec: CommandSpec, resources: dict[str, pulumi.Resource]) -> Optional[pulumi.Input[str]]:
-        a = self._args
-        if spec.stdin == "ocboot-config":
-            assert a.model.ocboot is not None
-            ocboot = a.model.ocboot
-            return a.secrets.by_config_key("ocbootDbPassword").apply(lambda pw: template_text(render_ocboot_template(
-                joining=a.member, endpoint=a.model.endpoint, ocboot=ocboot, db_password=pw, user=a.model.ssh.user)))
-        if spec.stdin == "k3s-token":
-            return a.secrets.by_config_key("k3sToken").apply(lambda token: token + "\n")
-        if spec.stdin == "keepalived-auth":
-            return a.secrets.by_config_key("keepalivedAuthPass").apply(lambda password: password + "\n")
-        if spec.stdin == "kubeadm-join-material":
-            prepare = resources["join-prepare"]
-            assert isinstance(prepare, remote.Command)
-            return pulumi.Output.secret(prepare.stdout)
-        return None
+        a, stdin = self._args, spec.stdin
+        if stdin is None:
+            return None
+        if stdin.output_of is not None:
+            earlier = resources[stdin.output_of]
+            assert isinstance(earlier, (local.Command, remote.Command))
+            return pulumi.Output.secret(earlier.stdout)
+        assert stdin.secret is not None
+        render = stdin.render
+        return a.secrets.by_config_key(stdin.secret).apply(lambda value: render(a.model, a.member, value))
 
     def _object(self, spec: ObjectSpec, *, depends_on: list[pulumi.Resource]) -> pulumi.Resource:
         a = self._args

@@ -14,6 +14,7 @@ from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.quorum import QuorumState, can_remove
 from cpswap.core.recovery import ClaimAction, plan_claim_actions, unobserved_actions
 from cpswap.core.slots import ADOPTION_CHECK, CommandSpec, ObjectSpec, SlotResource, slot_commands
+from cpswap.core.steps import PREFLIGHT_ACTIONS, AFTER_ACTIONS, Action, Phase
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,8 @@ class Where:
 class Step:
     id: str
     slot: str
-    action: str
-    phase: str  # leave | join | after
+    action: Action
+    phase: Phase
     resource: str  # the Pulumi resource that carries it
     operation: str  # delete (runs from stored state) | create
     runs_on: Where
@@ -233,10 +234,6 @@ def _claims(model: StackModel, change: Change | None, observation: Observation) 
     return unobserved_actions(policies=model.pvc_policies), ()
 
 
-LEAVE_ACTIONS = ("etcd-remove", "node-delete", "kubean-remove", "etcd-secrets-delete")
-AFTER_ACTIONS = ("verify", "pvc-recover")
-PREFLIGHT_ACTIONS = ("preflight",)  # before the first destructive step: the leave depends on it
-JOINED_BY = ("join-wait", "etcd-redeploy", "join")  # per distribution, the first present brings the member in
 
 
 def _where(spec: SlotResource, member: Member, vip: str) -> Where:
@@ -251,8 +248,8 @@ def _where(spec: SlotResource, member: Member, vip: str) -> Where:
 
 def _secrets(spec: SlotResource) -> tuple[str, ...]:
     secrets = tuple(key for _, key in spec.secret_env)
-    secrets += {"ocboot-config": ("ocbootDbPassword",), "k3s-token": ("k3sToken",),
-                "keepalived-auth": ("keepalivedAuthPass",)}.get(spec.stdin or "", ())
+    if spec.stdin is not None and spec.stdin.secret is not None:
+        secrets += (spec.stdin.secret,)
     if spec.runs_on.kind == "ssh":
         secrets += ("sshPrivateKey",)
     if isinstance(spec, ObjectSpec):
@@ -270,11 +267,11 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
     removed = QuorumState(voters=start.voters - 1, healthy=start.healthy - (1 if departing_healthy else 0))
     joined = QuorumState(voters=removed.voters + 1, healthy=removed.healthy + 1)
 
-    def add(spec: SlotResource, *, operation: str, phase: str, state: QuorumState, member: Member,
-            action: str | None = None, command: str | None = None, reason: str | None = None) -> None:
+    def add(spec: SlotResource, *, operation: str, phase: Phase, state: QuorumState, member: Member,
+            action: Action | None = None, command: str | None = None, reason: str | None = None) -> None:
         act = action or spec.action
         steps.append(Step(
-            id=f"{change.slot}-{act}" if operation == "create" or act in LEAVE_ACTIONS or act == "etcd-snapshot"
+            id=f"{change.slot}-{act}" if operation == "create" or act.leaves or act is Action.ETCD_SNAPSHOT
             else f"{change.slot}-{act}-delete",
             slot=change.slot, action=act, phase=phase, resource=spec.name,
             operation=operation, runs_on=_where(spec, member, vip), kind=spec.kind,
@@ -297,15 +294,14 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
         if spec.delete is None or spec.name not in replaced:
             continue
         if spec.name == f"{change.slot}-etcd-leave":
-            add(spec, operation="delete", phase="leave", state=start, member=old_member, action="etcd-snapshot",
+            add(spec, operation="delete", phase="leave", state=start, member=old_member, action=Action.ETCD_SNAPSHOT,
                 command=f"(part of {spec.name} delete) snapshot save + verify into {model.etcd.snapshot_where()}",
                 reason="a verified etcd snapshot is taken before any membership change")
         add(spec, operation="delete", phase="leave", state=removed, member=old_member)
-    actions = {spec.action for spec in new_specs}
-    member_in = next(a for a in JOINED_BY if a in actions)  # the step after which the new member is in
+    member_in = model.distro.joined_by  # the step after which the new member is in
     state = removed
     for spec in new_specs:
-        if spec.action in LEAVE_ACTIONS or spec.action in PREFLIGHT_ACTIONS or spec.name in kept:
+        if spec.action.leaves or spec.action in PREFLIGHT_ACTIONS or spec.name in kept:
             continue
         if spec.action in AFTER_ACTIONS:
             add(spec, operation="create", phase="after", state=joined, member=new_member)

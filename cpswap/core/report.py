@@ -32,7 +32,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "changes": [{"slot": c.slot, "old": c.old.as_dict(), "new": c.new.as_dict(), "reason": c.reason}
                     for c in plan.changes],
         "unhealthy": list(plan.unhealthy),
-        "steps": [{"id": s.id, "slot": s.slot, "action": s.action, "phase": s.phase, "resource": s.resource,
+        "steps": [{"id": s.id, "slot": s.slot, "action": str(s.action), "phase": s.phase, "resource": s.resource,
                    "operation": s.operation, "kind": s.kind, "runs_on": s.runs_on.as_dict(), "command": s.command,
                    "reason": s.reason, **s.state.as_dict(), "secret_inputs": list(s.secret_inputs),
                    "timeout": s.timeout, "deadline_s": s.deadline_s} for s in plan.steps],

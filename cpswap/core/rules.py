@@ -24,6 +24,7 @@ from cpswap.core.inputs import IMAGE
 from cpswap.core.model import StackModel
 from cpswap.core.quorum import quorum
 from cpswap.core.slots import ObjectSpec, destroy_guard, slot_commands
+from cpswap.core.steps import first_unsnapshotted_change
 
 PLAN_RESOURCE_TYPE = "cpswap:index:ControlPlane"
 COMMAND_TYPES = ("command:local:Command", "command:remote:Command")
@@ -181,21 +182,15 @@ def pvc_policy(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation
     return found
 
 
-MEMBERSHIP_CHANGES = ("etcd-remove", "kubean-remove", "join", "machine", "etcd-redeploy")
-
-
 def snapshot_first(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
-    steps = [s["action"] for s in doc.get("steps") or []]
-    changing = [i for i, a in enumerate(steps) if a in MEMBERSHIP_CHANGES]
-    if not changing:
+    """Defined on the step vocabulary (cpswap/core/steps.py): every action whose declared effect
+    changes membership needs an etcd-snapshot step before it."""
+    index = first_unsnapshotted_change([s["action"] for s in doc.get("steps") or []])
+    if index is None:
         return []
-    snaps = [i for i, a in enumerate(steps) if a == "etcd-snapshot"]
-    if not snaps or snaps[0] > changing[0]:
-        first = doc["steps"][changing[0]]["id"]
-        return [RuleViolation("cpswap-snapshot-first", first,
-                              f"{first} (step {changing[0] + 1}) changes membership but no etcd snapshot step "
-                              f"comes before it")]
-    return []
+    first = doc["steps"][index]["id"]
+    return [RuleViolation("cpswap-snapshot-first", first,
+                          f"{first} (step {index + 1}) changes membership but no etcd snapshot step comes before it")]
 
 
 _LITERAL_SECRET = [
@@ -351,7 +346,7 @@ def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
         inputs: dict[str, Any] = {"create": spec.create, "update": spec.update, "delete": spec.delete,
                                   "triggers": list(spec.triggers)}
         if spec.stdin:
-            inputs["stdin"] = f"<secret {spec.stdin}>"
+            inputs["stdin"] = f"<secret {spec.stdin.kind}>"
         if spec.stdin or spec.secret_output:
             inputs["logging"] = "none"
         views.append(ResourceView(

@@ -15,8 +15,8 @@ from typing import Any, Mapping, Sequence
 from cpswap import distributions as registry
 from cpswap.core.facts import member_matches
 from cpswap.core.renderers.etcd import render_etcdutl_restore
+from cpswap.core.steps import Action
 
-MEMBERSHIP_ACTIONS = ("etcd-remove", "node-delete", "kubean-remove", "etcd-secrets-delete", "machine-delete")
 _UNIT = {"h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(\d+)([hms])")
 
@@ -90,7 +90,7 @@ def safety_section(document: Mapping[str, Any], *, snapshot_dir: str) -> dict[st
                         "steps": [s["id"] for s in steps if runs_here(s, host)]})
     elsewhere = [{"id": s["id"], "where": s.get("runs_on", {}).get("description", "")} for s in steps
                  if not any(s["id"] in m["steps"] for m in members)]
-    first = next((s for s in steps if s.get("action") in MEMBERSHIP_ACTIONS), None)
+    first = next((s for s in steps if (a := Action.parse(s.get("action"))) is not None and a.leaves), None)
     before_pnr = [s["id"] for s in steps[:steps.index(first)]] if first else [s["id"] for s in steps]
     quorum = document.get("quorum", {})
     during = quorum.get("during", {})

@@ -39,6 +39,7 @@ from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import render_adoption_check, render_keepalived_install, render_pvc_recover
 from cpswap.core.renderers.deadline import Deadline, deadline_for, render_bounded
 from cpswap.core.renderers.preflight import render_preflight
+from cpswap.core.steps import Action, RunKind, RunTarget, Stdin
 
 LOCAL_SECRET_ENV = (
     ("CPSWAP_KUBECONFIG_DATA", "kubeconfig"),
@@ -48,6 +49,7 @@ LOCAL_SECRET_ENV = (
 )
 GLOBAL_KUBECONFIG_ENV = (("CPSWAP_GLOBAL_KUBECONFIG_DATA", "globalKubeconfig"),)
 SSH_KEY_ENV = (("CPSWAP_SSH_KEY_DATA", "sshPrivateKey"),)
+KEEPALIVED_AUTH = Stdin("keepalived-auth", secret="keepalivedAuthPass")
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ class RunsOn:
     or ``self`` (the slot's own, new host).
     """
 
-    kind: str
-    target: str
+    kind: RunKind
+    target: RunTarget
 
     def describe(self, member: Member, vip: str) -> str:
         if self.kind == "local":
@@ -70,14 +72,14 @@ class RunsOn:
 @dataclass(frozen=True)
 class CommandSpec:
     name: str
-    action: str
+    action: Action
     runs_on: RunsOn
     create: str
     update: str | None
     delete: str | None
     triggers: tuple[str, ...]
     secret_env: tuple[tuple[str, str], ...] = ()  # (env var, secret config key)
-    stdin: str | None = None  # "k3s-token" | "ocboot-config" | "kubeadm-join-material" | "keepalived-auth"
+    stdin: Stdin | None = None  # a secret config value or an earlier resource's secret output
     create_timeout: str = "10m"
     delete_timeout: str = "10m"
     secret_output: bool = False
@@ -109,7 +111,7 @@ class ObjectSpec:
     replaces it (delete-before-replace: the old object goes first)."""
 
     name: str
-    action: str
+    action: Action
     provider: str
     api_version: str
     object_kind: str
@@ -122,7 +124,7 @@ class ObjectSpec:
     kind: str = "k8s-object"
     runs_on: RunsOn = RunsOn("local", "operator")
     secret_env: tuple[tuple[str, str], ...] = ()
-    stdin: str | None = None
+    stdin: Stdin | None = None
     triggers: tuple[str, ...] = ()
     retain_on_delete: bool = False  # destroyMode release: a destroy leaves the object in place
 
@@ -154,10 +156,10 @@ def _keepalived(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
         return ()
     state, priority = model.vip.joining_priority(member.slot)
     return (CommandSpec(
-        name=f"{member.slot}-keepalived", action="keepalived", runs_on=RunsOn("ssh", "self"),
+        name=f"{member.slot}-keepalived", action=Action.KEEPALIVED, runs_on=RunsOn("ssh", "self"),
         create=render_keepalived_install(host=member.host, slot=member.slot, vip=model.vip, endpoint=model.endpoint),
         update=record(member, "keepalived configured earlier"), delete=None, triggers=member.host.triggers(),
-        stdin="keepalived-auth", create_timeout="5m",
+        stdin=KEEPALIVED_AUTH, create_timeout="5m",
         reason=f"same VRRP instance {model.vip.instance} (vrid {model.vip.virtual_router_id}) as the survivors, "
                f"{state} priority {priority}"),)
 
@@ -176,7 +178,7 @@ def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]
 
     worst = int(sum(timeout_seconds(s.create_timeout) + timeout_seconds(s.delete_timeout) for s in rest))
     return CommandSpec(
-        name=f"{member.slot}-preflight", action="preflight", runs_on=RunsOn("local", "operator"),
+        name=f"{member.slot}-preflight", action=Action.PREFLIGHT, runs_on=RunsOn("local", "operator"),
         create=render_preflight(model=model, member=member, worst_case_s=worst),
         update=record(member, "preflight passed earlier"), delete=None, triggers=member.host.triggers(),
         secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV, create_timeout="4m",
@@ -224,7 +226,7 @@ def destroy_guard(*, model: StackModel) -> CommandSpec:
                    "edit its slot instead.")
         delete = f"echo {quote(refusal)} >&2; exit 1"
     return CommandSpec(
-        name=DESTROY_GUARD, action="destroy-guard", runs_on=RunsOn("local", "operator"),
+        name=DESTROY_GUARD, action=Action.DESTROY_GUARD, runs_on=RunsOn("local", "operator"),
         create=f"echo {quote(f'cpswap: stack {stack}: destroyMode {model.destroy_mode}')}",
         update=f"echo {quote(f'cpswap: stack {stack}: destroyMode now {model.destroy_mode}')}",
         delete=delete, triggers=(), create_timeout="2m", delete_timeout="2m",
@@ -240,7 +242,7 @@ def adoption_check(*, model: StackModel) -> CommandSpec:
     triggers are the whole membership, so an edit while still unrecorded checks again."""
     members = tuple((m.slot, m.host) for m in model.members)
     return CommandSpec(
-        name=ADOPTION_CHECK, action="adopt-check", runs_on=RunsOn("local", "operator"),
+        name=ADOPTION_CHECK, action=Action.ADOPT_CHECK, runs_on=RunsOn("local", "operator"),
         create=render_adoption_check(members=members, etcd=model.etcd,
                                      discover=model.distro.adopt_discover),
         update=None, delete=None, triggers=tuple(f"{slot}={host.name}@{host.ip}" for slot, host in members),
@@ -264,13 +266,13 @@ def _after(model: StackModel, member: Member, local: RunsOn) -> tuple[CommandSpe
     triggers = member.host.triggers()
     return (
         CommandSpec(
-            name=f"{member.slot}-verify", action="verify", runs_on=local,
+            name=f"{member.slot}-verify", action=Action.VERIFY, runs_on=local,
             create=_verify_command(model, member),
             update=record(member, "verified earlier"), delete=None, triggers=triggers,
             secret_env=LOCAL_SECRET_ENV, create_timeout=model.distro.verify_timeout,
             reason="the new member must be a started, healthy, caught-up voter and its Node Ready before PVCs move"),
         CommandSpec(
-            name=f"{member.slot}-pvcs", action="pvc-recover", runs_on=local,
+            name=f"{member.slot}-pvcs", action=Action.PVC_RECOVER, runs_on=local,
             create=render_pvc_recover(host=member.host, policies=model.pvc_policies),
             update=record(member, "claims recovered earlier"), delete=None, triggers=triggers,
             secret_env=LOCAL_SECRET_ENV[:1], create_timeout="30m",

@@ -17,6 +17,8 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from cpswap.core.steps import Action  # the vocabulary imports nothing of cpswap
+
 if TYPE_CHECKING:  # the modules import these at load time; the registry only names them
     from cpswap.core.errors import Violation
     from cpswap.core.model import Member, StackModel
@@ -117,6 +119,7 @@ class Distribution:
     leave: Resources = _no_resources
     join: Resources = _no_resources
     verify: Callable[[StackModel, Member], tuple[str, ...]] = _no_checks
+    joined_by: Action = Action.JOIN  # the action after which the new member is in (the plan's quorum moves there)
     verify_timeout: str = "22m"
     adopt_discover: str = "kube"  # how `cpswap etcd verify-adoption --discover` finds the endpoints
     preflight: PreflightNeeds = PreflightNeeds()

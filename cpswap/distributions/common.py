@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import render_etcd_leave, render_etcd_verify, render_node_delete, render_node_verify
+from cpswap.core.steps import Action
 from cpswap.core.slots import LOCAL_SECRET_ENV, CommandSpec, RunsOn, SlotResource, record
 
 
@@ -18,7 +19,7 @@ def survivors_leave(model: StackModel, member: Member) -> tuple[SlotResource, ..
     local = RunsOn("local", "operator")
     return (
         CommandSpec(
-            name=f"{member.slot}-etcd-leave", action="etcd-remove", runs_on=local,
+            name=f"{member.slot}-etcd-leave", action=Action.ETCD_REMOVE, runs_on=local,
             create=record(member, "is an etcd member; its removal runs when this slot changes"),
             update=record(member, "etcd membership unchanged"),
             delete=render_etcd_leave(host=member.host, etcd=model.etcd), triggers=triggers,
@@ -26,7 +27,7 @@ def survivors_leave(model: StackModel, member: Member) -> tuple[SlotResource, ..
             reason="remove the departing member through the survivors, after a verified snapshot; "
                    "never contacts the departing host"),
         CommandSpec(
-            name=f"{member.slot}-node-leave", action="node-delete", runs_on=local,
+            name=f"{member.slot}-node-leave", action=Action.NODE_DELETE, runs_on=local,
             create=record(member, "is a Node; its deletion runs when this slot changes"),
             update=record(member, "Node unchanged"),
             delete=render_node_delete(host=member.host), triggers=triggers,

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from cpswap.core.model import K3sSettings, Member, StackModel, _Collector, _fullmatch, _obj
 from cpswap.core.renderers import render_k3s_join
+from cpswap.core.steps import Action, Stdin
 from cpswap.core.slots import CommandSpec, RunsOn, SlotResource, record
 from cpswap.distributions import Block, Distribution, EtcdPreset, PreflightNeeds
 from cpswap.distributions.common import member_checks, survivors_leave
@@ -36,10 +37,10 @@ def join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     k3s = model.k3s
     assert k3s is not None  # parse_k3s always yields settings for this distribution
     return (CommandSpec(
-        name=f"{member.slot}-join", action="join", runs_on=RunsOn("ssh", "self"),
+        name=f"{member.slot}-join", action=Action.JOIN, runs_on=RunsOn("ssh", "self"),
         create=render_k3s_join(host=member.host, endpoint=model.endpoint, k3s=k3s),
         update=record(member, "joined earlier; not re-joining"), delete=None, triggers=member.host.triggers(),
-        stdin="k3s-token", create_timeout="30m",
+        stdin=Stdin("k3s-token", secret="k3sToken"), create_timeout="30m",
         reason="k3s servers join through the fixed registration address (the VIP) with the cluster token"),)
 
 

@@ -14,6 +14,7 @@ from cpswap.core.model import KubeadmSettings, Member, StackModel, _Collector, _
 from cpswap.core.renderers import render_kubeadm_join, render_kubeadm_prepare
 from cpswap.core.renderers.kube import render_kubeadm_endpoint_check
 from cpswap.core.renderers.etcd import render_etcdutl_restore
+from cpswap.core.steps import Action, Stdin
 from cpswap.core.slots import CommandSpec, RunsOn, SlotResource, record
 from cpswap.distributions import Block, Distribution, EtcdPreset, PreflightNeeds
 from cpswap.distributions.common import member_checks, survivors_leave
@@ -35,15 +36,15 @@ def join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     assert kubeadm is not None  # parse_kubeadm always yields settings for this distribution
     return (
         CommandSpec(
-            name=f"{member.slot}-join-prepare", action="join-prepare", runs_on=RunsOn("ssh", "vip"),
+            name=f"{member.slot}-join-prepare", action=Action.JOIN_PREPARE, runs_on=RunsOn("ssh", "vip"),
             create=render_kubeadm_prepare(host=member.host), update=record(member, "join material issued earlier"),
             delete=None, triggers=triggers, secret_output=True, create_timeout="5m",
             reason="a survivor uploads the control-plane certs and issues a token (both expire; made just in time)"),
         CommandSpec(
-            name=f"{member.slot}-join", action="join", runs_on=RunsOn("ssh", "self"),
+            name=f"{member.slot}-join", action=Action.JOIN, runs_on=RunsOn("ssh", "self"),
             create=render_kubeadm_join(host=member.host, endpoint=model.endpoint, kubeadm=kubeadm),
             update=record(member, "joined earlier; not re-joining"), delete=None, triggers=triggers,
-            stdin="kubeadm-join-material", create_timeout="30m",
+            stdin=Stdin("kubeadm-join-material", output_of=Action.JOIN_PREPARE), create_timeout="30m",
             reason="kubeadm join --control-plane on the new host with the survivor's token and certificate key"),
     )
 

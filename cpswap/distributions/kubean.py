@@ -16,6 +16,7 @@ from cpswap.core.errors import Violation
 from cpswap.core.model import KubeanSettings, Member, StackModel, _checked, _Collector, _obj
 from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.etcd import render_etcdutl_restore
+from cpswap.core.steps import Action
 from cpswap.core.slots import GLOBAL_KUBECONFIG_ENV, LOCAL_SECRET_ENV, CommandSpec, ObjectSpec, RunsOn, SlotResource, record
 from cpswap.distributions import Block, Distribution
 from cpswap.distributions.common import member_checks
@@ -51,7 +52,7 @@ def leave(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     local = RunsOn("local", "operator")
     return (
         CommandSpec(
-            name=f"{member.slot}-etcd-leave", action="kubean-remove", runs_on=local,
+            name=f"{member.slot}-etcd-leave", action=Action.KUBEAN_REMOVE, runs_on=local,
             create=record(member, "is a kubean control-plane node; its removal runs when this slot changes"),
             update=record(member, "membership unchanged"),
             delete=kb.render_kubean_leave(host=host, slot=member.slot, kubean=kubean, etcd=model.etcd),
@@ -68,19 +69,19 @@ def join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     operation = kb.operation_name(slot=member.slot, action="join", host=host)
     return (
         CommandSpec(
-            name=f"{member.slot}-inventory", action="kubean-inventory", runs_on=local,
+            name=f"{member.slot}-inventory", action=Action.KUBEAN_INVENTORY, runs_on=local,
             create=kb.render_kubean_inventory(host=host, kubean=kubean),
             update=record(member, "in the inventory already"), delete=None, triggers=triggers,
             secret_env=GLOBAL_KUBECONFIG_ENV, create_timeout="5m",
             reason="the joining host must be in hosts-conf (etcd, kube_control_plane, kube_node) for cluster.yml"),
         ObjectSpec(
-            name=f"{member.slot}-join", action="join", provider="global", api_version=kb.API_VERSION,
+            name=f"{member.slot}-join", action=Action.JOIN, provider="global", api_version=kb.API_VERSION,
             object_kind="ClusterOperation", object_name=operation,
             spec=tuple(kb.join_operation_spec(kubean=kubean).items()), triggers=triggers,
             reason="kubean runs cluster.yml --limit=etcd,kube_control_plane, then upgrade-cluster.yml and "
                    "cluster-info.yml (seed 001), with the image used at deploy"),
         CommandSpec(
-            name=f"{member.slot}-join-wait", action="join-wait", runs_on=local,
+            name=f"{member.slot}-join-wait", action=Action.JOIN_WAIT, runs_on=local,
             create=kb.render_kubean_wait(name=operation, host=host, kubean=kubean),
             update=record(member, "join operation finished earlier"), delete=None, triggers=triggers,
             secret_env=LOCAL_SECRET_ENV[:1] + GLOBAL_KUBECONFIG_ENV, create_timeout="95m",
@@ -107,5 +108,6 @@ def plan_notes(model: StackModel, slot: str, old: Any, new: Any) -> tuple[str, .
 DISTRIBUTION = Distribution(
     name="kubean", summary="DCE 5.0 / kubean: Kubespray ClusterOperations on the global cluster",
     blocks=(Block("kubean", parse_kubean),), secrets=("globalKubeconfig",), rebuild_in_place=True,
-    member_rules=member_rules, leave=leave, join=join, verify=member_checks, plan_notes=plan_notes,
+    member_rules=member_rules, leave=leave, join=join, joined_by=Action.JOIN_WAIT, verify=member_checks,
+    plan_notes=plan_notes,
     global_cluster=True, restore=render_etcdutl_restore)

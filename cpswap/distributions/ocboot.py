@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from cpswap.core.model import Member, OcbootSettings, StackModel, _bool, _check_ip, _Collector, _fullmatch, _int, _obj
-from cpswap.core.renderers import render_ocboot_join
+from cpswap.core.renderers import render_ocboot_join, render_ocboot_template
+from cpswap.core.renderers.ocboot import template_text
 from cpswap.core.renderers.etcd import render_etcdutl_restore
+from cpswap.core.steps import Action, Stdin
 from cpswap.core.slots import CommandSpec, RunsOn, SlotResource, record
 from cpswap.distributions import Block, Distribution, PreflightNeeds
 from cpswap.distributions.common import member_checks, survivors_leave
@@ -56,14 +58,25 @@ def parse_ocboot(c: _Collector, raw: Any) -> OcbootSettings | None:
 
 
 
+def ocboot_config(model: StackModel, member: Member, db_password: str) -> str:
+    """The seed's config template for the VIP holder (completed there from the live Nodes)."""
+    ocboot = model.ocboot
+    assert ocboot is not None
+    return template_text(render_ocboot_template(joining=member, endpoint=model.endpoint, ocboot=ocboot,
+                                                db_password=db_password, user=model.ssh.user))
+
+
+OCBOOT_CONFIG = Stdin("ocboot-config", secret="ocbootDbPassword", render=ocboot_config)
+
+
 def join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     ocboot = model.ocboot
     assert ocboot is not None  # a stack without the block is refused by parse_ocboot
     return (CommandSpec(
-        name=f"{member.slot}-join", action="join", runs_on=RunsOn("ssh", "vip"),
+        name=f"{member.slot}-join", action=Action.JOIN, runs_on=RunsOn("ssh", "vip"),
         create=render_ocboot_join(joining=member, ocboot=ocboot),
         update=record(member, "joined earlier; connection details changed, not re-joining"),
-        delete=None, triggers=member.host.triggers(), stdin="ocboot-config", create_timeout="60m",
+        delete=None, triggers=member.host.triggers(), stdin=OCBOOT_CONFIG, create_timeout="60m",
         reason="ocboot adds control-plane nodes from an existing primary: run it on the survivor holding the VIP"),)
 
 

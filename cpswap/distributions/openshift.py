@@ -16,6 +16,7 @@ from cpswap.core import inputs
 from cpswap.core.model import Member, OpenshiftSettings, StackModel, _Collector, _obj
 from cpswap.core.renderers import openshift as ocp
 from cpswap.core.renderers import render_node_verify
+from cpswap.core.steps import Action
 from cpswap.core.slots import LOCAL_SECRET_ENV, CommandSpec, RunsOn, SlotResource, record
 from cpswap.distributions import Block, Distribution
 
@@ -43,7 +44,7 @@ def leave(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     local = RunsOn("local", "operator")
     return (
         CommandSpec(
-            name=f"{member.slot}-etcd-leave", action="etcd-remove", runs_on=local,
+            name=f"{member.slot}-etcd-leave", action=Action.ETCD_REMOVE, runs_on=local,
             create=record(member, "is an etcd member; its removal runs when this slot changes"),
             update=record(member, "etcd membership unchanged"),
             delete=ocp.render_openshift_etcd_leave(host=host, etcd=model.etcd, openshift=osh), triggers=triggers,
@@ -51,7 +52,7 @@ def leave(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
             reason="remove the member through a healthy etcd pod on another node, after a verified snapshot; "
                    "with an Active ControlPlaneMachineSet the etcd operator removes it when the Machine goes"),
         CommandSpec(
-            name=f"{member.slot}-etcd-secrets", action="etcd-secrets-delete", runs_on=local,
+            name=f"{member.slot}-etcd-secrets", action=Action.ETCD_SECRETS_DELETE, runs_on=local,
             create=record(member, "has etcd peer/serving/metrics secrets; they are deleted when this slot changes"),
             update=record(member, "etcd secrets unchanged"),
             delete=ocp.render_delete_etcd_secrets(host=host, openshift=osh), triggers=triggers,
@@ -65,7 +66,7 @@ def join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     local = RunsOn("local", "operator")
     specs: list[SlotResource] = [
         CommandSpec(
-            name=f"{member.slot}-machine", action="machine", runs_on=local,
+            name=f"{member.slot}-machine", action=Action.MACHINE, runs_on=local,
             create=ocp.render_create_machine(member=member, openshift=osh),
             update=record(replace(member, host=replace(host, rebuild=0)), "Machine unchanged"),
             delete=ocp.render_delete_machine(member=member, openshift=osh),
@@ -76,12 +77,12 @@ def join(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     ]
     if host.rebuild:
         specs.append(CommandSpec(
-            name=f"{member.slot}-etcd-reset", action="etcd-reset", runs_on=RunsOn("ssh", "self"),
+            name=f"{member.slot}-etcd-reset", action=Action.ETCD_RESET, runs_on=RunsOn("ssh", "self"),
             create=ocp.render_etcd_reset(host=host), update=record(member, "etcd reset earlier"), delete=None,
             triggers=triggers, create_timeout="5m",
             reason="the crashlooping etcd static pod's manifest and data directory are moved aside on the node"))
     specs.append(CommandSpec(
-        name=f"{member.slot}-redeploy", action="etcd-redeploy", runs_on=local,
+        name=f"{member.slot}-redeploy", action=Action.ETCD_REDEPLOY, runs_on=local,
         create=ocp.render_redeploy(member=member, openshift=osh, etcd=model.etcd),
         update=record(member, "redeployed earlier"),
         delete=None, triggers=triggers, secret_env=LOCAL_SECRET_ENV, create_timeout="10m",
@@ -109,5 +110,6 @@ def plan_notes(model: StackModel, slot: str, old: Any, new: Any) -> tuple[str, .
 DISTRIBUTION = Distribution(
     name="openshift", summary="OpenShift: the etcd operator and the Machine API",
     blocks=(Block("openshift", parse_openshift),), rebuild_in_place=True, machine_names=True,
-    leave=leave, join=join, verify=verify, verify_timeout="42m", adopt_discover="openshift",
+    leave=leave, join=join, joined_by=Action.ETCD_REDEPLOY, verify=verify, verify_timeout="42m",
+    adopt_discover="openshift",
     plan_notes=plan_notes, restore=restore)

@@ -1,0 +1,59 @@
+"""The distribution registry and the step vocabulary (cpswap/distributions, cpswap/core/steps.py)."""
+from __future__ import annotations
+
+import pytest
+
+from cpswap import distributions as registry
+from cpswap.core.model import COMMON_SECRET_KEYS, KEEPALIVED_SECRET_KEYS
+from cpswap.core.rules import RuleConfig, snapshot_first
+from cpswap.core.slots import slot_commands
+from cpswap.core.steps import Action, Effect, Stdin, first_unsnapshotted_change
+from tests.support.stacks import model_for
+
+
+def test_an_unknown_distribution_is_refused_with_the_known_ones():
+    with pytest.raises(registry.UnknownDistribution, match=r"unknown distribution 'k8s'; use one of ocboot, k3s"):
+        registry.get("k8s")
+
+
+def test_every_known_name_is_a_module_declaring_itself():
+    assert [d.name for d in registry.every()] == list(registry.KNOWN)
+
+
+@pytest.mark.parametrize("action", [a for a in Action if a.changes_membership], ids=str)
+def test_no_membership_action_escapes_snapshot_first(action):
+    steps = [{"id": "cp1-preflight", "action": "preflight"}, {"id": f"cp1-{action}", "action": str(action)}]
+    found = snapshot_first({"steps": steps}, RuleConfig())
+    assert [v.rule for v in found] == ["cpswap-snapshot-first"]
+    assert first_unsnapshotted_change(["etcd-snapshot", str(action)]) is None
+
+
+def test_membership_effects_are_the_rules_and_the_planners():
+    assert {a for a in Action if a.changes_membership} == {
+        Action.ETCD_REMOVE, Action.KUBEAN_REMOVE, Action.JOIN, Action.MACHINE, Action.ETCD_REDEPLOY}
+    assert {a for a in Action if a.leaves} == {
+        Action.ETCD_REMOVE, Action.KUBEAN_REMOVE, Action.NODE_DELETE, Action.ETCD_SECRETS_DELETE}
+    assert all(isinstance(a.effect, Effect) for a in Action)
+
+
+def test_stdin_is_a_secret_or_an_earlier_output_never_both():
+    with pytest.raises(ValueError, match="exactly one"):
+        Stdin("x")
+    with pytest.raises(ValueError, match="exactly one"):
+        Stdin("x", secret="k3sToken", output_of=Action.JOIN_PREPARE)
+
+
+@pytest.mark.parametrize("name", registry.KNOWN)
+def test_every_resource_speaks_the_vocabulary_and_reads_only_declared_secrets(name):
+    model = model_for(name)
+    distro = registry.get(name)
+    allowed = {*COMMON_SECRET_KEYS, *KEEPALIVED_SECRET_KEYS, *distro.secrets}
+    actions = set()
+    for member in model.members:
+        for spec in slot_commands(model=model, member=member):
+            assert isinstance(spec.action, Action), spec.name
+            actions.add(spec.action)
+            if spec.stdin is not None and spec.stdin.secret is not None:
+                assert spec.stdin.secret in allowed, (spec.name, spec.stdin)
+            assert {key for _, key in spec.secret_env} <= allowed, spec.name
+    assert distro.joined_by in actions
