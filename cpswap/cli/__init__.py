@@ -7,13 +7,19 @@ parser. Exit codes: 0 ok, 1 refused or violations found, 2 usage or config error
 ``--expect-version=X`` (what every rendered command passes, cpswap/core/renderers/executor.py):
 refuse with exit 2, before any subcommand runs, unless this is cpswap X. Providers run
 commands with the Pulumi CLI's PATH, which may hold another cpswap than the program's.
+
+Start-up: only the chosen subcommand's module is imported, and the `etcd` and `kube` modules load
+their executor (gRPC and pyetcd, the Kubernetes client) with ``lazy_module``, on the first call that
+uses it, so ``--help`` and argument errors answer without those clients (tests/bench/test_startup.py).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
+import types
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,6 +28,25 @@ from cpswap.core import inputs
 from cpswap.core.errors import ConfigError, CpswapError, DeadlineError, TransientError
 
 SUBCOMMAND_MODULES = ("plan", "check", "preflight", "status", "etcd", "kube", "kubean", "openshift", "ci")
+
+
+def lazy_module(name: str) -> types.ModuleType:
+    """Module ``name``, executed on its first attribute access (``importlib.util.LazyLoader``).
+    It is the module in ``sys.modules`` (an already imported one is returned as is), so a later
+    ``import`` of it gets the same object."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name!r}")
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return module
 
 
 def progress(line: str) -> None:

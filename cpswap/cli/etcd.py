@@ -11,10 +11,12 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from cpswap.cli import FILE, IP, LAG, NAME, NAMESPACE, SECONDS, URL, URLS, progress
+from cpswap.cli import FILE, IP, LAG, NAME, NAMESPACE, SECONDS, URL, URLS, lazy_module, progress
 from cpswap.core.errors import ConfigError, PermanentError, Violation
+from cpswap.core.membership import DEFAULT_LOCK_TTL_S, DEFAULT_LOCK_WAIT_S
 from cpswap.distributions import etcd_presets
-from cpswap.executors import etcd as ex
+
+ex = lazy_module("cpswap.executors.etcd")  # gRPC and pyetcd load on the first call, not for --help or a usage error
 
 
 ABSENT_BY_HAND = "confirmed absent by the operator (--absent-by-hand)"
@@ -99,9 +101,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _lock_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lock-ttl", type=int, default=ex.DEFAULT_TTL_S,
+    parser.add_argument("--lock-ttl", type=int, default=DEFAULT_LOCK_TTL_S,
                         help="lease TTL of the membership lock: a dead holder frees it after this many seconds")
-    parser.add_argument("--lock-wait", type=SECONDS, default=ex.DEFAULT_WAIT_S,
+    parser.add_argument("--lock-wait", type=SECONDS, default=DEFAULT_LOCK_WAIT_S,
                         help="how long to queue for the membership lock before giving up")
 
 

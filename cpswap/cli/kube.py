@@ -10,10 +10,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from cpswap.cli import FILE, HOST_PORT, NAME, NAMES, POLICY_JSON, SECONDS, progress
+from cpswap.cli import FILE, HOST_PORT, NAME, NAMES, POLICY_JSON, SECONDS, lazy_module, progress
 from cpswap.core.errors import ConfigError, UnsafeOperationError, Violation
 from cpswap.core.inputs import host_port
-from cpswap.executors import kube as ex
+
+ex = lazy_module("cpswap.executors.kube")  # the Kubernetes client loads on the first call, not for --help
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -26,6 +26,8 @@ from typing import Sequence
 from cpswap.core.facts import EtcdMember
 
 CPSWAP_PREFIX = "/cpswap/"
+DEFAULT_LOCK_TTL_S = 15  # the lock's lease TTL: a dead holder frees it after this many seconds
+DEFAULT_LOCK_WAIT_S = 600.0  # how long a change queues for the lock before giving up
 LOCK_PREFIX = "/cpswap/membership-lock"  # keys <prefix>/<lease id hex>, as etcd's concurrency.Mutex
 CHANGE_KEY = "/cpswap/membership-change"
 

@@ -34,12 +34,12 @@ from typing import Callable, Iterator
 import pyetcd
 
 from cpswap.core.errors import PermanentError, TransientError, UnsafeOperationError
-from cpswap.core.membership import LOCK_PREFIX
+from cpswap.core.membership import DEFAULT_LOCK_TTL_S, DEFAULT_LOCK_WAIT_S, LOCK_PREFIX
 from cpswap.executors.waiting import wait_until
 
 Progress = Callable[[str], None]
-DEFAULT_TTL_S = 15
-DEFAULT_WAIT_S = 600.0
+DEFAULT_TTL_S = DEFAULT_LOCK_TTL_S
+DEFAULT_WAIT_S = DEFAULT_LOCK_WAIT_S
 
 
 @dataclass(frozen=True)
