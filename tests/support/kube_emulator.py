@@ -6,9 +6,9 @@ API (reused by the twin, tests/support/twin/):
   free port; ``.url``, ``.kubeconfig_text`` (token auth, no secrets), ``.write_kubeconfig(path)``,
   ``.api`` (a ``cpswap.executors.kube.Api``), ``.core``/``.apps`` clients, ``.stop()`` (the API
   process goes away: requests fail, for fault tests; idempotent, SIGKILL by PID after 5 s).
-- ``Controllers(emulator, lifetime_s=240, tick_s=0.2)`` context manager (a ``ReconcileLoop``, the base
+- ``Controllers(emulator, lifetime_s=None, tick_s=0.2)`` context manager (a ``ReconcileLoop``, the base
   the twin's emulated operators share): a thread that reconciles
-  every ``tick_s`` until stopped or ``lifetime_s`` passes; ``.paused`` (Event) halts it, ``.errors``
+  every ``tick_s`` until stopped (``lifetime_s``, default ``LOOP_BOUND_S``, only ends a loop a test leaked); ``.paused`` (Event) halts it, ``.errors``
   collects unexpected API errors. It plays: pod GC (pods on Nodes that no longer exist are deleted),
   pvc-protection (a terminating PVC loses its finalizer once no *scheduled* pod uses it, as in
   kube-controller-manager), the StatefulSet controller (recreates a missing pod, and its PVC from the
@@ -151,22 +151,29 @@ def _suffix() -> str:
     return "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
 
 
+# A reconcile loop lives until it is stopped: a fixed lifetime shorter than its test can expire on a
+# loaded machine (the test then fails on controllers that quietly stopped). This bound only ends a
+# loop whose test leaked it; it is above every test's pytest timeout (the longest is 900 s), so the
+# test's own timeout always fires first and its teardown stops the loop.
+LOOP_BOUND_S = 3600.0
+
+
 class ReconcileLoop:
-    """A reconcile loop in a thread against the emulator at ``url``, bounded by ``lifetime_s`` and
-    stopped by ``stop()``: ``reconcile()`` runs every ``tick_s`` unless ``.paused`` is set; API
+    """A reconcile loop in a thread against the emulator at ``url``, running until ``stop()``
+    (bounded by ``lifetime_s``, default ``LOOP_BOUND_S``): ``reconcile()`` runs every ``tick_s`` unless ``.paused`` is set; API
     races with the code under test (404, 409) are retried on the next tick, anything else goes to
     ``.errors`` (prefixed with ``name`` when it has one); ``.ticks`` counts completed passes and
     ``settle(passes)`` waits (bounded) for more of them."""
 
     name = ""
 
-    def __init__(self, url: str, *, lifetime_s: float, tick_s: float) -> None:
+    def __init__(self, url: str, *, lifetime_s: float | None, tick_s: float) -> None:
         cfg = client.Configuration()
         cfg.host = url
         cfg.retries = 0
         self._api_client = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self._api_client)
-        self._lifetime, self._tick = lifetime_s, tick_s
+        self._lifetime, self._tick = LOOP_BOUND_S if lifetime_s is None else lifetime_s, tick_s
         self._stop = threading.Event()
         self.paused = threading.Event()
         self.errors: list[str] = []
@@ -214,7 +221,7 @@ class ReconcileLoop:
 class Controllers(ReconcileLoop):
     """The cluster's controllers (module docstring), as a context manager."""
 
-    def __init__(self, emulator: Emulator, *, lifetime_s: float = 240, tick_s: float = 0.2) -> None:
+    def __init__(self, emulator: Emulator, *, lifetime_s: float | None = None, tick_s: float = 0.2) -> None:
         super().__init__(emulator.url, lifetime_s=lifetime_s, tick_s=tick_s)
         self.apps = client.AppsV1Api(self._api_client)
 

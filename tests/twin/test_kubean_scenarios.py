@@ -60,7 +60,7 @@ def kubean_twin(tmp_path):
     try:
         kb.install(twin, members=[K1, K2, K3])
         _kubespray_pointers(twin, twin.net.hosts[K1].ip)
-        with kb.KubeanOperator(twin, lifetime_s=400) as operator:
+        with kb.KubeanOperator(twin) as operator:
             yield twin, operator
     finally:
         twin.close()
@@ -169,7 +169,7 @@ def test_seed_001_first_node_rebuilt_in_place_then_a_dead_node_replaced(kubean_t
     declared, outcomes = operations(), dict(operator.outcomes)
     url = twin.emulator.url
     host, port = url.rsplit("/", 1)[1].rsplit(":", 1)
-    with Forwarder(host, int(port), lifetime_s=300) as forwarder:
+    with Forwarder(host, int(port)) as forwarder:
         rotated = twin.secrets()["globalKubeconfig"].replace(url, forwarder.url)
         assert rotated != twin.secrets()["globalKubeconfig"]
         same = config.new_client_from_config_dict(yaml.safe_load(rotated))

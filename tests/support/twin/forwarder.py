@@ -3,7 +3,8 @@
 ``with Forwarder(target_host, target_port) as f: f.url`` listens on 127.0.0.1 (a free port) and
 pipes each connection to the target, so a test can rotate a kubeconfig's ``server`` (a new load
 balancer address in front of the same cluster) without a second cluster. Bounded: the accept loop
-and every pipe end on ``close()`` (or after ``lifetime_s``), and each thread is joined.
+and every pipe end on ``close()`` (``lifetime_s``, default the reconcile loops' ``LOOP_BOUND_S``, only
+ends one a test leaked), and each thread is joined.
 """
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import socket
 import threading
 import time
 
+from tests.support.kube_emulator import LOOP_BOUND_S
+
 
 class Forwarder:
-    def __init__(self, target_host: str, target_port: int, *, lifetime_s: float = 600) -> None:
+    def __init__(self, target_host: str, target_port: int, *, lifetime_s: float | None = None) -> None:
         self.target = (target_host, target_port)
-        self.deadline = time.monotonic() + lifetime_s
+        self.deadline = time.monotonic() + (LOOP_BOUND_S if lifetime_s is None else lifetime_s)
         self._stop = threading.Event()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ Fixture helpers
   control-plane node"), ``leave_spec(node, dead=...)`` / ``join_spec()``: seed 001's two
   operations; ``create_operation(twin, name, spec)``.
 
-``KubeanOperator(twin, lifetime_s=600, tick_s=0.2, connect_timeout_s=4, node_timeout_s=240)``: a
+``KubeanOperator(twin, lifetime_s=None, tick_s=0.2, connect_timeout_s=4, node_timeout_s=240)``: a
 context manager thread, like ``Controllers``: it polls ClusterOperations, accepts them as kubean does and runs
 their Jobs one at a time in creation order (kmock keeps no creationTimestamp: the order first seen,
 which is kmock's insertion order). ``.errors`` (contract violations that no status shows: an edited
@@ -121,6 +121,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.kube_emulator import LOOP_BOUND_S
 from tests.support.twin.cluster import Twin, etcdctl_binary
 from tests.support.twin.hosts import SSH_OPTS
 
@@ -514,12 +515,12 @@ class _Job:
 class KubeanOperator:
     """kubean's ClusterOperation controller and Kubespray's playbooks on the twin (module docstring)."""
 
-    def __init__(self, twin: Twin, *, lifetime_s: float = 600, tick_s: float = 0.2, connect_timeout_s: int = 4,
+    def __init__(self, twin: Twin, *, lifetime_s: float | None = None, tick_s: float = 0.2, connect_timeout_s: int = 4,
                  node_timeout_s: float = 240) -> None:
         if twin.layout != "kubeadm":
             raise ValueError("KubeanOperator needs a Twin with layout='kubeadm'")
         self.twin = twin
-        self._tick, self._lifetime = tick_s, lifetime_s
+        self._tick, self._lifetime = tick_s, LOOP_BOUND_S if lifetime_s is None else lifetime_s  # until stopped
         self._connect_timeout, self._node_timeout = connect_timeout_s, node_timeout_s
         cfg = client.Configuration()
         cfg.host = twin.emulator.url

@@ -7,7 +7,7 @@ in /var/lib/etcd, each a private bind mount of the fake host) and names etcd mem
 node name, as OpenShift does. The static pod manifest is /etc/kubernetes/manifests/etcd-pod.yaml.
 
 API
-- ``OpenShiftTwin.start(workdir, *, members, spares=(), lifetime_s=240, provision_s=1.0)``:
+- ``OpenShiftTwin.start(workdir, *, members, spares=(), lifetime_s=None, provision_s=1.0)``:
   a kubeadm-layout ``Twin`` (``.twin``) whose hosts ``members`` run etcd (member name = node name)
   and ``spares`` are idle machines; ``spares`` is a list (FIFO: each provisioned Machine takes the
   next live one) or a dict Machine name -> host. It seeds the API objects below, then runs
@@ -256,7 +256,7 @@ class _Loop(ReconcileLoop):
 
     name = "loop"
 
-    def __init__(self, twin: Twin, *, lifetime_s: float, tick_s: float) -> None:
+    def __init__(self, twin: Twin, *, lifetime_s: float | None, tick_s: float) -> None:
         super().__init__(twin.emulator.url, lifetime_s=lifetime_s, tick_s=tick_s)
         self.twin = twin
         self.custom = client.CustomObjectsApi(self._api_client)
@@ -272,7 +272,7 @@ class MachineAPI(_Loop):
     name = "machine-api"
 
     def __init__(self, twin: Twin, *, spares: list[str] | dict[str, str], provision_s: float = 1.0,
-                 lifetime_s: float = 240, tick_s: float = 0.25) -> None:
+                 lifetime_s: float | None = None, tick_s: float = 0.25) -> None:
         super().__init__(twin, lifetime_s=lifetime_s, tick_s=tick_s)
         self._fifo = None if isinstance(spares, dict) else list(spares)
         self._by_machine = dict(spares) if isinstance(spares, dict) else None
@@ -502,7 +502,8 @@ class EtcdOperator(_Loop):
 
     name = "cluster-etcd-operator"
 
-    def __init__(self, twin: Twin, *, lifetime_s: float = 240, tick_s: float = 0.5, install_timeout_s: float = 150,
+    def __init__(self, twin: Twin, *, lifetime_s: float | None = None, tick_s: float = 0.5,
+                 install_timeout_s: float = 150,
                  retry_s: float = 2.0) -> None:
         super().__init__(twin, lifetime_s=lifetime_s, tick_s=tick_s)
         self._install_timeout, self._retry = install_timeout_s, retry_s
@@ -948,7 +949,8 @@ class OpenShiftTwin:
 
     @classmethod
     def start(cls, workdir: Path, *, members: list[str], spares: list[str] | dict[str, str] = (),
-              lifetime_s: float = 240, provision_s: float = 1.0, cpms: str | None = None) -> "OpenShiftTwin":
+              lifetime_s: float | None = None, provision_s: float = 1.0,
+              cpms: str | None = None) -> "OpenShiftTwin":
         """``cpms``: ``Active``/``Inactive`` creates controlplanemachinesets/cluster in that state."""
         spare_hosts = list(spares.values()) if isinstance(spares, dict) else list(spares)
         twin = Twin.start(workdir, members=members, spares=spare_hosts, seed_workloads=False, layout="kubeadm")
