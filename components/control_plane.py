@@ -19,6 +19,7 @@ from pulumi_command import local, remote
 from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.ocboot import HOST_NETWORKS_ANNOTATION
+from cpswap.core.declarations import Declaration, declare
 from cpswap.core.rules import declared_views, view_to_input
 from cpswap.core.slots import CommandSpec, ObjectSpec, adoption_check, destroy_guard, slot_commands
 
@@ -75,31 +76,28 @@ class SlotArgs:
     after: Optional[pulumi.Resource] = None  # the adoption check, when there is one
 
 
-def _timeouts(spec: CommandSpec) -> pulumi.CustomTimeouts:
-    return pulumi.CustomTimeouts(create=spec.create_timeout, update=spec.create_timeout, delete=spec.delete_timeout)
+def _options(d: Declaration, *, parent: pulumi.Resource, depends_on: list[pulumi.Resource],
+             provider: Optional[pulumi.ProviderResource] = None) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, depends_on=depends_on, provider=provider,
+                                  delete_before_replace=d.delete_before_replace, retain_on_delete=d.retain_on_delete,
+                                  custom_timeouts=pulumi.CustomTimeouts(**d.timeouts),
+                                  additional_secret_outputs=list(d.additional_secret_outputs))
 
 
-def _command_options(spec: CommandSpec, *, parent: pulumi.Resource,
-                     depends_on: list[pulumi.Resource]) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions(parent=parent, depends_on=depends_on,
-                                  delete_before_replace=spec.delete_before_replace, custom_timeouts=_timeouts(spec),
-                                  additional_secret_outputs=["stdout", "stderr"] if spec.secret_output else [])
-
-
-def _command_inputs(spec: CommandSpec, *, stdin: Optional[pulumi.Input[str]]) -> dict[str, Any]:
-    common: dict[str, Any] = dict(create=spec.create, update=spec.update, delete=spec.delete,
-                                  triggers=list(spec.triggers), stdin=stdin)
-    if spec.secret_output or spec.stdin:
-        common["logging"] = local.Logging.NONE if spec.runs_on.kind == "local" else remote.Logging.NONE
-    return common
+def _command_inputs(d: Declaration, *, stdin: Optional[pulumi.Input[str]]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {**d.inputs, "stdin": stdin}
+    if "logging" in inputs:
+        inputs["logging"] = (local.Logging if d.local else remote.Logging)(inputs["logging"])
+    return inputs
 
 
 def local_command(spec: CommandSpec, *, parent: pulumi.Resource, depends_on: list[pulumi.Resource],
                   stdin: Optional[pulumi.Input[str]] = None,
                   environment: Optional[dict[str, pulumi.Output[str]]] = None) -> local.Command:
-    return local.Command(spec.name, environment=environment or None,
-                         opts=_command_options(spec, parent=parent, depends_on=depends_on),
-                         **_command_inputs(spec, stdin=stdin))
+    d = declare(spec)
+    return local.Command(d.name, environment=environment or None,
+                         opts=_options(d, parent=parent, depends_on=depends_on),
+                         **_command_inputs(d, stdin=stdin))
 
 
 class Slot(pulumi.ComponentResource):
@@ -146,30 +144,24 @@ class Slot(pulumi.ComponentResource):
         return a.secrets.by_config_key(stdin.secret).apply(lambda value: render(a.model, a.member, value))
 
     def _object(self, spec: ObjectSpec, *, depends_on: list[pulumi.Resource]) -> pulumi.Resource:
-        a = self._args
-        provider = a.global_provider if spec.provider == "global" else a.k8s_provider
+        a, d = self._args, declare(spec)
+        provider = a.global_provider if d.provider == "global" else a.k8s_provider
         if provider is None:
-            raise ValueError(f"{spec.name}: no Kubernetes provider for the {spec.provider} cluster")
+            raise ValueError(f"{d.name}: no Kubernetes provider for the {d.provider} cluster")
         return k8s.apiextensions.CustomResource(
-            spec.name, api_version=spec.api_version, kind=spec.object_kind,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=spec.object_name,
-                                                labels=spec.labels()),
-            spec=spec.spec_dict(),
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=depends_on,
-                                        delete_before_replace=spec.delete_before_replace,
-                                        retain_on_delete=spec.retain_on_delete,
-                                        custom_timeouts=pulumi.CustomTimeouts(create=spec.create_timeout,
-                                                                              delete=spec.delete_timeout)))
+            d.name, api_version=d.inputs["apiVersion"], kind=d.inputs["kind"],
+            metadata=k8s.meta.v1.ObjectMetaArgs(**d.inputs["metadata"]), spec=d.inputs["spec"],
+            opts=_options(d, parent=self, depends_on=depends_on, provider=provider))
 
     def _command(self, spec: CommandSpec, *, depends_on: list[pulumi.Resource],
                  resources: dict[str, pulumi.Resource]) -> pulumi.Resource:
-        a = self._args
-        if spec.runs_on.kind == "local":
+        a, d = self._args, declare(spec)
+        if d.local:
             return local_command(spec, parent=self, depends_on=depends_on, stdin=self._stdin(spec, resources),
-                                 environment={var: a.secrets.by_config_key(key) for var, key in spec.secret_env})
-        opts = _command_options(spec, parent=self, depends_on=depends_on)
-        common = _command_inputs(spec, stdin=self._stdin(spec, resources))
-        host = a.model.endpoint.host if spec.runs_on.target == "vip" else a.member.host.ip
+                                 environment={var: a.secrets.by_config_key(key) for var, key in d.secret_env})
+        opts = _options(d, parent=self, depends_on=depends_on)
+        common = _command_inputs(d, stdin=self._stdin(spec, resources))
+        host = a.model.endpoint.host if d.runs_on.target == "vip" else a.member.host.ip
         connection = remote.ConnectionArgs(host=host, port=a.model.ssh.port, user=a.model.ssh.user,
                                            private_key=a.secrets.by_config_key("sshPrivateKey"),
                                            dial_error_limit=5, per_dial_timeout=15)

@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 from cpswap.core.inputs import IMAGE
 from cpswap.core.model import StackModel
 from cpswap.core.quorum import quorum
-from cpswap.core.slots import ObjectSpec, destroy_guard, slot_commands
+from cpswap.core.declarations import Declaration, declare
+from cpswap.core.slots import ObjectSpec, SlotResource, destroy_guard, slot_commands
 from cpswap.core.steps import first_unsnapshotted_change
 
 PLAN_RESOURCE_TYPE = "cpswap:index:ControlPlane"
@@ -331,31 +332,22 @@ def timeout_seconds(text: str) -> float:
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)] if match else 0.0
 
 
-def views_from_specs(specs: Sequence[Any]) -> list[ResourceView]:
-    """Offline views of the command resources the components create from ``CommandSpec``s."""
-    views = []
-    for spec in specs:
-        if spec.kind == "k8s-object":
-            views.append(ResourceView(
-                type=f"kubernetes:{spec.api_version}:{spec.object_kind}", name=spec.name,
-                inputs={"apiVersion": spec.api_version, "kind": spec.object_kind,
-                        "metadata": {"name": spec.object_name, "labels": spec.labels()}, "spec": spec.spec_dict()},
-                delete_before_replace=spec.delete_before_replace,
-                timeouts={"create": timeout_seconds(spec.create_timeout), "delete": timeout_seconds(spec.delete_timeout)}))
-            continue
-        inputs: dict[str, Any] = {"create": spec.create, "update": spec.update, "delete": spec.delete,
-                                  "triggers": list(spec.triggers)}
-        if spec.stdin:
-            inputs["stdin"] = f"<secret {spec.stdin.kind}>"
-        if spec.stdin or spec.secret_output:
-            inputs["logging"] = "none"
-        views.append(ResourceView(
-            type="command:local:Command" if spec.runs_on.kind == "local" else "command:remote:Command",
-            name=spec.name, inputs=inputs, delete_before_replace=spec.delete_before_replace,
-            timeouts={"create": timeout_seconds(spec.create_timeout), "update": timeout_seconds(spec.create_timeout),
-                      "delete": timeout_seconds(spec.delete_timeout)},
-            additional_secret_outputs=("stdout", "stderr") if spec.secret_output else ()))
-    return views
+def view_of(declaration: Declaration) -> ResourceView:
+    """What the rules see of a declared resource at preview: its inputs, with a secret stdin as a
+    placeholder naming what it carries, and its options."""
+    inputs = dict(declaration.inputs)
+    if declaration.stdin is not None:  # where the component passes it: after the triggers
+        inputs = {**{k: v for k, v in inputs.items() if k != "logging"}, "stdin": f"<secret {declaration.stdin.kind}>",
+                  **({"logging": inputs["logging"]} if "logging" in inputs else {})}
+    return ResourceView(type=declaration.type, name=declaration.name, inputs=inputs,
+                        delete_before_replace=declaration.delete_before_replace,
+                        timeouts={k: timeout_seconds(v) for k, v in declaration.timeouts.items()},
+                        additional_secret_outputs=declaration.additional_secret_outputs)
+
+
+def views_from_specs(specs: Sequence[SlotResource]) -> list[ResourceView]:
+    """Offline views of the resources the components register for ``specs`` (both from ``declare``)."""
+    return [view_of(declare(spec)) for spec in specs]
 
 
 def declared_views(*, model: StackModel, object_slots: frozenset[str] | None = None) -> list[ResourceView]:
