@@ -22,15 +22,24 @@ ex = lazy_module("cpswap.executors.etcd")  # gRPC and pyetcd load on the first c
 ABSENT_BY_HAND = "confirmed absent by the operator (--absent-by-hand)"
 
 
+def _preset(value: str) -> str:
+    """A distribution's etcd preset or ``env``; the registry is asked only when the flag is given,
+    so ``--help`` imports no distribution module."""
+    known = (*etcd_presets(), "env")
+    if value not in known:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(known)})")
+    return value
+
+
 def connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoints", type=URLS, default=[],
                         help="comma-separated https://host:2379 URLs (IPv6 in brackets)")
     parser.add_argument("--cacert", type=FILE, help="cluster CA (TLS is always verified against it)")
     parser.add_argument("--cert", type=FILE, help="client certificate")
     parser.add_argument("--key", type=FILE, help="client key")
-    parser.add_argument("--preset", choices=(*etcd_presets(), "env"),
-                        help=f"{'/'.join(etcd_presets())}: the distribution's files on a control-plane node "
-                             "(under $CPSWAP_ETCD_ROOT); "
+    parser.add_argument("--preset", type=_preset, metavar="PRESET",
+                        help="a distribution's etcd files on a control-plane node (under $CPSWAP_ETCD_ROOT; "
+                             "cpswap/distributions: k3s, kubeadm, ...); "
                              "env: PEM data from CPSWAP_ETCD_*_DATA (secret stack config)")
     parser.add_argument("--discover", choices=("kube", "openshift"),
                         help="kube: add control-plane Node IPs from the Kubernetes API; openshift: the hosts of "
