@@ -10,7 +10,8 @@ settings, so a swap of one slot never changes another slot's inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -38,7 +39,7 @@ class SecretInputs:
     """Secret stack config as Pulumi secret Outputs, by config key (``cpswap.core.model.secret_keys``:
     the common ones, every distribution's own, the keepalived password); never plain strings."""
 
-    values: Mapping[str, Optional[pulumi.Output[str]]]
+    values: Mapping[str, pulumi.Output[str] | None]
 
     @property
     def kubeconfig(self) -> pulumi.Output[str]:
@@ -71,20 +72,20 @@ class SlotArgs:
     member: Member
     secrets: SecretInputs
     k8s_provider: k8s.Provider
-    global_provider: Optional[k8s.Provider] = None
+    global_provider: k8s.Provider | None = None
     declare_objects: bool = False
-    after: Optional[pulumi.Resource] = None  # the adoption check, when there is one
+    after: pulumi.Resource | None = None  # the adoption check, when there is one
 
 
 def _options(d: Declaration, *, parent: pulumi.Resource, depends_on: list[pulumi.Resource],
-             provider: Optional[pulumi.ProviderResource] = None) -> pulumi.ResourceOptions:
+             provider: pulumi.ProviderResource | None = None) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(parent=parent, depends_on=depends_on, provider=provider,
                                   delete_before_replace=d.delete_before_replace, retain_on_delete=d.retain_on_delete,
                                   custom_timeouts=pulumi.CustomTimeouts(**d.timeouts),
                                   additional_secret_outputs=list(d.additional_secret_outputs))
 
 
-def _command_inputs(d: Declaration, *, stdin: Optional[pulumi.Input[str]]) -> dict[str, Any]:
+def _command_inputs(d: Declaration, *, stdin: pulumi.Input[str] | None) -> dict[str, Any]:
     inputs: dict[str, Any] = {**d.inputs, "stdin": stdin}
     if "logging" in inputs:
         inputs["logging"] = (local.Logging if d.local else remote.Logging)(inputs["logging"])
@@ -92,8 +93,8 @@ def _command_inputs(d: Declaration, *, stdin: Optional[pulumi.Input[str]]) -> di
 
 
 def local_command(spec: CommandSpec, *, parent: pulumi.Resource, depends_on: list[pulumi.Resource],
-                  stdin: Optional[pulumi.Input[str]] = None,
-                  environment: Optional[dict[str, pulumi.Output[str]]] = None) -> local.Command:
+                  stdin: pulumi.Input[str] | None = None,
+                  environment: dict[str, pulumi.Output[str]] | None = None) -> local.Command:
     d = declare(spec)
     return local.Command(d.name, environment=environment or None,
                          opts=_options(d, parent=parent, depends_on=depends_on),
@@ -103,7 +104,7 @@ def local_command(spec: CommandSpec, *, parent: pulumi.Resource, depends_on: lis
 class Slot(pulumi.ComponentResource):
     """One control-plane slot: leave (on stored state), join, verify, recover claims."""
 
-    def __init__(self, name: str, args: SlotArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: SlotArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cpswap:index:Slot", name, {"slot": args.member.slot, "host": args.member.host.as_dict()},
                          opts)
         self._args = args
@@ -131,7 +132,7 @@ class Slot(pulumi.ComponentResource):
         self.host = pulumi.Output.from_input(args.member.host.as_dict())
         self.register_outputs({"host": self.host, "labels": labels.metadata})
 
-    def _stdin(self, spec: CommandSpec, resources: dict[str, pulumi.Resource]) -> Optional[pulumi.Input[str]]:
+    def _stdin(self, spec: CommandSpec, resources: dict[str, pulumi.Resource]) -> pulumi.Input[str] | None:
         a, stdin = self._args, spec.stdin
         if stdin is None:
             return None
@@ -171,7 +172,7 @@ class Slot(pulumi.ComponentResource):
 class ControlPlane(pulumi.ComponentResource):
     """The whole control plane: one Slot per slot, plus the Kubernetes provider through the VIP."""
 
-    def __init__(self, name: str, args: ControlPlaneArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Registered before every slot resource: the policy pack checks the plan and the declared
         # commands here, so a violation stops `pulumi up` before the first step.
         commands = [view_to_input(v) for v in declared_views(model=args.model, object_slots=args.object_slots)]

@@ -17,7 +17,8 @@ import stat
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from cpswap.core import inputs
 from cpswap.core.documents import DocumentError, parse_json, parse_yaml

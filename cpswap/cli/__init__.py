@@ -21,7 +21,8 @@ import os
 import sys
 import types
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import cpswap
 from cpswap.core import inputs

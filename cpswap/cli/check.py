@@ -26,7 +26,7 @@ from cpswap.core.secretscan import RULE as PLAIN_SECRETS, plain_secrets
 from cpswap.stackfiles import declared_operations, parse_document, read_text, read_yaml
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("check", help="run the policy pack's rules offline against the stack files")
     add_stack_arguments(parser)
     parser.add_argument("--policy-config", type=Path, help="policy pack config JSON (e.g. minVoters)")

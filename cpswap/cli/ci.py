@@ -50,7 +50,7 @@ DETAILS_URL = argtype(_details_url, "url")
 STEP = argtype(_step, "step")
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("ci", help="helpers for the shipped CI pipelines (stacks, comment, health, failure)")
     verbs = parser.add_subparsers(dest="verb", required=True)
 

@@ -10,6 +10,7 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from cpswap.cli import FILE, IP, LAG, NAME, NAMESPACE, SECONDS, URL, URLS, lazy_module, progress
 from cpswap.core.errors import ConfigError, PermanentError, Violation
@@ -51,7 +52,7 @@ def connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     etcd = sub.add_parser("etcd", help="etcd membership operations (python-etcd3 API)")
     cmds = etcd.add_subparsers(dest="etcd_command", required=True)
     for name, help_text, func in (("members", "member list with learner and started flags", _members),
@@ -149,7 +150,7 @@ def connect_from_args(args: argparse.Namespace, *, departing: tuple[str, str] | 
 def _members(args: argparse.Namespace) -> int:
     with connect_from_args(args) as conn:
         members = ex.member_list(conn)
-    rows = [{"id": f"{m.id:x}", "name": m.name, "started": m.started, "is_learner": m.is_learner,
+    rows: list[dict[str, Any]] = [{"id": f"{m.id:x}", "name": m.name, "started": m.started, "is_learner": m.is_learner,
              "peer_urls": list(m.peer_urls), "client_urls": list(m.client_urls)} for m in members]
     if args.json:
         print(json.dumps(rows, indent=2))

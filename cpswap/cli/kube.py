@@ -23,7 +23,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kube = sub.add_parser("kube", help="Kubernetes-side node and stateful-pod recovery")
     cmds = kube.add_subparsers(dest="kube_command", required=True)
     p = cmds.add_parser("inventory", help="claims pinned to a node, their owners, pods and sizes")

@@ -30,7 +30,7 @@ def _kubean(args: argparse.Namespace) -> KubeanSettings:
     return KubeanSettings(cluster=args.cluster, image=args.image, namespace=args.namespace)
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from cpswap.cli.etcd import connection_flags
 
     kubean = sub.add_parser("kubean", help="kubean (DCE 5.0) ClusterOperations and inventory")

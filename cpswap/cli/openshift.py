@@ -24,7 +24,7 @@ def _namespaces(parser: argparse.ArgumentParser, *, etcd_flags: bool = False) ->
     parser.add_argument("--node", type=NAME, required=True)
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     osh = sub.add_parser("openshift", help="OpenShift etcd member replacement (seed 003)")
     cmds = osh.add_subparsers(dest="openshift_command", required=True)
     p = cmds.add_parser("leave", help="remove the node's etcd member (snapshot first), or leave it to the etcd "

@@ -37,7 +37,7 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         help="observation timeout in seconds (--timeout is the old spelling)")
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("plan", help="show what a swap will do, offline, from the stack files")
     add_stack_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default=None,

@@ -34,7 +34,7 @@ TEXT = argtype(_text, "text")
 PORT = argtype(inputs.port, "port")
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("preflight", help="check the new host and the run before anything is removed")
     p.add_argument("--stack", type=STACK, help="check from Pulumi.<stack>.yaml (every slot, or --slot)")
     p.add_argument("--dir", type=Path, default=Path("."), help="project directory with --stack (default: .)")

@@ -17,7 +17,7 @@ from cpswap.cli import SECONDS, STACK
 from cpswap.core import status as st
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="where are we: config vs live membership, interrupted journals, snapshots")
     p.add_argument("--stack", type=STACK, default=os.environ.get("PULUMI_STACK") or None,
                    required=not os.environ.get("PULUMI_STACK"))

@@ -53,7 +53,8 @@ class _StrictLoader(_BASE_LOADER):  # type: ignore[valid-type,misc]
                     f"found duplicate key {_short(repr(key), 80)} (keys must be unique; YAML last-wins is refused)",
                     key_node.start_mark)
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _expanded_size(root: Node, *, limit: int) -> int:

@@ -12,7 +12,8 @@ import functools
 import ipaddress
 import math
 import re
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 from cpswap.core.errors import ConfigError, Violation
 
@@ -108,7 +109,7 @@ def port(value: Any) -> int:
 
 def integer(value: Any, *, lo: int, hi: int) -> int:
     """An integer in lo..hi: an int or a string of digits; bools and floats are refused, never truncated."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InputError(f"must be an integer in {lo}..{hi}" + (" (not a fraction)" if isinstance(value, float) else ""))
     if isinstance(value, int):
         number = value

@@ -79,7 +79,7 @@ def move_to_end(doc: dict[str, Any], host: str) -> dict[str, Any]:
 
 def without_host(doc: dict[str, Any], host: str) -> dict[str, Any]:
     new = copy.deepcopy(doc)
-    for group in list((new["all"].get("children") or {})):
+    for group in list(new["all"].get("children") or {}):
         hosts = group_hosts(new, group)
         if host in hosts:
             _set_group(new, group, [h for h in hosts if h != host])

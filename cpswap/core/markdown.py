@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 Document = Mapping[str, Any]
 
@@ -107,7 +108,7 @@ def _steps(*, document: Document) -> list[str]:
 
 
 def _vip(*, vip: Mapping[str, Any]) -> list[str]:
-    rows = [["endpoint", vip.get("endpoint")], ["managed by", vip.get("managed_by")],
+    rows: list[list[object]] = [["endpoint", vip.get("endpoint")], ["managed by", vip.get("managed_by")],
             ["MASTER priority slot", f"{vip.get('master_slot')} ({vip.get('master_host')})"],
             ["held now by", vip.get("holder_now") or "unknown"]]
     if vip.get("new_state"):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 from cpswap.core.facts import EtcdMember
 
@@ -75,7 +75,7 @@ class ChangeRecord:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ChangeRecord | None":
+    def from_json(cls, text: str) -> ChangeRecord | None:
         try:
             raw = json.loads(text)
             return cls(removed=str(raw["removed"]), member_id=int(raw["member_id"]), name=str(raw["name"]),

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from shlex import quote
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from cpswap import distributions as registry
 from cpswap.core import inputs
@@ -253,7 +254,10 @@ class _Collector:
         self.violations.append(Violation(field, str(value), rule))
 
 
-def _checked(c: _Collector, field: str, value: Any, check: Callable[[Any], Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _checked(c: _Collector, field: str, value: Any, check: Callable[[Any], _T]) -> _T | None:
     """``check(value)`` (a cpswap.core.inputs validator), or None with the violation recorded."""
     try:
         return check(value)

@@ -40,7 +40,8 @@ without touching other overrides.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 GUARD_KEY = "useUnsupportedUnsafeNonHANonProductionUnstableEtcd"
 GUARD_ANNOTATION = "cpswap.io/quorum-guard-disabled-by"
@@ -136,7 +137,7 @@ def cpms_replacements(*, machines: Iterable[Mapping[str, Any]], siblings: Iterab
     it was deleted: what the ControlPlaneMachineSet created."""
     known = {old, *siblings}
     return sorted(name for m in machines
-                  if (name := (m.get("metadata") or {}).get("name")) not in known
+                  if isinstance(name := (m.get("metadata") or {}).get("name"), str) and name not in known
                   and ((m.get("metadata") or {}).get("labels") or {}).get(
                       "machine.openshift.io/cluster-api-machine-role") == "master"
                   and not (m.get("metadata") or {}).get("deletionTimestamp"))

@@ -32,7 +32,7 @@ class AppliedMembership:
 
     @classmethod
     def of(cls, hosts: dict[str, Host], *, source: str, destroy_mode: str | None = None, reason: str = "",
-           adoption: bool = False) -> "AppliedMembership":
+           adoption: bool = False) -> AppliedMembership:
         return cls(hosts=tuple(sorted(hosts.items())), source=source, destroy_mode=destroy_mode, reason=reason,
                    adoption=adoption)
 
@@ -217,7 +217,7 @@ def _unhealthy(model: StackModel, applied: AppliedMembership, observation: Obser
     if facts is None or not facts.reachable:
         return ()
     names = []
-    for slot, host in applied.hosts:
+    for _slot, host in applied.hosts:
         member = facts.find(name=host.name, ip=host.ip)
         if member is None or member.healthy is False or (member.healthy is None and not member.started):
             names.append(host.name)

@@ -20,7 +20,8 @@ Follows the Pulumi engine, pulumi/pulumi@1b5949891b3cefcb9974752b24a5ecef0acc86c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.rules import RuleConfig
@@ -34,7 +35,7 @@ class PolicyConfig:
     """Each rule's effective enforcement level and the rules' properties."""
 
     levels: Mapping[str, str] = field(default_factory=dict)
-    rules: RuleConfig = RuleConfig()
+    rules: RuleConfig = field(default_factory=RuleConfig)
 
     def level(self, rule: str) -> str:
         return self.levels.get(rule, PACK_LEVEL)

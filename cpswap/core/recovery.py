@@ -11,7 +11,8 @@ the config, and the plan shows it as data loss (``ClaimAction.data_loss``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from cpswap.core.errors import Violation
 from cpswap.core.inputs import DNS1123_SUBDOMAIN

@@ -147,6 +147,6 @@ def plan_table(plan: Plan, *, wide: bool = False) -> str:
         lines += _safety_lines(plan_document(plan)["safety"])
     for w in plan.warnings:
         lines.append(f"WARNING: {w}")
-    for v in plan.refusals:
-        lines.append(f"REFUSED: {v}")
+    for refusal in plan.refusals:
+        lines.append(f"REFUSED: {refusal}")
     return "\n".join(lines)

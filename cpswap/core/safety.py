@@ -10,7 +10,8 @@ saved ``cpswap plan --json`` and a live plan give the same section.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from cpswap import distributions as registry
 from cpswap.core.facts import member_matches
@@ -80,7 +81,7 @@ def safety_section(document: Mapping[str, Any], *, snapshot_dir: str) -> dict[st
             return True
         return where.get("host") == vip_ip and bool(vip) and vip.get("holder_during") == host.get("name")
 
-    members = []
+    members: list[dict[str, Any]] = []
     for slot, host, role in hosts:
         vip_roles = [label for label, key in (("holds the VIP now", "holder_now"),
                                               ("holds the VIP during the swap", "holder_during"))

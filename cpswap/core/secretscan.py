@@ -8,7 +8,8 @@ name the key and what was found, never the value.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any
+from collections.abc import Iterator, Mapping
 
 from cpswap.core.model import secret_keys
 from cpswap.core.rules import RuleViolation

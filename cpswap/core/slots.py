@@ -96,11 +96,11 @@ class CommandSpec:
     def delete_deadline(self) -> Deadline:
         return deadline_for(name=self.name, timeout=self.delete_timeout)
 
-    def bounded(self) -> "CommandSpec":
+    def bounded(self) -> CommandSpec:
         """The same resource with every command text ending itself at its deadline (renderers/deadline.py)."""
         def wrap(text: str | None, deadline: Deadline) -> str | None:
             return None if text is None else render_bounded(name=self.name, text=text, deadline=deadline)
-        return replace(self, create=wrap(self.create, self.create_deadline),
+        return replace(self, create=render_bounded(name=self.name, text=self.create, deadline=self.create_deadline),
                        update=wrap(self.update, self.create_deadline), delete=wrap(self.delete, self.delete_deadline))
 
 
@@ -129,7 +129,8 @@ class ObjectSpec:
     retain_on_delete: bool = False  # destroyMode release: a destroy leaves the object in place
 
     def spec_dict(self) -> dict[str, object]:
-        return json.loads(json.dumps(dict(self.spec)))
+        spec: dict[str, object] = json.loads(json.dumps(dict(self.spec)))
+        return spec
 
     def labels(self) -> dict[str, str]:
         """The object's labels: marked as cpswap's."""

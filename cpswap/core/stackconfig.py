@@ -10,7 +10,7 @@ registered: set, and set with ``--secret``.
 """
 from __future__ import annotations
 
-from typing import AbstractSet
+from collections.abc import Set as AbstractSet
 
 from cpswap.core.errors import Violation
 from cpswap.core.model import COMMON_SECRET_KEYS, KEEPALIVED_SECRET_KEYS, StackModel

@@ -80,8 +80,8 @@ def _slot(slot: str, host: Host, applied: Host | None, etcd: EtcdFacts | None) -
         return SlotStatus(slot, str(host), applied_text, "unobserved", None, False, None)
     member = _member_for(host, etcd.members)
     if member is None:
-        action = (f"{host} is not an etcd member: run `pulumi up` to swap {slot} in"
-                  + (f" (applied: {applied})" if applied is not None and applied != host else ""))
+        action: str | None = (f"{host} is not an etcd member: run `pulumi up` to swap {slot} in"
+                               + (f" (applied: {applied})" if applied is not None and applied != host else ""))
         return SlotStatus(slot, str(host), applied_text, "absent", None, False, action)
     live = "unstarted" if not member.name else "learner" if member.is_learner else "voter"
     action = None

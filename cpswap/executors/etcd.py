@@ -24,7 +24,7 @@ import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import grpc
@@ -59,10 +59,10 @@ class Connection:
     key: str | None = None
     timeout: float = 5.0
 
-    def without_host(self, ip: str) -> "Connection":
+    def without_host(self, ip: str) -> Connection:
         return replace(self, endpoints=tuple(e for e in self.endpoints if not same_ip(url_host(e), ip)))
 
-    def with_endpoints(self, extra: Sequence[str]) -> "Connection":
+    def with_endpoints(self, extra: Sequence[str]) -> Connection:
         merged = list(self.endpoints)
         merged += [e for e in extra if e not in merged]
         return replace(self, endpoints=tuple(merged))
@@ -103,7 +103,7 @@ def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cace
                                      f"(set by the program from secret stack config)")
             tmp = stack.enter_context(private_dir("etcd"))
             paths = [write_secret(tmp, name, os.environ[var])
-                     for name, var in zip(("ca.crt", "client.crt", "client.key"), ENV_KEYS)]
+                     for name, var in zip(("ca.crt", "client.crt", "client.key"), ENV_KEYS, strict=False)]
             cacert, cert, key = cacert or paths[0], cert or paths[1], key or paths[2]
             from_env = [e for e in os.environ.get("CPSWAP_ETCD_ENDPOINTS", "").split(",") if e]
             try:
@@ -505,13 +505,13 @@ def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
     target = found.member
     if target is None:
         return None
-    voters = [m for m in members if not m.is_learner]  # type: ignore[union-attr]
+    voters = [m for m in members if not m.is_learner]
     label = f"{target.name or '(unstarted)'} {target.id:x}"
-    blocked = learner_rule(members, target=target)  # type: ignore[arg-type]
+    blocked = learner_rule(members, target=target)
     if blocked is not None:
         raise UnsafeOperationError(f"refusing to remove {label}: {blocked}")
     record = read_change(conn)
-    change = change_in_progress(record, members=members, target_id=target.id)  # type: ignore[arg-type]
+    change = change_in_progress(record, members=members, target_id=target.id)
     if not change.allowed:
         raise UnsafeOperationError(f"refusing to remove {label}: {change.reason}")
     if record is not None:

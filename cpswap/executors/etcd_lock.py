@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pyetcd
 
@@ -195,7 +195,7 @@ def membership_lock(conn, *, what: str, ttl_s: int = DEFAULT_TTL_S, wait_s: floa
             ahead = [h for h in queue if h.create_revision < mine.create_revision]
             return False, (f"waiting for the membership lock held by {ahead[0].describe()}"
                            + (f"; {len(ahead) - 1} more ahead" if len(ahead) > 1 else "")
-                           + f" (a dead holder frees it within its lease TTL)")
+                           + " (a dead holder frees it within its lease TTL)")
         wait_until(f"membership lock for {what}", probe, deadline_s=wait_s, progress=progress, poll_s=poll_s,
                    max_delay_s=1.0)
         lock.ensure_held()

@@ -70,26 +70,26 @@ def decode_member(data: bytes) -> EtcdMember:
     member_id, name, peers, clients, learner = 0, "", [], [], False
     for number, _, value in iter_fields(data):
         if number == 1:
-            member_id = int(value)  # type: ignore[arg-type]
+            member_id = int(value)
         elif number == 2:
-            name = bytes(value).decode()  # type: ignore[arg-type]
+            name = bytes(value).decode()
         elif number == 3:
-            peers.append(bytes(value).decode())  # type: ignore[arg-type]
+            peers.append(bytes(value).decode())
         elif number == 4:
-            clients.append(bytes(value).decode())  # type: ignore[arg-type]
+            clients.append(bytes(value).decode())
         elif number == 5:
             learner = bool(value)
     return EtcdMember(id=member_id, name=name, peer_urls=tuple(peers), client_urls=tuple(clients), is_learner=learner)
 
 
 def decode_member_list(data: bytes) -> tuple[EtcdMember, ...]:
-    return tuple(decode_member(bytes(v)) for n, w, v in iter_fields(data) if n == 2 and w == 2)  # type: ignore[arg-type]
+    return tuple(decode_member(bytes(v)) for n, w, v in iter_fields(data) if n == 2 and w == 2)
 
 
 def decode_member_add(data: bytes) -> EtcdMember:
     for number, wire, value in iter_fields(data):
         if number == 2 and wire == 2:
-            return decode_member(bytes(value))  # type: ignore[arg-type]
+            return decode_member(bytes(value))
     raise ValueError("MemberAddResponse without member")
 
 

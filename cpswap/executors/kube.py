@@ -26,7 +26,8 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 from kubernetes import client, config as kconfig
 from kubernetes.client.exceptions import ApiException
@@ -236,7 +237,7 @@ def claims_on(api: Api, *, nodes: set[str] | None = None, orphaned: bool = False
         size = ((pvc.spec.resources.requests or {}).get("storage", "?") if pvc.spec and pvc.spec.resources else "?")
         facts.append(ClaimFact(namespace=key[0], name=key[1], node=str(node), volume=pv.metadata.name if pv else "",
                                size=str(size), storage_class=(pvc.spec.storage_class_name or "") if pvc.spec else "",
-                               owner_kind=kind, owner_name=owner, pods=users))  # type: ignore[arg-type]
+                               owner_kind=kind, owner_name=owner, pods=users))
     return sorted(facts, key=lambda c: c.key)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException

@@ -8,7 +8,7 @@ marked unobserved with a warning.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from cpswap.core.facts import EtcdFacts, Observation
 from cpswap.core.inputs import host_port
@@ -40,7 +40,7 @@ def _observe_etcd(endpoints: Sequence[str], ca: str | None, cert: str | None, ke
                                "CPSWAP_ETCD_*_DATA)")
     saved = {k: os.environ.get(k) for k in (*ENV_KEYS, "CPSWAP_ETCD_ENDPOINTS")}
     try:
-        os.environ.update(dict(zip(ENV_KEYS, (ca, cert, key))))
+        os.environ.update(dict(zip(ENV_KEYS, (ca, cert, key), strict=False)))
         os.environ.pop("CPSWAP_ETCD_ENDPOINTS", None)
         with preset_connection(preset="env", endpoints=endpoints, timeout=timeout) as conn:
             return observe_etcd(connection=conn)

@@ -20,7 +20,7 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from cpswap.core.errors import PermanentError
 

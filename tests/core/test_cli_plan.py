@@ -63,7 +63,7 @@ def test_plan_json_is_the_plan_document(capsys):
     assert where == {"preflight": ("local", "operator"), "etcd-snapshot": ("local", "operator"), "etcd-remove": ("local", "operator"),
                      "node-delete": ("local", "operator"), "join": ("ssh", "192.168.0.66"),
                      "verify": ("local", "operator"), "pvc-recover": ("local", "operator")}
-    assert all("192.168.0.254" != s["runs_on"]["host"] for s in doc["steps"])  # never the departing host
+    assert all(s["runs_on"]["host"] != "192.168.0.254" for s in doc["steps"])  # never the departing host
     text = json.dumps(doc)
     assert "0neC1oudDB" not in text  # no secret in the document
 

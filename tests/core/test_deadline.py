@@ -142,7 +142,7 @@ def test_destroy_guard_refuses_or_releases_and_touches_nothing(mode, tmp_path):
 
 
 def test_release_mode_makes_every_slot_delete_a_record():
-    for name, model in _models():
+    for name, _model in _models():
         released = parse_stack_config({**_config_of(name), "destroyMode": "release"}, stack="prod") \
             if name != "ocboot" else None
         if released is None:

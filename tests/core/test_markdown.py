@@ -14,7 +14,6 @@ import pytest
 
 from cpswap.cli import main
 from cpswap.core.markdown import chart_points, render_markdown
-from cpswap.core.report import plan_document
 from tests.support.pulumi_mocks import ROOT
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "markdown"

@@ -205,7 +205,7 @@ def test_an_ocboot_failure_fails_the_step_and_still_removes_the_leftovers(sandbo
 def test_ocboot_exiting_0_without_joining_fails_the_step(sandbox):
     """`./ocboot.sh install` logs a ConfigNotFoundException and exits 0; a one-host master_nodes
     joins nothing and succeeds: either way the host is not a Node afterwards."""
-    state, _, _ = sandbox
+    _state, _, _ = sandbox
     result = run_join(sandbox, HERE)
     assert result.returncode == 1
     assert "ocboot exited 0 but lzx-test-add-node is not a Node" in result.stderr

@@ -10,7 +10,6 @@ import yaml
 from cpswap.core.model import parse_stack_config
 from cpswap.core.renderers import render_etcd_leave, render_k3s_join, render_kubeadm_join, render_kubeadm_prepare
 from cpswap.core.renderers.executor import CPSWAP
-from tests.support.pulumi_mocks import ROOT, load_stack_file
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "renderers"
 CASES = yaml.safe_load((FIXTURES / "cases.yaml").read_text())
@@ -56,7 +55,7 @@ def test_k3s_join_installs_a_service_and_keeps_the_token_out_of_argv():
     assert "exec " not in text and "--token" not in text and "K3S_TOKEN" not in text
     assert text.endswith("systemctl daemon-reload && systemctl enable --now k3s")
     assert text.index("server/db/etcd/member") < text.index("mkdir"), "adoption is decided before anything is written"
-    assert text.index(f"! grep -qxF") < text.index(f"> {CONFIG_FILE}"), "an operator's config.yaml is never overwritten"
+    assert text.index("! grep -qxF") < text.index(f"> {CONFIG_FILE}"), "an operator's config.yaml is never overwritten"
     assert f"chmod 600 {TOKEN_FILE}" in text and f"chmod 600 {CONFIG_FILE}" in text and "umask 077" in text
     assert yaml.safe_load(render_k3s_config(host=host, endpoint=endpoint, k3s=K3sSettings())) == {
         "server": "https://10.0.0.100:6443", "token-file": TOKEN_FILE, "data-dir": "/var/lib/rancher/k3s",

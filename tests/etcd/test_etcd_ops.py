@@ -204,7 +204,8 @@ def test_cli_members_json_with_env_preset_and_exit_codes(tmp_path):
         env = {**os.environ, "CPSWAP_ETCD_CACERT_DATA": cluster.ca.cert.read_text(),
                "CPSWAP_ETCD_CERT_DATA": cluster.cert.read_text(), "CPSWAP_ETCD_KEY_DATA": cluster.key.read_text(),
                "CPSWAP_ETCD_ENDPOINTS": cluster.members["m1"].client}
-        run = lambda *a: subprocess.run(["cpswap", "etcd", *a], env=env, capture_output=True, text=True, timeout=60)
+        def run(*a):
+            return subprocess.run(["cpswap", "etcd", *a], env=env, capture_output=True, text=True, timeout=60)
         result = run("members", "--preset", "env", "--json")
         assert result.returncode == 0, result.stderr
         rows = json.loads(result.stdout)
@@ -241,9 +242,9 @@ def test_k3s_preset_reads_the_distribution_layout(tmp_path, monkeypatch):
         assert conn.endpoints == ("https://127.0.0.1:2379",)
         assert conn.ca == str(tls / "server-ca.crt") and conn.key == str(tls / "client.key")
     (tls / "client.key").unlink()
-    with pytest.raises(PermanentError, match=r"--key .*client.key: file not found"):
-        with ex.preset_connection(preset="k3s"):
-            pass
+    with pytest.raises(PermanentError, match=r"--key .*client.key: file not found"), \
+            ex.preset_connection(preset="k3s"):
+        pass
 
 
 @pytest.mark.parametrize("learner", [True, False])

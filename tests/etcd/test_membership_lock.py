@@ -152,9 +152,9 @@ def test_a_lock_whose_holder_was_killed_is_freed_by_its_lease(three):
         assert key.startswith(LOCK_PREFIX + "/")
         # while the holder lives (its keep-alives run), a short wait gives up and names it
         with pytest.raises(DeadlineError, match=r"waiting for the membership lock held by .* pid "
-                                                f"{holder.pid} \\(a holder that will be killed"):
-            with etcd_lock.membership_lock(conn, what="impatient", wait_s=6.0, progress=print):
-                pass
+                                                f"{holder.pid} \\(a holder that will be killed"), \
+                etcd_lock.membership_lock(conn, what="impatient", wait_s=6.0, progress=print):
+            pass
         assert lock_keys(conn) == [key]  # kept alive past its 5 s TTL
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=10)

@@ -92,7 +92,6 @@ def test_the_kubeconfig_is_written_to_the_private_directory_and_removed(tmp_path
     monkeypatch.setenv("CPSWAP_KUBECONFIG_DATA", "apiVersion: v1\nkind: Config\n")
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", None)
-    with pytest.raises(PermanentError, match="kubeconfig unusable"):
-        with kube.connect(timeout=1):
-            pass
+    with pytest.raises(PermanentError, match="kubeconfig unusable"), kube.connect(timeout=1):
+        pass
     assert list(Path(env["TMPDIR"]).iterdir()) == []  # the empty base goes too

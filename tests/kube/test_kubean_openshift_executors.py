@@ -169,10 +169,10 @@ def test_a_failed_operation_stops_with_the_job_and_the_rerun_resubmits(kubean_en
         return real_delete(self, *args, **kwargs)
     monkeypatch.setattr(client.CustomObjectsApi, "delete_cluster_custom_object", recording_delete)
     with FakeKubean(emu, fail_first=True, gc_delay_s=1.0) as kubean:
-        with kx.connect_global() as g:
-            with pytest.raises(PermanentError, match=r"ClusterOperation cpswap-cp2-join-x failed: job "
-                                                     r"kubean-system/kubean-cpswap-cp2-join-x-job"):
-                kx.run_operation(g, name="cpswap-cp2-join-x", body=body, deadline_s=20, progress=lines.append)
+        with kx.connect_global() as g, \
+                pytest.raises(PermanentError, match=r"ClusterOperation cpswap-cp2-join-x failed: job "
+                                                    r"kubean-system/kubean-cpswap-cp2-join-x-job"):
+            kx.run_operation(g, name="cpswap-cp2-join-x", body=body, deadline_s=20, progress=lines.append)
         job = kx.wait(name="cpswap-cp2-join-x", node=None, deadline_s=20, progress=lines.append)
     assert job == "kubean-system/kubean-cpswap-cp2-join-x-job"
     assert kubean.adopted == [], "the resubmission reused the old Failed Job"
@@ -187,13 +187,12 @@ def test_the_fake_kubean_adopts_a_leftover_job(kubean_env):
     body = {"apiVersion": "kubean.io/v1alpha1", "kind": "ClusterOperation", "metadata": {"name": "op-y"},
             "spec": {"cluster": "centos", "image": KUBEAN.image, "actionType": "playbook", "action": "cluster.yml"}}
     objects = client.CustomObjectsApi(emu.api_client)
-    with FakeKubean(emu, fail_first=True, gc_delay_s=30) as kubean:
-        with kx.connect_global() as g:
-            with pytest.raises(PermanentError):
-                kx.run_operation(g, name="op-y", body=body, deadline_s=20, progress=lambda _: None)
-            objects.delete_cluster_custom_object("kubean.io", "v1alpha1", "clusteroperations", "op-y")
-            with pytest.raises(PermanentError, match="kubean-op-y-job"):
-                kx.run_operation(g, name="op-y", body=body, deadline_s=20, progress=lambda _: None)
+    with FakeKubean(emu, fail_first=True, gc_delay_s=30) as kubean, kx.connect_global() as g:
+        with pytest.raises(PermanentError):
+            kx.run_operation(g, name="op-y", body=body, deadline_s=20, progress=lambda _: None)
+        objects.delete_cluster_custom_object("kubean.io", "v1alpha1", "clusteroperations", "op-y")
+        with pytest.raises(PermanentError, match="kubean-op-y-job"):
+            kx.run_operation(g, name="op-y", body=body, deadline_s=20, progress=lambda _: None)
     assert kubean.adopted == ["kubean-op-y-job"]
 
 
@@ -243,7 +242,7 @@ def openshift_env(monkeypatch):
 
 
 def test_machine_is_kept_deleted_and_recreated_clean_under_the_next_free_name(openshift_env):
-    emu, objects = openshift_env
+    _emu, objects = openshift_env
     lines: list[str] = []
     assert ox.delete_etcd_secrets(namespace="openshift-etcd", node="ip-10-0-131-183", progress=lines.append) == [
         "etcd-peer-ip-10-0-131-183", "etcd-serving-ip-10-0-131-183", "etcd-serving-metrics-ip-10-0-131-183"]
@@ -350,7 +349,7 @@ class FakeRevisionController(_FakeLoop):
 def test_redeploy_turns_the_quorum_guard_off_only_while_the_revision_controller_needs_it(openshift_env):
     """2 healthy of 2 members, every node at the latest revision: CheckSafeToScaleCluster refuses, so
     the guard goes off around the patch and is back on afterwards, other overrides kept."""
-    emu, objects = openshift_env
+    _emu, objects = openshift_env
     _stable_at(objects, 7)
     objects.patch_cluster_custom_object(*ETCD, "cluster", {"spec": {"unsupportedConfigOverrides": {"other": 1}}})
     lines: list[str] = []
@@ -366,7 +365,7 @@ def test_redeploy_turns_the_quorum_guard_off_only_while_the_revision_controller_
 
 
 def test_the_quorum_guard_is_back_on_after_a_failure_and_on_a_rerun(openshift_env):
-    emu, objects = openshift_env
+    _emu, objects = openshift_env
     _stable_at(objects, 7)
     with pytest.raises(Exception, match="new etcd revision"):  # no revision controller: the wait times out
         ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-131-183", reason="cpswap-cp3-x-r1", settle_s=0,
@@ -402,7 +401,7 @@ def _hooked(objects, name: str) -> None:
 @pytest.mark.parametrize("provisions,error", [("ip-10-0-133-53", None),
                                               ("ip-10-0-140-1", "provisioned node ip-10-0-140-1, but members.cp1.name")])
 def test_an_active_cpms_replacement_is_adopted_and_nothing_is_created(openshift_env, provisions, error):
-    emu, objects = openshift_env
+    _emu, objects = openshift_env
     _cpms(objects, "Active")
     for i in range(3):
         objects.patch_namespaced_custom_object(*MACHINES, f"clustername-8qw5l-master-{i}", {"metadata": {"labels": {
@@ -445,7 +444,7 @@ def test_an_active_cpms_replacement_is_adopted_and_nothing_is_created(openshift_
 @pytest.mark.parametrize("state,hook,owner", [("Active", True, "operator"), ("Active", False, "cpswap"),
                                               ("Inactive", True, "cpswap"), (None, True, "cpswap")])
 def test_membership_is_left_to_the_operator_only_with_an_active_cpms_and_its_hook(openshift_env, state, hook, owner):
-    emu, objects = openshift_env
+    _emu, objects = openshift_env
     if state:
         _cpms(objects, state)
     if hook:

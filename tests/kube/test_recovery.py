@@ -6,7 +6,6 @@ import os
 import shlex
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 

@@ -27,7 +27,8 @@ Not modelled: provider resources (``provider`` field), aliases, ``propertyDepend
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from google.protobuf import struct_pb2
 from pulumi.runtime.proto import analyzer_pb2

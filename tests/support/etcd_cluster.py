@@ -75,7 +75,7 @@ class EtcdCluster:
     distinct_ips: bool = False
 
     @classmethod
-    def start(cls, *, workdir: Path, n: int = 3, distinct_ips: bool = False) -> "EtcdCluster":
+    def start(cls, *, workdir: Path, n: int = 3, distinct_ips: bool = False) -> EtcdCluster:
         """``distinct_ips``: member mN listens on 127.0.0.(10+N) (all of 127/8 is loopback on Linux),
         so members differ by IP as on real hosts; otherwise all share 127.0.0.1."""
         ca = make_ca(directory=workdir / "pki")
@@ -95,8 +95,8 @@ class EtcdCluster:
         argv = etcd_member_argv(etcd_bin=etcd_binary(), name=member.name, data_dir=self.workdir / f"{member.name}.etcd",
                                 client_urls=[member.client], peer_urls=[member.peer], initial_cluster=initial,
                                 state=state, token=self.token, ca=self.ca.cert, cert=self.cert, key=self.key)
-        log = open(self.workdir / f"{member.name}.log", "ab")
-        member.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        with open(self.workdir / f"{member.name}.log", "ab") as log:  # the child keeps its own descriptor
+            member.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
 
     def connection(self, *names: str, timeout: float = 3.0) -> Connection:
         chosen = names or tuple(self.members)

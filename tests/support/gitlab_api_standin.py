@@ -167,7 +167,7 @@ class GitLabStandin:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/api/v4"
 
-    def __enter__(self) -> "GitLabStandin":
+    def __enter__(self) -> GitLabStandin:
         self._thread.start()
         return self
 

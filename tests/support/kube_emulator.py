@@ -95,7 +95,7 @@ class Emulator:
     def __init__(self, *, host: str = "127.0.0.1") -> None:
         self._host = host
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(child, self._host), daemon=True, name="kmock-emulator")
@@ -180,7 +180,7 @@ class ReconcileLoop:
         self.ticks = 0
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"twin-{self.name or 'controllers'}")
 
-    def start(self) -> "ReconcileLoop":
+    def start(self) -> ReconcileLoop:
         self._thread.start()
         return self
 
@@ -225,7 +225,7 @@ class Controllers(ReconcileLoop):
         super().__init__(emulator.url, lifetime_s=lifetime_s, tick_s=tick_s)
         self.apps = client.AppsV1Api(self._api_client)
 
-    def __enter__(self) -> "Controllers":
+    def __enter__(self) -> Controllers:
         return self.start()  # type: ignore[return-value]
 
     def __exit__(self, *exc: Any) -> None:

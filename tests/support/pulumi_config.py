@@ -29,7 +29,8 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import yaml
 
@@ -43,7 +44,7 @@ class StackValue:
     object: bool = False
 
     @staticmethod
-    def of(raw: Any, *, secure: bool = False) -> "StackValue":
+    def of(raw: Any, *, secure: bool = False) -> StackValue:
         if isinstance(raw, (dict, list)):
             return StackValue(json.dumps(raw), secure=secure, object=True)
         if isinstance(raw, bool):

@@ -46,7 +46,7 @@ class Sampler:
                 self.failures.append(time.strftime("%H:%M:%S"))
             self._stop.wait(0.1)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 

@@ -93,7 +93,7 @@ class Play:
 
 
 def play_for(config: dict, tmp_path: Path) -> Play:
-    inventory, global_vars = run_loader(config, tmp_path)
+    _inventory, global_vars = run_loader(config, tmp_path)
     return Play(tmp_path / "host_inventory.yml", global_vars)
 
 
@@ -126,7 +126,7 @@ def test_the_loader_and_the_k3s_role_join_what_cpswap_sends(tmp_path):
 
 def test_the_old_shape_cannot_join_on_the_real_ocboot(tmp_path):
     """What cpswap sent before: primary {use_local: true} without node_ip, the new host alone."""
-    result, config = complete(SEED_NODES, local=("192.168.0.244",), tmp_path=tmp_path)
+    _result, config = complete(SEED_NODES, local=("192.168.0.244",), tmp_path=tmp_path)
     assert config is not None
     primary = {k: v for k, v in config["primary_master_node"].items() if k not in ("hostname", "node_ip",
                                                                                    "host_networks")}

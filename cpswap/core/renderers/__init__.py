@@ -17,6 +17,17 @@ from cpswap.core.renderers.kube import render_node_delete, render_node_verify, r
 from cpswap.core.renderers.ocboot import render_ocboot_join, render_ocboot_template
 from cpswap.core.renderers.keepalived import render_keepalived_install
 
-__all__ = ["render_adoption_check", "render_etcd_leave", "render_etcd_verify", "render_k3s_join", "render_kubeadm_join",
-           "render_kubeadm_prepare", "render_node_delete", "render_node_verify", "render_pvc_recover",
-           "render_ocboot_join", "render_ocboot_template", "render_keepalived_install"]
+__all__ = [
+           "render_adoption_check",
+           "render_etcd_leave",
+           "render_etcd_verify",
+           "render_k3s_join",
+           "render_keepalived_install",
+           "render_kubeadm_join",
+           "render_kubeadm_prepare",
+           "render_node_delete",
+           "render_node_verify",
+           "render_ocboot_join",
+           "render_ocboot_template",
+           "render_pvc_recover",
+]

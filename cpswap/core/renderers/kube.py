@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from shlex import quote
-from typing import Sequence
+from collections.abc import Sequence
 
 from cpswap.core.model import Endpoint, Host
 from cpswap.core.recovery import ClaimPolicy

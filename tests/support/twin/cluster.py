@@ -73,7 +73,7 @@ class Twin:
 
     @classmethod
     def start(cls, workdir: Path, *, members: list[str], spares: list[str], seed_workloads: bool = True,
-              layout: str = "k3s", k3s_server_config: dict[str, Any] | None = None) -> "Twin":
+              layout: str = "k3s", k3s_server_config: dict[str, Any] | None = None) -> Twin:
         net = Network.create(workdir)
         twin = None
         try:
@@ -128,7 +128,7 @@ class Twin:
         tls.mkdir(parents=True)
         cert, key = make_cert(ca=self.ca, directory=self.workdir / "pki", name=name,
                               sans=[ip, self.net.vip, "127.0.0.1", "localhost", name])
-        for source, target in zip((self.ca.cert, self.client_cert, self.client_key, cert, key), files):
+        for source, target in zip((self.ca.cert, self.client_cert, self.client_key, cert, key), files, strict=False):
             shutil.copy(source, tls / target)
 
     def add_rebuilt_host(self, name: str, *, ip: str) -> None:

@@ -29,7 +29,7 @@ class Forwarder:
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
 
-    def __enter__(self) -> "Forwarder":
+    def __enter__(self) -> Forwarder:
         self._spawn(self._accept)
         return self
 
@@ -48,7 +48,7 @@ class Forwarder:
         while self._running():
             try:
                 client, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -63,7 +63,7 @@ class Forwarder:
         while self._running():
             try:
                 data = source.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break

@@ -78,7 +78,7 @@ class Network:
     started: int = 0  # hosts ever started: the next one's namespace and default address index
 
     @classmethod
-    def create(cls, workdir: Path) -> "Network":
+    def create(cls, workdir: Path) -> Network:
         workdir.mkdir(parents=True, exist_ok=True)
         used = sh("ip", "-o", "link", "show", check=False).stdout
         for index in range(10, 250):

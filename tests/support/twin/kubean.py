@@ -393,7 +393,7 @@ class Inventory:
     groups: dict[str, list[str]]
 
     @classmethod
-    def parse(cls, text: str) -> "Inventory":
+    def parse(cls, text: str) -> Inventory:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -543,7 +543,7 @@ class KubeanOperator:
         self.passes = 0  # completed reconcile passes
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def __enter__(self) -> "KubeanOperator":
+    def __enter__(self) -> KubeanOperator:
         self._thread.start()
         return self
 
@@ -848,7 +848,7 @@ class KubeanOperator:
             results = list(pool.map(lambda n: self._ssh(job, n, inv.address(n), "hostname",
                                                         timeout_s=self._connect_timeout + 10), names))
         unreachable = []
-        for name, (rc, out, err) in zip(names, results):
+        for name, (rc, out, err) in zip(names, results, strict=False):
             if rc == 255 or rc == -9:
                 reason = err.strip().splitlines()[-1] if err.strip() else "timeout"
                 unreachable.append(f"{name} ({inv.address(name)}): {reason}")

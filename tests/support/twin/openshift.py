@@ -663,7 +663,7 @@ class EtcdOperator(_Loop):
         self._write_status()
 
     # -- revision precondition, machine deletion hooks, member removal ------------------------
-    def _precondition(self, cr: dict[str, Any], view: "_View") -> str | None:
+    def _precondition(self, cr: dict[str, Any], view: _View) -> str | None:
         """CheckSafeToScaleCluster (cluster-etcd-operator pkg/operator/ceohelpers/bootstrap.go), the
         revision controller's precondition (pkg/operator/starter.go WithRevisionControllerPrecondition):
         None (a revision may be created) while a revision rolls out or a node has none, with the
@@ -683,7 +683,7 @@ class EtcdOperator(_Loop):
             return f"etcd cluster has quorum of {quorum} and {healthy} healthy members which is not fault tolerant"
         return None
 
-    def _hooks(self, masters: list[dict[str, Any]], view: "_View") -> None:
+    def _hooks(self, masters: list[dict[str, Any]], view: _View) -> None:
         """MachineDeletionHooksController (pkg/operator/machinedeletionhooks/machinedeletionhooks.go):
         the preDrain hook on every master Machine not being deleted; removed from a Machine pending
         deletion once no member (learners included) has one of its InternalIPs."""
@@ -704,7 +704,7 @@ class EtcdOperator(_Loop):
     def _patch_hooks(self, name: str, hooks: list[dict[str, str]]) -> None:
         self.custom.patch_namespaced_custom_object(*MACHINES, name, {"spec": {"lifecycleHooks": {"preDrain": hooks}}})
 
-    def _member_removal(self, masters: list[dict[str, Any]], view: "_View") -> bool:
+    def _member_removal(self, masters: list[dict[str, Any]], view: _View) -> bool:
         """ClusterMemberRemovalController.attemptToScaleDown
         (pkg/operator/clustermemberremovalcontroller/clustermemberremovalcontroller.go), with a stable
         revision: the voting member of a master Machine pending deletion (with the hook) is removed
@@ -950,7 +950,7 @@ class OpenShiftTwin:
     @classmethod
     def start(cls, workdir: Path, *, members: list[str], spares: list[str] | dict[str, str] = (),
               lifetime_s: float | None = None, provision_s: float = 1.0,
-              cpms: str | None = None) -> "OpenShiftTwin":
+              cpms: str | None = None) -> OpenShiftTwin:
         """``cpms``: ``Active``/``Inactive`` creates controlplanemachinesets/cluster in that state."""
         spare_hosts = list(spares.values()) if isinstance(spares, dict) else list(spares)
         twin = Twin.start(workdir, members=members, spares=spare_hosts, seed_workloads=False, layout="kubeadm")
@@ -1029,5 +1029,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-__all__ = ["OpenShiftTwin", "MachineAPI", "EtcdOperator", "machine_violations", "ETCD_NS", "MACHINE_NS",
-           "ETCD_CR", "MACHINES", "FAIL_ONCE", "MANIFEST", "SECRET_KINDS", "INITIAL_REVISION"]
+__all__ = [
+    "ETCD_CR",
+    "ETCD_NS",
+    "FAIL_ONCE",
+    "INITIAL_REVISION",
+    "MACHINES",
+    "MACHINE_NS",
+    "MANIFEST",
+    "SECRET_KINDS",
+    "EtcdOperator",
+    "MachineAPI",
+    "OpenShiftTwin",
+    "machine_violations",
+]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def activated_environ(*, venv: Path | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -96,7 +96,7 @@ def _spawn_promoter(member_id: str, endpoints: list[str]) -> None:
     detached from this SSH session, so a dropped session does not leave a started learner."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import _twin; "
             "_twin._promote(sys.argv[2], sys.argv[3].split(','))")
-    log = open(TWIN / HOST / "etcd.log", "ab")
+    log = open(TWIN / HOST / "etcd.log", "ab")  # noqa: SIM115 - the detached child keeps it open
     proc = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent), member_id, ",".join(endpoints)],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     with open(TWIN / HOST / "pids", "a") as handle:
@@ -144,7 +144,7 @@ def join_etcd(*, node_name: str, ip: str, member_name: str | None = None, promot
         member_id = format(ours["ID"], "x")
         initial = ",".join(f"{m.get('name') or name}={u}" for m in _members(endpoints) for u in m.get("peerURLs", []))
         print(f"{node_name}: resuming unstarted member {member_id} with this host's peer URL {peer}")
-    log = open(TWIN / HOST / "etcd.log", "ab")
+    log = open(TWIN / HOST / "etcd.log", "ab")  # noqa: SIM115 - the detached child keeps it open
     proc = subprocess.Popen([CONFIG["etcd"], "--name", name, "--data-dir", TLS["data"],
                              "--listen-client-urls", f"https://{ip}:2379,https://127.0.0.1:2379",
                              "--advertise-client-urls", f"https://{ip}:2379", "--listen-peer-urls", peer,
