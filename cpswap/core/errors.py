@@ -17,11 +17,29 @@ class PermanentError(CpswapError):
 
 
 class TransientError(CpswapError):
-    """May succeed later (unhealthy cluster, post-reconfiguration window, timeouts)."""
+    """May succeed later (unhealthy cluster, post-reconfiguration window, timeouts). ``delay``: how long the
+    other side asked to wait before the next attempt (e.g. an API server's Retry-After), None when it did
+    not say; the executors' one retry loop (cpswap.executors.boundary.retry) waits that long."""
 
-    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class ApiError(PermanentError):
+    """A cluster API refused a call with a status (the HTTP status; 404 for etcd's "member not found")."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFoundError(ApiError):
+    """The object the call named does not exist (404)."""
+
+
+class ConflictError(ApiError):
+    """The object exists already, or changed under the call (409)."""
 
 
 class DeadlineError(PermanentError):

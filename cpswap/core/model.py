@@ -254,9 +254,6 @@ class _Collector:
         self.violations.append(Violation(field, str(value), rule))
 
 
-_T = TypeVar("_T")
-
-
 def _checked(c: _Collector, field: str, value: Any, check: Callable[[Any], _T]) -> _T | None:
     """``check(value)`` (a cpswap.core.inputs validator), or None with the violation recorded."""
     try:

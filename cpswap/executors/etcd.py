@@ -27,12 +27,11 @@ from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
-import grpc
 import pyetcd
 from pyetcd import etcdrpc
 
 from cpswap.core import inputs
-from cpswap.core.errors import (ConfigError, DeadlineError, PermanentError, TransientError, UnsafeOperationError,
+from cpswap.core.errors import (ConfigError, NotFoundError, PermanentError, TransientError, UnsafeOperationError,
                                 Violation)
 from cpswap.core.facts import (EtcdFacts, EtcdMember, canonical_ip, identify_member, removed_record_key, same_ip,
                                url_host)
@@ -40,6 +39,7 @@ from cpswap.core.membership import CHANGE_KEY, ChangeRecord, change_in_progress,
 from cpswap.core.quorum import can_remove
 from cpswap.distributions import etcd_presets
 from cpswap.executors import etcd_wire
+from cpswap.executors.boundary import etcd_error, retry
 from cpswap.executors.etcd_lock import DEFAULT_TTL_S, DEFAULT_WAIT_S, holder_id, membership_lock
 from cpswap.executors.secretfiles import private_dir, write_secret
 from cpswap.executors.waiting import wait_until
@@ -47,9 +47,6 @@ from cpswap.executors.waiting import wait_until
 Progress = Callable[[str], None]
 
 ENV_KEYS = ("CPSWAP_ETCD_CACERT_DATA", "CPSWAP_ETCD_CERT_DATA", "CPSWAP_ETCD_KEY_DATA")
-TRANSIENT_MARKERS = ("unhealthy cluster", "not enough started members", "too many requests",
-                     "leader changed", "no leader", "timed out", "request timed out")
-
 
 @dataclass(frozen=True)
 class Connection:
@@ -101,9 +98,7 @@ def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cace
             if missing:
                 raise PermanentError(f"--preset env needs {', '.join(missing)} in the environment "
                                      f"(set by the program from secret stack config)")
-            tmp = stack.enter_context(private_dir("etcd"))
-            paths = [write_secret(tmp, name, os.environ[var])
-                     for name, var in zip(("ca.crt", "client.crt", "client.key"), ENV_KEYS, strict=False)]
+            paths = stack.enter_context(_pem_files(*(os.environ[var] for var in ENV_KEYS)))
             cacert, cert, key = cacert or paths[0], cert or paths[1], key or paths[2]
             from_env = [e for e in os.environ.get("CPSWAP_ETCD_ENDPOINTS", "").split(",") if e]
             try:
@@ -126,33 +121,23 @@ def preset_connection(*, preset: str | None, endpoints: Sequence[str] = (), cace
         yield Connection(endpoints=tuple(dict.fromkeys(eps)), ca=cacert, cert=cert, key=key, timeout=timeout)
 
 
-def _rpc_error(exc: BaseException) -> grpc.RpcError | None:
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return None
-        if isinstance(seen, grpc.RpcError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+@contextlib.contextmanager
+def _pem_files(ca_pem: str, cert_pem: str, key_pem: str) -> Iterator[tuple[str, str, str]]:
+    """The CA, client certificate and key PEM texts as 0600 files in a private directory
+    (``secretfiles.private_dir``), removed on exit."""
+    with private_dir("etcd") as tmp:
+        yield (write_secret(tmp, "ca.crt", ca_pem), write_secret(tmp, "client.crt", cert_pem),
+               write_secret(tmp, "client.key", key_pem))
 
 
-def classify(exc: BaseException, *, endpoint: str, what: str) -> Exception:
-    """Turn a pyetcd/grpc failure into a cpswap error carrying etcd's own message."""
-    rpc = _rpc_error(exc)
-    if rpc is None:
-        return PermanentError(f"{what} via {endpoint}: {type(exc).__name__}: {exc}")
-    code = rpc.code() if hasattr(rpc, "code") else None
-    details = (rpc.details() if hasattr(rpc, "details") else str(rpc)) or ""
-    text = f"{what} via {endpoint}: {code.name if code else 'error'}: {details}"
-    lowered = details.lower()
-    if "certificate" in lowered or "ssl" in lowered or "handshake" in lowered or "tls" in lowered:
-        return PermanentError(f"{what} via {endpoint}: TLS refused (the server certificate is not trusted by the "
-                              f"given CA, or the client certificate was rejected): {details}")
-    if any(marker in lowered for marker in TRANSIENT_MARKERS) or code in (
-            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return TransientError(text)
-    return PermanentError(text)
+@inputs.validated(endpoints=_endpoints, timeout=inputs.seconds)
+@contextlib.contextmanager
+def pem_connection(*, endpoints: Sequence[str], ca_pem: str, cert_pem: str, key_pem: str,
+                   timeout: float = 5.0) -> Iterator[Connection]:
+    """A connection from PEM texts handed over explicitly (the program's secret config), never
+    through the process environment."""
+    with _pem_files(ca_pem, cert_pem, key_pem) as (cacert, cert, key):
+        yield Connection(endpoints=tuple(dict.fromkeys(endpoints)), ca=cacert, cert=cert, key=key, timeout=timeout)
 
 
 def _client(conn: Connection, endpoint: str) -> pyetcd.Etcd3Client:
@@ -181,8 +166,8 @@ def _on_any(conn: Connection, what: str, action: Callable[[pyetcd.Etcd3Client, s
             return action(client, endpoint)
         except (PermanentError, TransientError, UnsafeOperationError):
             raise
-        except Exception as exc:  # pyetcd wraps grpc errors; classify surfaces the real one
-            error = classify(exc, endpoint=endpoint, what=what)
+        except Exception as exc:  # pyetcd wraps grpc errors; the boundary surfaces the real one
+            error = etcd_error(exc, endpoint=endpoint, what=what)
             if isinstance(error, PermanentError) and "TLS refused" not in str(error):
                 raise error from exc
             failures.append(error)
@@ -225,7 +210,7 @@ def endpoint_status(conn: Connection, endpoint: str) -> EndpointStatus:
     except PermanentError:
         raise
     except Exception as exc:
-        return EndpointStatus(endpoint=endpoint, ok=False, error=str(classify(exc, endpoint=endpoint, what="status")))
+        return EndpointStatus(endpoint=endpoint, ok=False, error=str(etcd_error(exc, endpoint=endpoint, what="status")))
     finally:
         if client is not None:
             client.close()
@@ -251,7 +236,7 @@ def endpoint_health(conn: Connection, endpoint: str) -> EndpointHealth:
         raise
     except Exception as exc:
         return EndpointHealth(endpoint, False, (time.monotonic() - started) * 1000,
-                              str(classify(exc, endpoint=endpoint, what="health")))
+                              str(etcd_error(exc, endpoint=endpoint, what="health")))
     finally:
         if client is not None:
             client.close()
@@ -394,26 +379,6 @@ def snapshot(conn: Connection, *, out: Path, progress: Progress = print) -> Snap
         os.close(dfd)
 
 
-def _retrying(what: str, action: Callable[[], object], *, deadline_s: float, progress: Progress,
-              sleep: Callable[[float], None] = time.sleep) -> object:
-    """Retry TransientError with backoff until the deadline; never retry anything else."""
-    end = time.monotonic() + deadline_s
-    delay, attempt = 0.2, 0
-    while True:
-        attempt += 1
-        try:
-            return action()
-        except TransientError as exc:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise DeadlineError(f"{what}: still refused after {attempt} attempts in {deadline_s:.0f}s; "
-                                    f"last: {exc}") from exc
-            progress(f"{what}: transient refusal (attempt {attempt}), retrying in {delay:.1f}s "
-                     f"({left:.0f}s left): {exc}")
-            sleep(min(delay, left))
-            delay = min(delay * 2, 5.0)
-
-
 def find_member(members: Sequence[EtcdMember], *, name: str, ip: str) -> EtcdMember | None:
     """The member that is exactly host ``name``/``ip``'s (name under the k3s rule and IP), if any."""
     found = identify_member(tuple(members), name=name, ip=ip)
@@ -487,13 +452,13 @@ def guard_removal(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
     with the numbers."""
     conn = discover(conn, exclude_ip=ip)
     _check_host(name=name, ip=ip)
-    members = _retrying("member list", lambda: member_list(conn), deadline_s=min(deadline_s, 60), progress=progress)
+    members = retry("member list", lambda: member_list(conn), deadline_s=min(deadline_s, 60), progress=progress)
     assert isinstance(members, tuple)
     found = identify_member(members, name=name, ip=ip)
     if found.outcome == "unknown" and not any(m.related(name=name, ip=ip) for m in members):
-        record = _retrying("read removal record", lambda: removed_record(conn, name=name, ip=ip),
-                           deadline_s=min(deadline_s, 60), progress=progress)
-        found = identify_member(members, name=name, ip=ip, removed_record=record)  # type: ignore[arg-type]
+        removed = retry("read removal record", lambda: removed_record(conn, name=name, ip=ip),
+                        deadline_s=min(deadline_s, 60), progress=progress)
+        found = identify_member(members, name=name, ip=ip, removed_record=removed)
         if found.outcome == "unknown" and absent_reason:
             record_removal(conn, name=name, ip=ip, member=None, how=absent_reason)
             found = identify_member(members, name=name, ip=ip, removed_record=absent_reason)
@@ -554,9 +519,9 @@ def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
         if target is None:
             return "absent"
         lock.ensure_held()
-        _retrying(f"record removal of {target.name or target.id}",
-                  lambda: record_removal(conn, name=name, ip=ip, member=target, how="cpswap etcd remove"),
-                  deadline_s=min(deadline_s, 60), progress=progress)
+        retry(f"record removal of {target.name or target.id}",
+              lambda: record_removal(conn, name=name, ip=ip, member=target, how="cpswap etcd remove"),
+              deadline_s=min(deadline_s, 60), progress=progress)
         if target.started and not target.is_learner:
             write_change(conn, ChangeRecord(
                 removed=f"{target.name or '(unstarted)'} {target.id:x}", member_id=target.id, name=name, ip=ip,
@@ -568,18 +533,16 @@ def remove_member(conn: Connection, *, name: str, ip: str, snapshot_dir: Path | 
 def _remove_locked(conn: Connection, *, target: EtcdMember, ip: str, deadline_s: float, progress: Progress) -> str:
     label = f"{target.name or '(unstarted)'} {target.id:x}"
 
-    def call() -> object:
+    def call() -> str:
         def remove(client: pyetcd.Etcd3Client, endpoint: str) -> str:
-            try:
-                client.clusterstub.MemberRemove(etcdrpc.MemberRemoveRequest(ID=target.id), conn.timeout)
-            except grpc.RpcError as exc:
-                if "member not found" in (exc.details() or ""):
-                    return "absent"
-                raise
+            client.clusterstub.MemberRemove(etcdrpc.MemberRemoveRequest(ID=target.id), conn.timeout)
             return "removed"
-        return _on_any(conn, f"remove {label}", remove)
+        try:
+            return str(_on_any(conn, f"remove {label}", remove))
+        except NotFoundError:  # etcd's "member not found": removed before (by us, or by hand)
+            return "absent"
 
-    outcome = _retrying(f"remove {label}", call, deadline_s=deadline_s, progress=progress)
+    outcome = retry(f"remove {label}", call, deadline_s=deadline_s, progress=progress)
     progress(f"{label}: {'removed' if outcome == 'removed' else 'already gone'}")
     return str(outcome)
 
@@ -634,7 +597,7 @@ def _add_locked(conn: Connection, *, peer_urls: tuple[str, ...], learner: bool, 
     def call() -> object:
         return _on_any(conn, f"add {peer_urls[0]}", lambda c, _: etcd_wire.decode_member_add(
             _raw(c, "MemberAdd", payload, conn.timeout)))
-    member = _retrying(f"add {peer_urls[0]}", call, deadline_s=deadline_s, progress=progress)
+    member = retry(f"add {peer_urls[0]}", call, deadline_s=deadline_s, progress=progress)
     assert isinstance(member, EtcdMember)
     progress(f"added {'learner' if learner else 'voter'} {member.id:x} at {peer_urls[0]}")
     return member
@@ -659,14 +622,11 @@ def _promote_locked(conn: Connection, *, member_id: int, deadline_s: float, prog
 
     def call() -> object:
         def promote(client: pyetcd.Etcd3Client, endpoint: str) -> object:
-            try:
-                return _raw(client, "MemberPromote", etcd_wire.encode_member_id(member_id), conn.timeout)
-            except grpc.RpcError as exc:
-                if "in sync with leader" in (exc.details() or "") or "not started" in (exc.details() or ""):
-                    raise TransientError(f"promote {member_id:x}: {exc.details()}") from exc
-                raise
+            # a learner not yet in sync with the leader, or not started, is refused: the boundary
+            # makes that a TransientError, retried below
+            return _raw(client, "MemberPromote", etcd_wire.encode_member_id(member_id), conn.timeout)
         return _on_any(conn, f"promote {member_id:x}", promote)
-    _retrying(f"promote {member_id:x}", call, deadline_s=deadline_s, progress=progress)
+    retry(f"promote {member_id:x}", call, deadline_s=deadline_s, progress=progress)
     progress(f"promoted {member_id:x} to voter")
 
 

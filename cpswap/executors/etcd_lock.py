@@ -98,7 +98,8 @@ class MembershipLock:
 
     def call(self, what: str, action: Callable[[pyetcd.Etcd3Client], object]) -> object:
         """``action(client)`` on the endpoint in use, moving on to the next ones when it fails."""
-        from cpswap.executors.etcd import _client, classify
+        from cpswap.executors.boundary import etcd_error
+        from cpswap.executors.etcd import _client
 
         errors: list[str] = []
         with self._guard:
@@ -111,7 +112,7 @@ class MembershipLock:
                 except (PermanentError, UnsafeOperationError):
                     raise
                 except Exception as exc:
-                    error = classify(exc, endpoint=endpoint, what=what)
+                    error = etcd_error(exc, endpoint=endpoint, what=what)
                     errors.append(str(error))
                     self._drop()
                     self._at = (self._at + 1) % len(self._conn.endpoints)
@@ -164,7 +165,7 @@ def membership_lock(conn, *, what: str, ttl_s: int = DEFAULT_TTL_S, wait_s: floa
     """Hold the cluster's membership lock for ``what``; queue behind earlier holders, at most
     ``wait_s`` seconds (DeadlineError naming the holder). Reaching etcd at all is retried for at
     most ``connect_deadline_s``. Released on exit, also on error."""
-    from cpswap.executors.etcd import _retrying
+    from cpswap.executors.boundary import retry
 
     if ttl_s < 5:
         raise PermanentError(f"--lock-ttl {ttl_s}: must be at least 5 seconds (keep-alives go every ttl/3)")
@@ -172,7 +173,7 @@ def membership_lock(conn, *, what: str, ttl_s: int = DEFAULT_TTL_S, wait_s: floa
         raise PermanentError(f"membership lock for {what}: no etcd endpoint given")
     lock = MembershipLock(conn=conn, ttl=ttl_s, progress=progress)
     try:
-        lease = _retrying("membership lock: grant lease", lambda: lock.call(
+        lease = retry("membership lock: grant lease", lambda: lock.call(
             "membership lock: grant lease", lambda c: c.lease(ttl_s)), deadline_s=min(wait_s, connect_deadline_s),
             progress=progress)
         lock.lease_id = lease.id  # type: ignore[attr-defined]

@@ -30,13 +30,13 @@ from typing import Any
 from collections.abc import Callable, Iterator, Sequence
 
 from kubernetes import client, config as kconfig
-from kubernetes.client.exceptions import ApiException
 
 from cpswap.core import inputs
-from cpswap.core.errors import (ConfigError, PermanentError, TransientError, UnsafeOperationError,
+from cpswap.core.errors import (ConfigError, NotFoundError, PermanentError, TransientError, UnsafeOperationError,
                                 Violation)
 from cpswap.core.facts import ClaimFact, KubeFacts
 from cpswap.core.inputs import host_port
+from cpswap.executors.boundary import kube_errors
 from cpswap.executors.secretfiles import private_dir, write_secret
 from cpswap.executors.waiting import wait_until
 from cpswap.core.recovery import (ClaimAction, NodeCapacity, NodeRole, RecoveryScope, check_capacity,
@@ -92,18 +92,8 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, api: Api, **kwargs: Any
                 inputs.path_segment(arg)
             except inputs.InputError as exc:
                 raise ConfigError([Violation(what, arg, f"refused before any request: {exc}")]) from None
-    try:
+    with kube_errors(what):  # the one boundary: client failures leave as cpswap errors
         return fn(*args, _request_timeout=api.timeout, **kwargs)
-    except ApiException as exc:
-        if exc.status in (429, 500, 502, 503, 504):
-            raise TransientError(f"{what}: API {exc.status} {exc.reason}") from None
-        raise
-    except Exception as exc:  # urllib3 connection errors and timeouts
-        raise TransientError(f"{what}: API unreachable: {type(exc).__name__}: {str(exc)[:160]}") from None
-
-
-def _absent(exc: ApiException) -> bool:
-    return exc.status == 404
 
 
 def list_nodes(api: Api) -> list[client.V1Node]:
@@ -114,10 +104,8 @@ def read_or_none(what: str, fn: Callable[..., Any], *args: Any, api: Api) -> Any
     """``fn(*args)`` through ``_call``; an absent object (404) is None."""
     try:
         return _call(what, fn, *args, api=api)
-    except ApiException as exc:
-        if _absent(exc):
-            return None
-        raise
+    except NotFoundError:
+        return None
 
 
 def delete_if_present(what: str, fn: Callable[..., Any], *args: Any, api: Api, **kwargs: Any) -> bool:
@@ -125,9 +113,7 @@ def delete_if_present(what: str, fn: Callable[..., Any], *args: Any, api: Api, *
     try:
         _call(what, fn, *args, api=api, **kwargs)
         return True
-    except ApiException as exc:
-        if not _absent(exc):
-            raise
+    except NotFoundError:
         return False
 
 
@@ -313,12 +299,10 @@ def _evict(api: Api, pod: client.V1Pod, progress: Progress) -> None:
     try:
         _call("evict", api.core.create_namespaced_pod_eviction, pod.metadata.name, pod.metadata.namespace, body,
               api=api)
-    except ApiException as exc:
-        if exc.status == 404 and _still_there(api, pod):
+    except NotFoundError:
+        if _still_there(api, pod):
             progress(f"eviction API unavailable for {pod.metadata.namespace}/{pod.metadata.name}; deleting instead")
             _delete_pod(api, pod, force=False)
-        elif exc.status != 404:
-            raise
 
 
 def _still_there(api: Api, pod: client.V1Pod) -> bool:

@@ -20,11 +20,10 @@ from typing import Any
 from collections.abc import Callable, Iterator
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from cpswap.core import inputs
 from cpswap.core import kubespray as inv
-from cpswap.core.errors import PermanentError, TransientError
+from cpswap.core.errors import ApiError, PermanentError, TransientError
 from cpswap.core.model import KubeanSettings
 from cpswap.core.renderers import kubean as kb
 from cpswap.executors import kube as kx
@@ -194,7 +193,7 @@ def _failed(name: str, job: str) -> PermanentError:
 
 
 def _report_failure(g: Global, name: str, job: str) -> None:
-    with contextlib.suppress(ApiException, TransientError):
+    with contextlib.suppress(ApiError, TransientError):
         _call(f"annotate ClusterOperation {name}", g.objects.patch_cluster_custom_object, GROUP, VERSION,
               "clusteroperations", name, {"metadata": {"annotations": {REPORTED: job}}}, g=g)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from cpswap.core.facts import EtcdFacts, Observation
 from cpswap.core.inputs import host_port
 from cpswap.core.model import StackModel
-from cpswap.executors.etcd import ENV_KEYS, observe_etcd, preset_connection
+from cpswap.executors.etcd import ENV_KEYS, observe_etcd, pem_connection
 
 
 def observe_cluster(*, etcd_endpoints: Sequence[str], ca_pem: str | None, cert_pem: str | None,
@@ -38,20 +38,11 @@ def _observe_etcd(endpoints: Sequence[str], ca: str | None, cert: str | None, ke
         return EtcdFacts(reachable=False, endpoints=tuple(endpoints),
                          error="no etcd credentials (secret config etcdCaCert/etcdClientCert/etcdClientKey or "
                                "CPSWAP_ETCD_*_DATA)")
-    saved = {k: os.environ.get(k) for k in (*ENV_KEYS, "CPSWAP_ETCD_ENDPOINTS")}
     try:
-        os.environ.update(dict(zip(ENV_KEYS, (ca, cert, key), strict=False)))
-        os.environ.pop("CPSWAP_ETCD_ENDPOINTS", None)
-        with preset_connection(preset="env", endpoints=endpoints, timeout=timeout) as conn:
+        with pem_connection(endpoints=endpoints, ca_pem=ca, cert_pem=cert, key_pem=key, timeout=timeout) as conn:
             return observe_etcd(connection=conn)
     except Exception as exc:  # observation degrades to "unobserved", it never fails the plan
         return EtcdFacts(reachable=False, endpoints=tuple(endpoints), error=str(exc)[:300])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def observe_from_environment(*, model: StackModel, departing_node: str | None, timeout: float,

@@ -33,11 +33,10 @@ from typing import Any
 from collections.abc import Callable
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from cpswap.core import inputs
 from cpswap.core import openshift as rules
-from cpswap.core.errors import PermanentError
+from cpswap.core.errors import ConflictError, PermanentError
 from cpswap.core.inputs import host_port
 from cpswap.executors import kube as kx
 from cpswap.executors.waiting import wait_until
@@ -174,9 +173,7 @@ def delete_machine(*, namespace: str, slot: str, node: str, deadline_s: float, p
                                   data=data)
         try:
             kx._call("create machine template", api.core.create_namespaced_config_map, namespace, body, api=api)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        except ConflictError:
             kx._call("replace machine template", api.core.replace_namespaced_config_map, _template_name(slot),
                      namespace, body, api=api)
         progress(f"Machine {name} (node {node}): spec kept in configmap {namespace}/{_template_name(slot)}"

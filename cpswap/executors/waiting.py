@@ -1,11 +1,12 @@
 """Bounded polling shared by the executors: backoff, a deadline and progress lines. Not pure
-(clock and sleep)."""
+(clock and sleep). The wait between polls is the boundary's ``next_wait``, as in its retry loop."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
 from cpswap.core.errors import DeadlineError, TransientError
+from cpswap.executors.boundary import next_wait
 
 Progress = Callable[[str], None]
 
@@ -13,14 +14,16 @@ Progress = Callable[[str], None]
 def wait_until(what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float, progress: Progress,
                poll_s: float = 0.1, max_delay_s: float = 1.0) -> None:
     """Poll ``probe`` (→ done, state) with backoff until done. A TransientError from the probe is
-    a state, not a failure. Prints the state whenever it changes; DeadlineError names the last."""
+    a state, not a failure; the next poll waits what it asked for (``delay``), if anything. Prints the
+    state whenever it changes; DeadlineError names the last."""
     end = time.monotonic() + deadline_s
     delay, last = poll_s, ""
     while True:
+        asked = None
         try:
             done, state = probe()
         except TransientError as exc:
-            done, state = False, str(exc)
+            done, state, asked = False, str(exc), exc.delay
         if done:
             return
         left = end - time.monotonic()
@@ -29,5 +32,5 @@ def wait_until(what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: 
         if state != last:
             progress(f"{what}: {state} ({left:.0f}s left)")
             last = state
-        time.sleep(min(delay, left))
+        time.sleep(next_wait(backoff=delay, asked=asked, left=left))
         delay = min(delay * 1.5, max_delay_s)

@@ -72,3 +72,30 @@ def test_unreachable_etcd_warns_and_marks_the_plan_unobserved(tmp_path):
     assert doc["observed"] is False
     assert "WARNING: etcd not observed" in result.stderr
     assert any("etcd not observed" in w for w in doc["warnings"])
+
+
+class _NoWrites(dict):
+    """os.environ stand-in that fails the test on any write: credentials must be handed over explicitly."""
+
+    def _refuse(self, *args, **kwargs):
+        raise AssertionError(f"observation wrote the process environment: {args!r}")
+
+    __setitem__ = __delitem__ = pop = update = setdefault = clear = _refuse
+
+
+def test_observation_takes_the_credentials_as_arguments_never_through_the_environment(tmp_path, monkeypatch):
+    from cpswap.executors.observe import observe_cluster
+
+    cluster = EtcdCluster.start(workdir=tmp_path / "etcd", n=1)
+    try:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CPSWAP_ETCD_")}
+        with monkeypatch.context() as patched:  # undone before pytest itself writes the environment again
+            patched.setattr(os, "environ", _NoWrites(clean))
+            observation = observe_cluster(etcd_endpoints=[m.client for m in cluster.members.values()],
+                                          ca_pem=cluster.ca.cert.read_text(), cert_pem=cluster.cert.read_text(),
+                                          key_pem=cluster.key.read_text(), timeout=3.0)
+            assert dict(os.environ) == clean
+        assert observation.etcd.reachable, observation.etcd.error
+        assert [m.name for m in observation.etcd.members] == ["m1"]
+    finally:
+        cluster.stop()
