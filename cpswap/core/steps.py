@@ -76,10 +76,8 @@ class Action(StrEnum):
     @classmethod
     def parse(cls, value: object) -> Action | None:
         """The action called ``value``; None for a string outside the vocabulary."""
-        try:
-            return cls(str(value))
-        except ValueError:
-            return None
+        text = str(value)
+        return next((action for action in cls if action.value == text), None)
 
 
 AFTER_ACTIONS = (Action.VERIFY, Action.PVC_RECOVER)  # once the member is in: verify, then move claims
