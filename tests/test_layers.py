@@ -50,3 +50,35 @@ def test_every_pure_module_says_it_is_pure(module):
     assert doc, f"{module} has no module docstring"
     if path.name != "__init__.py" or path.parent.name == "distributions":
         assert "Pure" in doc or "pure" in doc, f"{module} docstring does not say whether it is pure"
+
+
+# Twin scenario modules still share helpers module-to-module; they move to tests/support/twin as those files
+# settle (several helpers were editing them in parallel). Nothing may be added here.
+NOT_YET_MOVED = {
+    "tests/twin/test_kubean_scenarios.py": {"tests.twin.test_scenarios"},
+    "tests/twin/test_openshift_cpms.py": {"tests.twin.test_openshift_emulator", "tests.twin.test_openshift_scenarios",
+                                          "tests.twin.test_scenarios"},
+    "tests/twin/test_preflight.py": {"tests.twin.test_scenarios"},
+    "tests/twin/test_openshift_scenarios.py": {"tests.twin.test_openshift_emulator", "tests.twin.test_scenarios"},
+    "tests/twin/test_destroy.py": {"tests.twin.test_scenarios"},
+}
+
+
+def _test_module_imports(path: Path) -> set[str]:
+    """The test modules (``test_*``, ``conftest``) that ``path`` imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        for name in names:
+            last = name.rsplit(".", 1)[-1]
+            if name.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                found.add(name)
+    return found
+
+
+def test_no_test_imports_another_test_module():
+    """Shared test helpers live in tests/support; a test module is never imported by another."""
+    found = {str(p.relative_to(ROOT)): imported for p in sorted((ROOT / "tests").rglob("*.py"))
+             if (imported := _test_module_imports(p))}
+    assert found == NOT_YET_MOVED

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from tests.ci.conftest import NEW_CP1, NEW_CP2, StackRepo
+from tests.support.stack_repo import NEW_CP1, NEW_CP2, StackRepo
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -10,19 +10,8 @@ from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers import openshift as ocp
 from cpswap.core.renderers.executor import CPSWAP
 from cpswap.core.renderers.keepalived import AUTH_PLACEHOLDER, render_keepalived_conf, render_keepalived_install
+from tests.support.kubespray_fixtures import CLUSTER_INFO, SEED_001
 
-SEED_001 = """
-all:
-  hosts:
-    centos-master1: {ip: 10.6.0.11, access_ip: 10.6.0.11, ansible_host: 10.6.0.11}
-    centos-master2: {ip: 10.6.0.12, access_ip: 10.6.0.12, ansible_host: 10.6.0.12}
-    centos-master3: {ip: 10.6.0.13, access_ip: 10.6.0.13, ansible_host: 10.6.0.13}
-  children:
-    kube_control_plane: {hosts: {centos-master1: null, centos-master2: null, centos-master3: null}}
-    kube_node: {hosts: {centos-master1: null, centos-master2: null, centos-master3: null}}
-    etcd: {hosts: {centos-master1: null, centos-master2: null, centos-master3: null}}
-    k8s_cluster: {children: {kube_control_plane: null, kube_node: null}}
-"""
 M1, M2, M3 = "centos-master1", "centos-master2", "centos-master3"
 
 
@@ -57,14 +46,7 @@ def test_inventory_host_vars_and_first_node():
         inv.parse_inventory("hosts: {}")
 
 
-CLUSTER_INFO = """apiVersion: v1
-kind: Config
-clusters:
-- name: ''
-  cluster:
-    certificate-authority-data: Q0E=
-    server: https://10.6.0.11:6443
-"""
+
 
 
 @pytest.mark.parametrize("fix,text,old_ip,new,changed,needle", [

@@ -17,7 +17,7 @@ from cpswap.core.renderers import kubean as kb
 from cpswap.executors import kubean as kx
 from cpswap.executors import openshift as ox
 from tests.support.kube_emulator import Emulator, register_node, set_node_ready
-from tests.core.test_kubespray import CLUSTER_INFO, SEED_001
+from tests.support.kubespray_fixtures import CLUSTER_INFO, SEED_001
 
 KUBEAN = KubeanSettings(cluster="centos", image="ghcr.io/kubean-io/spray-job:v0.12.2")
 M1, M2, M3 = "centos-master1", "centos-master2", "centos-master3"

@@ -5,50 +5,21 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.support.pulumi_mocks import ROOT, TEST_SECRETS, Recording, run_program
+from tests.support.pulumi_mocks import TEST_SECRETS, Recording, run_program
+from tests.support.stacks import KUBEADM_VIP, KUBEAN, OPENSHIFT
+from tests.support.stacks import run_config as _run
+from tests.support.stacks import workdir as _workdir
 
-SECRETS = {**TEST_SECRETS, "globalKubeconfig": "apiVersion: v1\nkind: Config\n# TESTGLOBALKUBECONFIG\n",
-           "keepalivedAuthPass": "vrrpTst1"}
-MEMBERS = {"cp1": {"name": "centos-master1", "ip": "10.6.0.11"}, "cp2": {"name": "centos-master2", "ip": "10.6.0.12"},
-           "cp3": {"name": "centos-master3", "ip": "10.6.0.13"}}
-KUBEAN = {"distribution": "kubean", "controlPlaneEndpoint": "10.6.0.100:6443", "etcd": {"preset": "env"},
-          "kubean": {"cluster": "centos", "image": "ghcr.io/kubean-io/spray-job:v0.12.2"}, "members": MEMBERS}
-OPENSHIFT = {"distribution": "openshift", "controlPlaneEndpoint": "10.7.0.100:6443", "etcd": {"preset": "env"},
-             "members": {"cp1": {"name": "ip-10-7-0-11", "ip": "10.7.0.11"},
-                         "cp2": {"name": "ip-10-7-0-12", "ip": "10.7.0.12"},
-                         "cp3": {"name": "ip-10-7-0-13", "ip": "10.7.0.13"}}}
-KUBEADM_VIP = {"distribution": "kubeadm", "controlPlaneEndpoint": "10.8.0.100:6443", "etcd": {"preset": "env"},
-               "members": {"cp1": {"name": "k8s-master", "ip": "10.8.0.11"},
-                           "cp2": {"name": "k8s-backup1", "ip": "10.8.0.12"},
-                           "cp3": {"name": "k8s-backup2", "ip": "10.8.0.13"}},
-               "vip": {"keepalived": True, "interface": "ens33", "virtualRouterId": 51, "routerId": "NGINX_MASTER",
-                       "priorities": {"cp1": 100, "cp2": 90, "cp3": 80}}}
 OP_TYPE = "kubernetes:kubean.io/v1alpha1:ClusterOperation"
-
-
-def _workdir(tmp_path: Path, config: dict, extra: dict | None = None) -> Path:
-    (tmp_path / ".cpswap").mkdir(exist_ok=True)
-    applied = {"membership": {s: dict(m) for s, m in config["members"].items()}, **(extra or {})}
-    (tmp_path / ".cpswap" / "applied-prod.json").write_text(json.dumps(applied))
-    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    return tmp_path
 
 
 def _with(config: dict, slot: str, **host) -> dict:
     changed = copy.deepcopy(config)
     changed["members"][slot] = {**changed["members"][slot], **host}
     return changed
-
-
-def _run(config: dict, work: Path, **kw) -> Recording:
-    rec = run_program(config=config, secrets=SECRETS, cwd=work, isolate_network=True, **kw)
-    assert rec.error is None, rec.error
-    return rec
 
 
 def _changed(before: Recording, after: Recording) -> set[str]:

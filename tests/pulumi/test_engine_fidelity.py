@@ -16,7 +16,7 @@ import pytest
 import cpswap
 from cpswap.core.renderers.deadline import bounded_work
 from cpswap.core.slots import DESTROY_GUARD
-import tests.pulumi.test_distributions as dist
+from tests.support import stacks as dist
 from tests.support.pulumi_mocks import ROOT, load_stack_file
 
 PROD = load_stack_file(ROOT / "Pulumi.prod.yaml")
@@ -28,7 +28,7 @@ CONFIGS = {"ocboot": PROD, "k3s": K3S, "kubeadm": dist.KUBEADM_VIP, "kubean": di
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def recording(request, tmp_path_factory):
     config = CONFIGS[request.param]
-    return request.param, dist._run(config, dist._workdir(tmp_path_factory.mktemp(request.param), config))
+    return request.param, dist.run_config(config, dist.workdir(tmp_path_factory.mktemp(request.param), config))
 
 
 def test_the_only_property_edge_inside_a_slot_is_kubeadm_join_stdin_from_join_prepare(recording):
@@ -65,7 +65,7 @@ def test_kubean_clean_playbook_patch_takes_over_the_seeds_configmap_key(tmp_path
     from tests.support.twin import kubean as twin_kubean
     from tests.support.twin.replayer import CONFIG_MAP_PATCH, Replayer, Runner, StepFailed
 
-    rec = dist._run(dist.KUBEAN, dist._workdir(tmp_path, dist.KUBEAN))
+    rec = dist.run_config(dist.KUBEAN, dist.workdir(tmp_path, dist.KUBEAN))
     patch = next(r for r in rec.resources if r.type == CONFIG_MAP_PATCH)
     assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"} and patch.retain_on_delete
     provider = next(r for r in rec.resources if patch.provider.startswith(r.urn + "::"))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.core.test_ocboot_join import SEED_NODES, complete
+from tests.support.ocboot_join import SEED_NODES, complete
 
 CHECKOUT = Path(os.environ.get("CPSWAP_OCBOOT_CHECKOUT", "/tmp/ocboot"))
 pytestmark = pytest.mark.skipif(not (CHECKOUT / "lib" / "ocboot.py").exists(),
