@@ -13,7 +13,7 @@ from cpswap.core.renderers.deadline import (KILL_AFTER_S, MARGIN_S, Deadline, bo
                                             foreground_daemon, parse_duration, render_bounded)
 from cpswap.core.slots import CommandSpec, destroy_guard, slot_commands
 from cpswap.stackfiles import load_model
-from tests.support.stacks import KUBEADM_VIP, KUBEAN, MEMBERS, OPENSHIFT
+from tests.support.mock_stacks import KUBEADM_VIP, KUBEAN, MEMBERS, OPENSHIFT
 from tests.support.pulumi_mocks import ROOT
 
 K3S = {"distribution": "k3s", "controlPlaneEndpoint": "10.9.0.100:6443", "etcd": {"preset": "env"}, "members": MEMBERS}

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from tests.support.pulumi_mocks import TEST_SECRETS, Recording, run_program
-from tests.support.stacks import KUBEADM_VIP, KUBEAN, OPENSHIFT
-from tests.support.stacks import run_config as _run
-from tests.support.stacks import workdir as _workdir
+from tests.support.mock_stacks import KUBEADM_VIP, KUBEAN, OPENSHIFT
+from tests.support.mock_stacks import run_config as _run
+from tests.support.mock_stacks import workdir as _workdir
 
 OP_TYPE = "kubernetes:kubean.io/v1alpha1:ClusterOperation"
 

@@ -16,7 +16,7 @@ import pytest
 import cpswap
 from cpswap.core.renderers.deadline import bounded_work
 from cpswap.core.slots import DESTROY_GUARD
-from tests.support import stacks as dist
+from tests.support import mock_stacks as dist
 from tests.support.pulumi_mocks import ROOT, load_stack_file
 
 PROD = load_stack_file(ROOT / "Pulumi.prod.yaml")
