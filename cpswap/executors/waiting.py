@@ -12,10 +12,11 @@ Progress = Callable[[str], None]
 
 
 def wait_until(what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float, progress: Progress,
-               poll_s: float = 0.1, max_delay_s: float = 1.0) -> None:
-    """Poll ``probe`` (→ done, state) with backoff until done. A TransientError from the probe is
-    a state, not a failure; the next poll waits what it asked for (``delay``), if anything. Prints the
-    state whenever it changes; DeadlineError names the last."""
+               poll_s: float = 0.1, max_delay_s: float = 0.5) -> None:
+    """Poll ``probe`` (→ done, state) with backoff until done; the default backoff stops at 0.5 s, so
+    a join or a recreated pod is seen within half a second of being ready, for one cheap read a poll.
+    A TransientError from the probe is a state, not a failure; the next poll waits what it asked for
+    (``delay``), if anything. Prints the state whenever it changes; DeadlineError names the last."""
     end = time.monotonic() + deadline_s
     delay, last = poll_s, ""
     while True:

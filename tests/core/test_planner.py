@@ -65,6 +65,16 @@ def test_can_remove_matches_projected_quorum(n, healthy, target):
     assert str(after_healthy) in verdict.reason and str(n - 1) in verdict.reason
 
 
+@given(n=st.integers(min_value=1, max_value=9), others_healthy=st.integers(min_value=0, max_value=8))
+def test_the_departing_members_health_does_not_change_the_verdict(n, others_healthy):
+    """What lets `etcd remove` bound the departing member's health probe (DEPARTING_PROBE_S): only the
+    voters that stay count, so a dead target and a healthy one get the same verdict."""
+    others_healthy = min(others_healthy, n - 1)
+    alive = can_remove(voters=n, healthy=others_healthy + 1, target_healthy=True)
+    dead = can_remove(voters=n, healthy=others_healthy, target_healthy=False)
+    assert (alive.allowed, alive.after) == (dead.allowed, dead.after)
+
+
 def test_healthy_member_removal_refused_while_another_is_dead_names_numbers():
     applied = _applied(3)
     desired = {**applied, "cp2": Host(name="new-cp2", ip="10.9.1.2")}
