@@ -204,7 +204,8 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path, caps
     assert cli_main(shlex.split(delete)[1:]) == 0
     took = time.monotonic() - started
     assert "node is NotReady; force-deleting 4 pod(s) without waiting" in capsys.readouterr().err
-    assert took < 20, f"delete-node waited {took:.0f}s on a NotReady node (drain timeout 120)"
+    # far below the 120 s drain it must skip, with room for a loaded machine (it takes ~1 s idle)
+    assert took < 60, f"delete-node waited {took:.0f}s on a NotReady node (drain timeout 120)"
     assert cli_main(shlex.split(verify)[1:]) == 0 and f"node {NEW} is Ready" in capsys.readouterr().err
     argv = shlex.split(recover_line)
     assert argv[0] == "cpswap" and argv[1].startswith("--expect-version=") and argv[2:4] == ["kube", "recover-pvcs"]

@@ -119,7 +119,7 @@ def test_destroy_refuses_without_the_opt_in_and_releases_with_it(tmp_path):
         started = time.monotonic()
         with pytest.raises(StepFailed, match=r"(?s)rc=124: .*cpswap: hang-bounded: stopped at its deadline of 3s") as stopped:
             Replayer(Runner(cwd=workdir, timeout_s=60)).up([bounded])
-        assert 2.5 < time.monotonic() - started < 30
+        assert 2.5 < time.monotonic() - started < 120  # its 3 s deadline, not the 300 s sleep (loaded machine: room)
         shell, sleeper = (int(x) for x in re.findall(r"^(\d+)$", str(stopped.value), re.M)[:2])
         end = time.monotonic() + 10
         while _alive(sleeper) or _alive(shell):

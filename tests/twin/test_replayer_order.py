@@ -546,4 +546,4 @@ def test_an_interrupted_step_loses_its_whole_session_deadline_wrapper_included(t
     started = time.monotonic()
     with pytest.raises(StepFailed, match=r"rc=-9"):
         r.up([wrapped])
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 45  # the 1 s interrupt, not the 50 s deadline or the 60 s sleep
