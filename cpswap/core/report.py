@@ -5,9 +5,11 @@ prints, what the program exports as the ``plan`` stack output and what the polic
 """
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 from cpswap.core.model import DEFAULT_SNAPSHOT_PATH
+from cpswap.core.plan_schema import PlanDocument
 from cpswap.core.planner import Plan
 from cpswap.core.safety import human, safety_section
 from cpswap.core.slots import adoption_check
@@ -15,9 +17,10 @@ from cpswap.core.slots import adoption_check
 SCHEMA = "cpswap.plan/v1"
 
 
-def plan_document(plan: Plan) -> dict[str, Any]:
+def plan_document(plan: Plan) -> PlanDocument:
+    """The plan as its document; its keys and types are ``PlanDocument`` (cpswap/core/plan_schema.py)."""
     model = plan.model
-    document = {
+    document: dict[str, Any] = {
         "schema": SCHEMA,
         "stack": model.stack,
         "distribution": model.distribution,
@@ -46,7 +49,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         if plan.observed else None,
     }
     document["safety"] = safety_section(document, snapshot_dir=model.etcd.snapshot_dir or DEFAULT_SNAPSHOT_PATH)
-    return document
+    return typing.cast(PlanDocument, document)
 
 
 def adoption_check_doc(plan: Plan) -> dict[str, str] | None:

@@ -14,18 +14,22 @@ from cpswap.core.steps import Action
 from cpswap.core.slots import LOCAL_SECRET_ENV, CommandSpec, RunsOn, SlotResource, record
 
 
+def etcd_leave(member: Member, *, delete: str, reason: str) -> CommandSpec:
+    """``<slot>-etcd-leave``: records on create, removes the member (``delete``, from stored state)."""
+    return CommandSpec(
+        name=f"{member.slot}-etcd-leave", action=Action.ETCD_REMOVE, runs_on=RunsOn("local", "operator"),
+        create=record(member, "is an etcd member; its removal runs when this slot changes"),
+        update=record(member, "etcd membership unchanged"), delete=delete, triggers=member.host.triggers(),
+        secret_env=LOCAL_SECRET_ENV, delete_timeout="10m", reason=reason)
+
+
 def survivors_leave(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     triggers = member.host.triggers()
     local = RunsOn("local", "operator")
     return (
-        CommandSpec(
-            name=f"{member.slot}-etcd-leave", action=Action.ETCD_REMOVE, runs_on=local,
-            create=record(member, "is an etcd member; its removal runs when this slot changes"),
-            update=record(member, "etcd membership unchanged"),
-            delete=render_etcd_leave(host=member.host, etcd=model.etcd), triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV, delete_timeout="10m",
-            reason="remove the departing member through the survivors, after a verified snapshot; "
-                   "never contacts the departing host"),
+        etcd_leave(member, delete=render_etcd_leave(host=member.host, etcd=model.etcd),
+                   reason="remove the departing member through the survivors, after a verified snapshot; "
+                          "never contacts the departing host"),
         CommandSpec(
             name=f"{member.slot}-node-leave", action=Action.NODE_DELETE, runs_on=local,
             create=record(member, "is a Node; its deletion runs when this slot changes"),

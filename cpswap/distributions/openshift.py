@@ -19,6 +19,7 @@ from cpswap.core.renderers import render_node_verify
 from cpswap.core.steps import Action
 from cpswap.core.slots import LOCAL_SECRET_ENV, CommandSpec, RunsOn, SlotResource, record
 from cpswap.distributions import Block, Distribution
+from cpswap.distributions.common import etcd_leave
 
 
 def parse_openshift(c: _Collector, raw: Any) -> OpenshiftSettings:
@@ -43,14 +44,9 @@ def leave(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
     osh, host, triggers = _settings(model), member.host, member.host.triggers()
     local = RunsOn("local", "operator")
     return (
-        CommandSpec(
-            name=f"{member.slot}-etcd-leave", action=Action.ETCD_REMOVE, runs_on=local,
-            create=record(member, "is an etcd member; its removal runs when this slot changes"),
-            update=record(member, "etcd membership unchanged"),
-            delete=ocp.render_openshift_etcd_leave(host=host, etcd=model.etcd, openshift=osh), triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV, delete_timeout="10m",
-            reason="remove the member through a healthy etcd pod on another node, after a verified snapshot; "
-                   "with an Active ControlPlaneMachineSet the etcd operator removes it when the Machine goes"),
+        etcd_leave(member, delete=ocp.render_openshift_etcd_leave(host=host, etcd=model.etcd, openshift=osh),
+                   reason="remove the member through a healthy etcd pod on another node, after a verified snapshot; "
+                          "with an Active ControlPlaneMachineSet the etcd operator removes it when the Machine goes"),
         CommandSpec(
             name=f"{member.slot}-etcd-secrets", action=Action.ETCD_SECRETS_DELETE, runs_on=local,
             create=record(member, "has etcd peer/serving/metrics secrets; they are deleted when this slot changes"),

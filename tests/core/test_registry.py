@@ -57,3 +57,21 @@ def test_every_resource_speaks_the_vocabulary_and_reads_only_declared_secrets(na
                 assert spec.stdin.secret in allowed, (spec.name, spec.stdin)
             assert {key for _, key in spec.secret_env} <= allowed, spec.name
     assert distro.joined_by in actions
+
+
+@pytest.mark.parametrize("name", registry.KNOWN)
+def test_the_plan_document_of_every_distribution_has_the_typed_schema(name):
+    from cpswap.core.facts import Observation
+    from cpswap.core.model import Host
+    from cpswap.core.plan_schema import conformance
+    from cpswap.core.planner import AppliedMembership, plan_swap
+    from cpswap.core.report import plan_document
+
+    model = model_for(name)
+    applied = {**model.hosts(), "cp1": Host(name="gone-1", ip="10.99.0.1")}  # cp1 is being swapped
+    plan = plan_swap(model=model, applied=AppliedMembership.of(applied, source="test", reason="test"),
+                     observation=Observation())
+    document = plan_document(plan)
+    assert document["steps"] and conformance(document) == []
+    assert conformance({**document, "extra": 1}) == ["plan.extra: not in the schema"]
+    assert conformance({**document, "observed": "yes"}) == ["plan.observed: 'yes' is not a bool"]
