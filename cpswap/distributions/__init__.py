@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the modules import these at load time; the registry only na
     from cpswap.core.slots import SlotResource
 
 # Every distribution, in the order the documentation lists them. A name here is a module here.
-KNOWN: tuple[str, ...] = ("ocboot", "k3s", "kubeadm", "kubean", "openshift")
+KNOWN: tuple[str, ...] = ("ocboot", "k3s", "kubeadm", "kubean", "openshift", "rke2")
 
 
 class UnknownDistribution(ValueError):

@@ -36,7 +36,7 @@ CASES = [
     ("members.cp3.ip", "10.0.0.2", r"members.cp3.ip='10.0.0.2': cp2 and cp3 both use ip 10.0.0.2"),
     ("members.cp3.name", "b", r"members.cp3.name='b': cp2 and cp3 both use name b"),
     ("members.cp2.ip", "10.0.0.100", r"members.cp2.ip='10.0.0.100': the control-plane endpoint \(VIP\) 10.0.0.100:6443 must not be a member"),
-    ("distribution", "rke2", r"distribution='rke2': unknown distribution; use one of ocboot, k3s, kubeadm"),
+    ("distribution", "rke9", r"distribution='rke9': unknown distribution; use one of ocboot, k3s, kubeadm"),
     ("distribution", "kubean", r"kubean=\'None\': distribution kubean needs the kubean block \(cluster, image\)"),
     ("kubean", {"cluster": "c", "image": "i:1"}, r"kubean='…': the kubean block applies to distribution kubean, not k3s"),
     ("vip", {"keepalived": True, "priorities": {"cp1": 3, "cp2": 2, "cp3": 1}}, r"^(?!.)"),  # valid: no violation

@@ -107,4 +107,5 @@ TEST_SECRETS = {
     "etcdClientKey": "-----BEGIN PRIVATE KEY-----\nTESTCLIENTKEY\n-----END PRIVATE KEY-----\n",
     "ocbootDbPassword": "0neC1oudDB#test",
     "k3sToken": "K10test-token::server:secret",
+    "rke2Token": "K10rke2-test-token::server:secret",
 }
