@@ -6,13 +6,16 @@ Uses the official kubernetes client (no kubectl). Kubeconfig from ``--kubeconfig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Iterator
 
-from cpswap.cli import FILE, HOST_PORT, NAME, NAMES, POLICY_JSON, SECONDS, lazy_module, progress
+from cpswap.cli import FILE, HOST_PORT, NAME, NAMES, POLICY_JSON, SECONDS, URLS, lazy_module, progress
 from cpswap.core.errors import ConfigError, UnsafeOperationError, Violation
 from cpswap.core.inputs import host_port
+from cpswap.core.membership import DEFAULT_LOCK_TTL_S, DEFAULT_LOCK_WAIT_S
 
 ex = lazy_module("cpswap.executors.kube")  # the Kubernetes client loads on the first call, not for --help
 
@@ -41,6 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--node", type=NAME, required=True)
     p.add_argument("--drain", action="store_true")
     p.add_argument("--drain-timeout", type=SECONDS, default=120)
+    _etcd_lock_flags(p)
     p.set_defaults(func=_delete_node)
     p = cmds.add_parser("check-kubeadm-endpoint",
                         help="kubeadm-config's controlPlaneEndpoint must be the VIP (it goes into apiserver SANs)")
@@ -78,6 +82,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_recover)
 
 
+def _etcd_lock_flags(parser: argparse.ArgumentParser) -> None:
+    """The cluster's etcd, for the membership lock a control-plane Node's delete takes (issue 14)."""
+    from cpswap.cli.etcd import _preset as etcd_preset
+    group = parser.add_argument_group("etcd (membership lock; required to delete a control-plane Node)")
+    group.add_argument("--endpoints", type=URLS, default=[], help="comma-separated https://host:2379 URLs")
+    group.add_argument("--cacert", type=FILE)
+    group.add_argument("--cert", type=FILE)
+    group.add_argument("--key", type=FILE)
+    group.add_argument("--preset", type=etcd_preset, metavar="PRESET", help="as for `cpswap etcd`")
+    group.add_argument("--discover", choices=("kube",), help="add the control-plane Node IPs as etcd endpoints")
+    group.add_argument("--lock-ttl", type=int, default=DEFAULT_LOCK_TTL_S, help="lease TTL of the membership lock")
+    group.add_argument("--lock-wait", type=SECONDS, default=DEFAULT_LOCK_WAIT_S,
+                       help="how long to queue for the membership lock before giving up")
+
+
+@contextlib.contextmanager
+def _membership_lock(args: argparse.Namespace, what: str) -> Iterator[object]:
+    from cpswap.executors import etcd
+    from cpswap.executors.etcd_lock import membership_lock
+
+    endpoints = list(args.endpoints)
+    if args.discover == "kube":
+        endpoints += ex.control_plane_endpoints(kubeconfig=args.kubeconfig, timeout=args.request_timeout)
+    with etcd.preset_connection(preset=args.preset, endpoints=endpoints, cacert=args.cacert, cert=args.cert,
+                                key=args.key, timeout=args.request_timeout) as conn:
+        with membership_lock(conn, what=what, ttl_s=args.lock_ttl, wait_s=args.lock_wait, progress=progress) as held:
+            yield held
+
+
 def _api(args: argparse.Namespace):
     return ex.connect(kubeconfig=args.kubeconfig, timeout=args.request_timeout)
 
@@ -102,8 +135,10 @@ def _drain(args: argparse.Namespace) -> int:
 
 def _delete_node(args: argparse.Namespace) -> int:
     with _api(args) as api:
+        lock = (None if not (args.preset or args.endpoints or args.cacert)
+                else lambda what: _membership_lock(args, what))
         print(ex.delete_node(api, name=args.node, drain_first=args.drain, drain_timeout_s=args.drain_timeout,
-                             progress=progress))
+                             progress=progress, lock=lock))
     return 0
 
 

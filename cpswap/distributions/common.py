@@ -34,9 +34,10 @@ def survivors_leave(model: StackModel, member: Member) -> tuple[SlotResource, ..
             name=f"{member.slot}-node-leave", action=Action.NODE_DELETE, runs_on=local,
             create=record(member, "is a Node; its deletion runs when this slot changes"),
             update=record(member, "Node unchanged"),
-            delete=render_node_delete(host=member.host), triggers=triggers,
-            secret_env=LOCAL_SECRET_ENV[:1], delete_timeout="10m",
-            reason="delete the Node before the PVCs so local-path skips helper pods on the missing node"),
+            delete=render_node_delete(host=member.host, etcd=model.etcd), triggers=triggers,
+            secret_env=LOCAL_SECRET_ENV, delete_timeout="10m",
+            reason="delete the Node (under the cluster's membership lock: one membership change at a time) "
+                   "before the PVCs so local-path skips helper pods on the missing node"),
     )
 
 

@@ -333,11 +333,39 @@ def drain(api: Api, *, name: str, timeout_s: float, progress: Progress) -> None:
         deadline_s=timeout_s, progress=progress)
 
 
+def is_control_plane(node: client.V1Node) -> bool:
+    return any(label in (node.metadata.labels or {}) for label in CONTROL_PLANE_LABELS)
+
+
 @inputs.validated(name=inputs.dns_name, drain_timeout_s=inputs.seconds)
-def delete_node(api: Api, *, name: str, drain_first: bool, drain_timeout_s: float, progress: Progress) -> str:
-    if read_node(api, name) is None:
+def delete_node(api: Api, *, name: str, drain_first: bool, drain_timeout_s: float, progress: Progress,
+                lock: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None) -> str:
+    """Drain (optionally) and delete the Node ``name``; absent is success. A control-plane Node
+    (``CONTROL_PLANE_LABELS``) is deleted only under the cluster's membership lock: ``lock(what)``
+    is entered first (``etcd_lock.membership_lock`` on the cluster's etcd: k3s removes the Node's
+    etcd member with it, so it is a membership change like ``etcd remove``, issue 14), and the Node
+    is read again under it. Without ``lock`` a control-plane Node is refused before anything is sent."""
+    node = read_node(api, name)
+    if node is None:
         progress(f"node {name} is already gone")
         return "absent"
+    if not is_control_plane(node):
+        return _drain_and_delete(api, name=name, drain_first=drain_first, drain_timeout_s=drain_timeout_s,
+                                 progress=progress)
+    if lock is None:
+        raise ConfigError([Violation("--preset/--endpoints", "", f"node {name} is a control-plane Node (labels "
+                                     f"{', '.join(k for k in CONTROL_PLANE_LABELS if k in (node.metadata.labels or {}))}): "
+                                     "deleting it changes the control plane, so it needs the cluster's etcd "
+                                     "connection to take the membership lock first; nothing was deleted")])
+    with lock(f"delete control-plane node {name}"):
+        if read_node(api, name) is None:
+            progress(f"node {name} is already gone")
+            return "absent"
+        return _drain_and_delete(api, name=name, drain_first=drain_first, drain_timeout_s=drain_timeout_s,
+                                 progress=progress)
+
+
+def _drain_and_delete(api: Api, *, name: str, drain_first: bool, drain_timeout_s: float, progress: Progress) -> str:
     if drain_first:
         drain(api, name=name, timeout_s=drain_timeout_s, progress=progress)
     delete_if_present(f"delete node {name}", api.core.delete_node, name, api=api)

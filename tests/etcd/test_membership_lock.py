@@ -170,3 +170,62 @@ def test_a_lock_whose_holder_was_killed_is_freed_by_its_lease(three):
         if holder.poll() is None:
             os.kill(holder.pid, signal.SIGKILL)
             holder.wait(timeout=10)
+
+
+def test_a_control_plane_node_delete_and_a_member_remove_queue_on_the_same_lock(three):
+    """`kube delete-node` of a control-plane Node takes the same lock as `etcd remove` (issue 14:
+    k3s removes a deleted Node's etcd member). While a third party holds the lock, both wait in
+    arrival order and change nothing; released, each runs in turn. Without an etcd connection a
+    control-plane Node is not deleted at all."""
+    import threading
+
+    from cpswap.core.errors import ConfigError
+    from cpswap.executors import kube
+    from tests.support.kube_emulator import Emulator, _node
+
+    conn = three.connection()
+    with Emulator() as emu:
+        emu.core.create_node(_node("m2", three.ip("m2")))
+        with pytest.raises(ConfigError, match="node m2 is a control-plane Node .* nothing was deleted"):
+            kube.delete_node(emu.api, name="m2", drain_first=True, drain_timeout_s=5, progress=print)
+        events: list[str] = []
+        results: dict[str, object] = {}
+
+        def lock(what: str):
+            return etcd_lock.membership_lock(three.connection(), what=what, wait_s=60, progress=events.append)
+
+        def delete() -> None:
+            results["delete"] = kube.delete_node(emu.api, name="m2", drain_first=True, drain_timeout_s=5,
+                                                 progress=events.append, lock=lock)
+
+        def remove() -> None:
+            results["remove"] = ex.remove_member(three.connection(), name="m3", ip=three.ip("m3"), snapshot_dir=None,
+                                                 progress=events.append, lock_wait_s=60)
+
+        def queue() -> list[str]:
+            return [h.what for h in etcd_lock.current_holders(conn)]
+
+        def wait_for(predicate, what: str) -> None:
+            end = time.monotonic() + 30
+            while not predicate():
+                assert time.monotonic() < end, f"never: {what}; queue {queue()}"
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=delete), threading.Thread(target=remove)]
+        with etcd_lock.membership_lock(conn, what="another pipeline's change", progress=print):
+            threads[0].start()
+            wait_for(lambda: len(queue()) == 2, "the delete queued")
+            threads[1].start()
+            wait_for(lambda: len(queue()) == 3, "the remove queued")
+            assert queue() == ["another pipeline's change", "delete control-plane node m2",
+                               f"remove m3 ({three.ip('m3')})"]
+            assert emu.core.read_node("m2") is not None and names(conn) == ["m1", "m2", "m3"]
+        for thread in threads:
+            thread.join(timeout=60)
+        assert results == {"delete": "deleted", "remove": "removed"}, (results, events)
+        held = [e for e in events if "held for" in e]
+        assert [e.split(" held for ")[1].split(" (")[0] for e in held] == [
+            "delete control-plane node m2", "remove m3"], held
+        assert events.index("node m2 deleted") < events.index(held[1])  # the remove held it only after the delete
+        assert [n.metadata.name for n in emu.core.list_node().items] == [] and names(conn) == ["m1", "m2"]
+        assert lock_keys(conn) == []

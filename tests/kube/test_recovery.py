@@ -1,6 +1,7 @@
 """Kubernetes-side recovery against kmock's emulated API with controller hooks (issue 4)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -11,14 +12,22 @@ import pytest
 
 from cpswap.cli import main as cli_main
 from cpswap.core.errors import DeadlineError, UnsafeOperationError
-from cpswap.core.model import Host
+from cpswap.core.model import EtcdSettings, Host
 from cpswap.core.recovery import parse_pvc_recovery
 from cpswap.core.renderers.kube import render_node_delete, render_node_verify, render_pvc_recover
+from cpswap.executors import etcd_lock
 from cpswap.executors import kube as ex
+from tests.support.etcd_cluster import EtcdCluster
 from tests.support.kube_emulator import ONECLOUD_POLICY, Controllers, Emulator, seed_004
 
 NEW, DEAD, N2, N3 = "lzx-test-add-node", "lzx-ha-env", "lzx-ha-env-2", "lzx-ha-env-3"
 RECOVERED = {"onecloud-minio/minio-1", "onecloud-monitoring/monitor-minio-1"}
+
+
+def UNLOCKED(what: str) -> contextlib.AbstractContextManager[None]:
+    """These tests are about recovery; the membership lock a control-plane Node's delete takes is
+    shown on real etcd (tests/etcd/test_membership_lock.py and the rendered-lines test below)."""
+    return contextlib.nullcontext()
 
 
 @pytest.fixture
@@ -74,7 +83,7 @@ class Interrupt(Exception):
 def test_recovery_interrupted_then_rerun_converges(cluster, tmp_path, stop_at):
     emu, _ = cluster
     before = placement(emu)
-    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print)
+    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print, lock=UNLOCKED)
 
     def progress(line: str) -> None:
         print(line)
@@ -95,7 +104,7 @@ def test_api_unreachable_mid_wait_gives_a_deadline_and_a_record(tmp_path):
     with Emulator() as emu:
         seed_004(emu.core, emu.apps)
         with Controllers(emu) as controllers:
-            ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print)
+            ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print, lock=UNLOCKED)
             controllers.paused.set()  # the StatefulSet controller is down: the wait cannot finish
             api = ex.Api(core=emu.core, apps=emu.apps, timeout=1)
             lines: list[str] = []
@@ -117,7 +126,7 @@ def test_api_unreachable_mid_wait_gives_a_deadline_and_a_record(tmp_path):
 
 def test_claim_without_policy_is_refused_before_anything_is_deleted(cluster, tmp_path):
     emu, _ = cluster
-    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print)
+    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print, lock=UNLOCKED)
     pvcs_before = sorted((c.metadata.namespace, c.metadata.name)
                          for c in emu.core.list_persistent_volume_claim_for_all_namespaces().items)
     policy = {k: v for k, v in ONECLOUD_POLICY.items() if k != "onecloud-monitoring"}
@@ -193,17 +202,33 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path, caps
 
     policies, problems = parse_pvc_recovery(ONECLOUD_POLICY)
     assert problems == ()
-    delete, verify, recover_line = (render_node_delete(host=Host(DEAD, "192.168.0.254")),
+    delete, verify, recover_line = (render_node_delete(host=Host(DEAD, "192.168.0.254"), etcd=EtcdSettings()),
                                     render_node_verify(host=Host(NEW, "192.168.0.239"), deadline_s=30),
                                     render_pvc_recover(host=Host(NEW, "192.168.0.239"), policies=policies,
                                                        deadline_s=60))
     # delete-node and wait-node through the same parser in-process (each spawn costs ~2 s of client
     # imports); recover-pvcs as the real `cpswap` process with the kubeconfig only in the environment
     capsys.readouterr()
-    started = time.monotonic()
-    assert cli_main(shlex.split(delete)[1:]) == 0
-    took = time.monotonic() - started
-    assert "node is NotReady; force-deleting 4 pod(s) without waiting" in capsys.readouterr().err
+    # the control-plane Node is deleted under the membership lock of the cluster's etcd: a real
+    # one-member etcd here, named by --endpoints instead of --discover kube (the emulated Nodes'
+    # addresses are the seed's 192.168.0.x, never contacted from tests)
+    assert delete.endswith(" --preset env --discover kube")
+    etcd = EtcdCluster.start(workdir=tmp_path / "etcd", n=1)
+    try:
+        conn = etcd.connection()
+        for var, path in (("CPSWAP_ETCD_CACERT_DATA", conn.ca), ("CPSWAP_ETCD_CERT_DATA", conn.cert),
+                          ("CPSWAP_ETCD_KEY_DATA", conn.key)):
+            monkeypatch.setenv(var, Path(path).read_text())
+        delete = delete.replace("--discover kube", f"--endpoints {conn.endpoints[0]}")
+        started = time.monotonic()
+        assert cli_main(shlex.split(delete)[1:]) == 0
+        took = time.monotonic() - started
+        err = capsys.readouterr().err
+        assert f"held for delete control-plane node {DEAD}" in err
+        assert "node is NotReady; force-deleting 4 pod(s) without waiting" in err
+        assert etcd_lock.current_holders(conn) == []  # released
+    finally:
+        etcd.stop()
     # far below the 120 s drain it must skip, with room for a loaded machine (it takes ~1 s idle)
     assert took < 60, f"delete-node waited {took:.0f}s on a NotReady node (drain timeout 120)"
     assert cli_main(shlex.split(verify)[1:]) == 0 and f"node {NEW} is Ready" in capsys.readouterr().err
@@ -237,7 +262,7 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path, caps
 
 def test_skip_and_manual_policies_leave_claims_alone_and_manual_is_reported(cluster, tmp_path):
     emu, _ = cluster
-    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print)
+    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print, lock=UNLOCKED)
     policy = {**ONECLOUD_POLICY,
               "onecloud-monitoring": {"policy": "manual", "dataClass": "unique", "order": 2},
               "onecloud/default-victoria-metrics": {"policy": "skip", "dataClass": "disposable", "order": 3}}
@@ -272,7 +297,7 @@ def test_recovery_cordons_where_moving_pods_can_land_and_takes_only_the_departed
     # a claim of some other node that vanished long ago, in a namespace that has a recreate policy
     emu.core.create_persistent_volume(_pv("pv-ghost", "ghost-node", "onecloud-minio", "export-ghost", "1Gi"))
     emu.core.create_namespaced_persistent_volume_claim("onecloud-minio", _claim("export-ghost", "onecloud-minio", "1Gi"))
-    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print)
+    ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print, lock=UNLOCKED)
     lines: list[str] = []
     with pytest.raises(ex.ConfigError, match="--old-node='lzx-test-add-node': is the new node"):
         ex.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=NEW, orphaned=True,

@@ -5,14 +5,17 @@ import json
 from shlex import quote
 from collections.abc import Sequence
 
-from cpswap.core.model import Endpoint, Host
+from cpswap.core.model import Endpoint, EtcdSettings, Host
 from cpswap.core.recovery import ClaimPolicy
 from cpswap.core.renderers.executor import CPSWAP
 
 
-def render_node_delete(*, host: Host, drain_timeout_s: int = 120) -> str:
-    """Cordon, drain (skipping the eviction wait on a NotReady node) and delete the Node. Idempotent."""
-    return (f"{CPSWAP} kube delete-node --node {quote(host.name)} --drain --drain-timeout {drain_timeout_s}")
+def render_node_delete(*, host: Host, etcd: EtcdSettings, drain_timeout_s: int = 120) -> str:
+    """Cordon, drain (skipping the eviction wait on a NotReady node) and delete the Node. Idempotent.
+    A control-plane Node is deleted under the cluster's membership lock (the etcd found through the
+    VIP's control-plane Nodes, as ``etcd remove`` finds it), so it queues behind any other change."""
+    return (f"{CPSWAP} kube delete-node --node {quote(host.name)} --drain --drain-timeout {drain_timeout_s} "
+            f"--preset {quote(etcd.preset)} --discover kube")
 
 
 def render_node_verify(*, host: Host, deadline_s: int = 600) -> str:
