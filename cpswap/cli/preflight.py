@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from cpswap.cli import FILE, IP, NAME, SECONDS, SLOT, STACK, WORD, argtype, progress
+from cpswap.cli import FILE, IP, NAME, NAMESPACE, SECONDS, SLOT, STACK, WORD, argtype, progress
 from cpswap.core import inputs
 from cpswap import distributions as registry
 from cpswap.core import preflight as pf
@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ssh-key", type=FILE, help="private key file (default: $CPSWAP_SSH_KEY_DATA)")
     p.add_argument("--ocboot-workdir", type=TEXT)
     p.add_argument("--ocboot-version", type=TEXT)
+    p.add_argument("--kubean-cluster", type=NAME, help="(kubean) the Cluster on the global cluster")
+    p.add_argument("--kubean-image", type=TEXT, help="(kubean) the spray-job image the stack runs operations with")
+    p.add_argument("--kubean-namespace", type=NAMESPACE, default="kubean-system", help="(kubean) the operator's namespace")
+    p.add_argument("--machine-namespace", type=NAMESPACE, default="openshift-machine-api",
+                   help="(openshift) the Machines' namespace")
     p.add_argument("--snapshot-dir", type=TEXT, help="default: the etcd executor's ($CPSWAP_STATE_DIR/snapshots, "
                                                       "else ~/.local/state/cpswap/snapshots)")
     p.add_argument("--worst-case", type=SECONDS, default=3 * 3600.0,
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             return _usage(str(exc))
         ssh = (model.ssh.user, model.ssh.port)
         snapshot_dir = model.etcd.snapshot_dir
+        kubean_namespace = model.kubean.namespace if model.kubean else args.kubean_namespace
+        machine_namespace = model.openshift.machine_namespace if model.openshift else args.machine_namespace
     else:
         missing = [f"--{n.replace('_', '-')}" for n in ("distribution", "slot", "node", "ip", "vip")
                    if getattr(args, n) is None]
@@ -88,10 +95,14 @@ def run(args: argparse.Namespace) -> int:
         if (registry.get(args.distribution).preflight.ocboot_checkout
                 and not (args.ocboot_workdir and args.ocboot_version)):
             return _usage(f"--distribution {args.distribution} needs --ocboot-workdir and --ocboot-version")
+        if registry.get(args.distribution).preflight.kubean and not (args.kubean_cluster and args.kubean_image):
+            return _usage(f"--distribution {args.distribution} needs --kubean-cluster and --kubean-image")
         targets = [pf.Target(slot=args.slot, distribution=args.distribution, name=args.node, ip=args.ip,
-                             vip=args.vip, ocboot_workdir=args.ocboot_workdir, ocboot_version=args.ocboot_version)]
+                             vip=args.vip, ocboot_workdir=args.ocboot_workdir, ocboot_version=args.ocboot_version,
+                             kubean_cluster=args.kubean_cluster, kubean_image=args.kubean_image)]
         ssh = (args.ssh_user, args.ssh_port)
         snapshot_dir = args.snapshot_dir
+        kubean_namespace, machine_namespace = args.kubean_namespace, args.machine_namespace
     if snapshot_dir is None:
         from cpswap.executors.etcd import default_snapshot_dir
 
@@ -102,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for target in targets:
         progress(f"preflight {target.slot}: checking {target.name} ({target.ip}) ...")
-        facts = ex.gather(target=target, ssh=access, snapshot_dir=snapshot_dir, timeout_s=args.timeout)
+        facts = ex.gather(target=target, ssh=access, snapshot_dir=snapshot_dir, timeout_s=args.timeout,
+                          kubean_namespace=kubean_namespace, machine_namespace=machine_namespace)
         results.append(pf.decide_preflight(facts=facts, limits=limits))
     if args.json:
         print(json.dumps({"ok": all(r.ok for r in results), "slots": [r.as_dict() for r in results]}, indent=2))

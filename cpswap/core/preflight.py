@@ -7,17 +7,29 @@ connects or reads the clock: the same facts always give the same findings, so re
 preflight on an unchanged cluster gives the same answer.
 
 Checks (issue 14):
-  ssh            the new host answers over SSH with the stack's user and key (as the join reaches it)
+  ssh            the new host answers over SSH with the stack's user and key (from the operator's machine)
   identity       its hostname and one of its addresses match ``members.<slot>``
   vip-ssh        (ocboot, kubeadm) the VIP holder answers over SSH: the join or its preparation runs there
+  join-ssh       (ocboot) the new host answers SSH FROM the VIP holder, as ocboot's ansible reaches it there
+                 (the holder's own keys in ~/.ssh, ``ansible_user`` = the stack's ssh user, port 22), with the
+                 hostname and address of ``members.<slot>``
   ocboot         (ocboot) the checkout the join runs (``ocboot.workdir`` on the VIP holder) exists, with a
                  VERSION whose major.minor is the stack's ``ocboot.version``
   installer      (k3s) ``k3s`` is on the new host at the survivors' version (their Nodes' kubeletVersion);
-                 (ocboot) a k3s already on the new host must be that version too (ocboot keeps it)
-  ports          2379, 2380, 6443 (and the distribution's own) free on the new host, unless it is already a
-                 member of this cluster (adoption, a resumed join): then they are its own
+                 (ocboot) a k3s already on the new host must be that version too (ocboot keeps it);
+                 (kubeadm) ``kubeadm`` and ``kubelet`` on the new host within kubeadm's own skew of the
+                 control plane's version (``kubeadm_skew``)
+  kubean         (kubean) the Cluster on the global cluster with its hostsConfRef/varsConfRef ConfigMaps,
+                 the kubean operator Deployment ready, and the stack's image the one the cluster's latest
+                 ClusterOperation ran with
+  machine-api    (openshift) every control-plane Machine Running (none Provisioning, Deleting or Failed:
+                 no other Machine change under way), the ControlPlaneMachineSet's state reported
+  ports          2379, 2380, 6443 and the distribution's own (``DISTRIBUTION_PORTS``, data) free on the new
+                 host, unless it is already a member of this cluster (adoption, a resumed join): then they
+                 are its own
   disk           free space under /var/lib on the new host >= the etcd minimum
-  clock          the new host's clock against the VIP holder's (a survivor), within the bound
+  clock          the new host's clock against EVERY survivor's (the Ready control-plane Nodes, probed over
+                 SSH like the new host; the VIP holder's too), within the bound
   etcd-cert      the etcd client certificate is valid for longer than the run's worst case
   snapshot-dir   the snapshot directory is writable and has room
   api            the Kubernetes API answers through the VIP
@@ -67,6 +79,9 @@ class HostProbe:
     clock_uncertainty_s: float = 0.0  # half the round trip
     k3s_version: str | None = None
     ocboot_version: str | None = None  # the VERSION in the ocboot checkout; "" when the checkout is missing
+    kubeadm_version: str | None = None  # ``kubeadm version -o short``
+    kubelet_version: str | None = None  # ``kubelet --version``
+    onward: "HostProbe | None" = None  # (VIP holder) the new host as reached over SSH from here
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,33 @@ class Target:
     vip: str
     ocboot_workdir: str | None = None
     ocboot_version: str | None = None
+    kubean_cluster: str | None = None
+    kubean_image: str | None = None
+
+
+@dataclass(frozen=True)
+class KubeanFacts:
+    """What the global cluster shows of kubean (read-only). ``error`` set: not observed."""
+
+    error: str | None = None
+    cluster_found: bool = False
+    missing_refs: tuple[str, ...] = ()  # "hostsConfRef kubean-system/x-hosts-conf (absent)", ...
+    operator_ready: int | None = None  # ready replicas of the kubean operator Deployment(s); None: none found
+    last_operation: tuple[str, str] | None = None  # (name, spec.image) of the cluster's newest ClusterOperation
+
+
+@dataclass(frozen=True)
+class MachineFact:
+    name: str
+    phase: str  # status.phase, "Deleting" when a deletionTimestamp is set
+    node: str | None
+
+
+@dataclass(frozen=True)
+class OpenshiftFacts:
+    error: str | None = None
+    cpms: str = "absent"  # cpswap.core.openshift.cpms_state
+    machines: tuple[MachineFact, ...] = ()  # control-plane (master) Machines
 
 
 @dataclass(frozen=True)
@@ -93,6 +135,11 @@ class PreflightFacts:
     snapshot_dir: str = ""
     snapshot_error: str | None = None
     snapshot_free_bytes: int | None = None
+    survivors: tuple[HostProbe, ...] = ()  # the other Ready control-plane Nodes (by InternalIP), over SSH
+    control_plane_version: str | None = None  # (kubeadm) kubeadm-config ClusterConfiguration.kubernetesVersion
+    control_plane_error: str | None = None
+    kubean: KubeanFacts | None = None
+    openshift: OpenshiftFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +180,62 @@ def parse_k3s_version(text: str) -> str | None:
     first = text.strip().splitlines()[0] if text.strip() else ""
     match = K3S_VERSION.match(first)
     return match.group(1) if match else None
+
+
+def parse_kubeadm_version(text: str) -> str | None:
+    """``kubeadm version -o short``: the GitVersion alone, ``v1.31.2`` (kubernetes/kubernetes @ 008b3652
+    cmd/kubeadm/app/cmd/version.go ``RunVersion`` ``case "short": fmt.Fprintf(out, "%s\\n", v.ClientVersion.GitVersion)``)."""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return first if re.match(r"^v\d+\.\d+\.\d+", first) else None
+
+
+def parse_kubelet_version(text: str) -> str | None:
+    """``kubelet --version``: ``Kubernetes v1.31.2`` (kubernetes/kubernetes @ 05a338a8
+    staging/src/k8s.io/component-base/version/verflag/verflag.go ``PrintAndExitIfRequested``:
+    ``fmt.Printf("Kubernetes %s\\n", k8sversion.Get())``)."""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    match = re.match(r"^Kubernetes (v\d+\.\d+\.\d+\S*)$", first)
+    return match.group(1) if match else None
+
+
+def _minor(version: str) -> tuple[int, int] | None:
+    match = re.match(r"^v?(\d+)\.(\d+)", version.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def kubeadm_skew(*, kubeadm: str | None, kubelet: str | None, control_plane: str) -> list[str]:
+    """What keeps ``kubeadm join --control-plane`` on the new host from working with a control plane
+    at ``control_plane`` (kubeadm-config's kubernetesVersion), by kubeadm's own rules
+    (kubernetes/kubernetes @ 00b6a4c7: cmd/kubeadm/app/preflight/checks.go ``KubernetesVersionCheck``,
+    run for a joining control plane by ``RunInitNodeChecks``, and ``KubeletVersionCheck``;
+    cmd/kubeadm/app/constants/constants.go @ 00886ac0 ``MinimumControlPlaneVersion`` = kubeadm's
+    minor - 1, ``MinimumKubeletVersion`` = kubeadm's minor - 3):
+    - the control plane must not be newer than kubeadm (kubeadm warns "Kubernetes version is greater
+      than kubeadm version"; cpswap refuses: the join would lay down a control plane kubeadm does not know);
+    - kubeadm deploys control planes down to its own minor - 1;
+    - the kubelet is at least kubeadm's minor - 3 and never newer than the control plane."""
+    wanted = _minor(control_plane)
+    if wanted is None:
+        return [f"control plane version {control_plane!r} unreadable"]
+    problems = []
+    adm = _minor(kubeadm) if kubeadm else None
+    if kubeadm is None or adm is None:
+        problems.append("kubeadm not found" if kubeadm is None else f"kubeadm version {kubeadm!r} unreadable")
+    elif adm[0] != wanted[0] or wanted[1] > adm[1]:
+        problems.append(f"kubeadm {kubeadm} is older than the control plane {control_plane} (KubernetesVersionCheck)")
+    elif wanted[1] < adm[1] - 1:
+        problems.append(f"kubeadm {kubeadm} deploys control planes from v{adm[0]}.{adm[1] - 1} "
+                        f"(MinimumControlPlaneVersion), not {control_plane}")
+    let = _minor(kubelet) if kubelet else None
+    if kubelet is None or let is None:
+        problems.append("kubelet not found" if kubelet is None else f"kubelet version {kubelet!r} unreadable")
+    else:
+        if let[0] != wanted[0] or let[1] > wanted[1]:
+            problems.append(f"kubelet {kubelet} is newer than the control plane {control_plane} (KubeletVersionCheck)")
+        if adm is not None and let[0] == adm[0] and let[1] < adm[1] - 3:
+            problems.append(f"kubelet {kubelet} is below kubeadm's minimum v{adm[0]}.{adm[1] - 3} "
+                            f"(MinimumKubeletVersion)")
+    return problems
 
 
 def parse_listening(text: str) -> tuple[int, ...]:
@@ -180,11 +283,29 @@ def _identity(t: Target, probe: HostProbe) -> Finding:
     return Finding("identity", t.ip, not problems, "; ".join(problems) or f"{probe.hostname} at {t.ip}", rule)
 
 
+def _kubeadm_installer(f: PreflightFacts) -> list[Finding]:
+    t, probe = f.target, f.new_host
+    assert probe is not None
+    rule = ("kubeadm and kubelet on the new host within kubeadm's skew of the control plane (kubeadm: the "
+            "control plane's minor or one above; kubelet: not newer than the control plane, at least kubeadm's "
+            "minor - 3)")
+    if f.control_plane_version is None:
+        return [Finding("installer", t.ip, False, f"control plane version unobserved: "
+                        f"{f.control_plane_error or f.api_error or 'kubeadm-config has no kubernetesVersion'}", rule)]
+    problems = kubeadm_skew(kubeadm=probe.kubeadm_version, kubelet=probe.kubelet_version,
+                            control_plane=f.control_plane_version)
+    value = "; ".join(problems) or (f"kubeadm {probe.kubeadm_version}, kubelet {probe.kubelet_version}, "
+                                    f"control plane {f.control_plane_version}")
+    return [Finding("installer", t.ip, not problems, value, rule)]
+
+
 def _installer(f: PreflightFacts) -> list[Finding]:
     t, probe = f.target, f.new_host
     assert probe is not None
-    installer = registry.get(t.distribution).preflight
-    if installer.installer is None:
+    needs = registry.get(t.distribution).preflight
+    if needs.installer == "kubeadm":
+        return _kubeadm_installer(f)
+    if needs.installer is None:
         return []
     versions = sorted({v for _, v in f.survivor_versions})
     if f.api_error is not None:
@@ -198,7 +319,7 @@ def _installer(f: PreflightFacts) -> list[Finding]:
                         "finish the cluster's upgrade before swapping a member")]
     wanted = versions[0]
     if probe.k3s_version is None:
-        if installer.installer_optional:
+        if needs.installer_optional:
             return [Finding("installer", t.ip, True, f"no k3s on the new host; {t.distribution} installs it",
                             f"{t.distribution} installs k3s {wanted}")]
         return [Finding("installer", t.ip, False, "k3s not found on the new host",
@@ -242,17 +363,97 @@ def _disk(f: PreflightFacts, limits: Limits) -> Finding:
 
 
 def _clock(f: PreflightFacts, limits: Limits) -> list[Finding]:
-    new, vip = f.new_host, f.vip_host
+    """One finding for the new host's clock against every survivor probed (the VIP holder and the
+    Ready control-plane Nodes): each skew named, the worst decides."""
+    new = f.new_host
     assert new is not None
-    rule = f"clock within {limits.max_clock_skew_s:g} s of the VIP holder's (a survivor)"
-    if vip is None or vip.error is not None:
+    # an unreachable VIP holder is vip-ssh's failure already; an unreachable survivor is this check's
+    vip = [f.vip_host] if f.vip_host is not None and f.vip_host.error is None else []
+    others = [*vip, *f.survivors]
+    rule = (f"clock within {limits.max_clock_skew_s:g} s of every survivor's (the VIP holder and the Ready "
+            f"control-plane Nodes)")
+    if not others:
         return []
-    if new.clock_offset_s is None or vip.clock_offset_s is None:
-        return [Finding("clock", f.target.ip, False, "clock unobserved", rule)]
-    skew = new.clock_offset_s - vip.clock_offset_s
-    # each offset is known to within half its round trip: fail only what is surely too far
-    surely = abs(skew) - new.clock_uncertainty_s - vip.clock_uncertainty_s
-    return [Finding("clock", f.target.ip, surely <= limits.max_clock_skew_s, f"skew {skew:+.2f} s", rule)]
+    if new.clock_offset_s is None:
+        return [Finding("clock", f.target.ip, False, "the new host's clock unobserved", rule)]
+    parts, ok, seen = [], True, set()
+    for other in others:
+        who = other.hostname or other.address
+        if who in seen:  # the VIP holder is also one of the control-plane Nodes
+            continue
+        seen.add(who)
+        if other.error is not None or other.clock_offset_s is None:
+            ok = False
+            parts.append(f"{who}: unobserved ({other.error or 'no clock'})")
+            continue
+        skew = new.clock_offset_s - other.clock_offset_s
+        # each offset is known to within half its round trip: fail only what is surely too far
+        surely = abs(skew) - new.clock_uncertainty_s - other.clock_uncertainty_s
+        ok = ok and surely <= limits.max_clock_skew_s
+        parts.append(f"{who} {skew:+.2f} s")
+    return [Finding("clock", f.target.ip, ok, "skew against " + ", ".join(parts), rule)]
+
+
+def _join_ssh(f: PreflightFacts) -> list[Finding]:
+    """(ocboot) the new host as ocboot's ansible reaches it: over SSH from the VIP holder."""
+    t, vip = f.target, f.vip_host
+    if not registry.get(t.distribution).preflight.join_from_vip or vip is None or vip.error is not None:
+        return []
+    rule = (f"the VIP holder must reach the new host over SSH with its own key (ocboot runs ansible there: "
+            f"~/.ssh mounted into its container) and find members.{t.slot} ({t.name} at {t.ip})")
+    onward = vip.onward
+    if onward is None:
+        return [Finding("join-ssh", t.ip, False, f"not probed from the VIP holder {vip.address}", rule)]
+    if onward.error is not None:
+        return [Finding("join-ssh", t.ip, False, f"from {vip.hostname or vip.address}: {onward.error}", rule)]
+    problems = []
+    if onward.hostname != t.name:
+        problems.append(f"hostname {onward.hostname!r}")
+    if t.ip not in onward.addresses:
+        problems.append(f"addresses {', '.join(onward.addresses) or 'none'}")
+    return [Finding("join-ssh", t.ip, not problems,
+                    f"from {vip.hostname or vip.address}: " + ("; ".join(problems) or f"reached {onward.hostname}"),
+                    rule)]
+
+
+def _kubean(f: PreflightFacts) -> list[Finding]:
+    t, k = f.target, f.kubean
+    if not registry.get(t.distribution).preflight.kubean:
+        return []
+    rule = (f"kubean Cluster {t.kubean_cluster} with its hostsConfRef and varsConfRef ConfigMaps, the kubean "
+            f"operator ready, and image {t.kubean_image} the one its operations ran with")
+    if k is None or k.error is not None:
+        return [Finding("kubean", "global", False, f"unobserved: {k.error if k else 'not probed'}", rule)]
+    problems = []
+    if not k.cluster_found:
+        problems.append(f"Cluster {t.kubean_cluster} not found")
+    problems += list(k.missing_refs)
+    if k.operator_ready is None:
+        problems.append("no kubean operator Deployment (label app.kubernetes.io/name=kubean)")
+    elif k.operator_ready < 1:
+        problems.append("kubean operator Deployment has no ready replica")
+    if k.last_operation is not None and k.last_operation[1] != t.kubean_image:
+        problems.append(f"image {t.kubean_image} differs from {k.last_operation[1]} of the latest operation "
+                        f"{k.last_operation[0]}")
+    value = "; ".join(problems) or (f"Cluster {t.kubean_cluster} found, operator ready"
+                                    + (f", image as in {k.last_operation[0]}" if k.last_operation else
+                                       ", no earlier operation to compare the image with"))
+    return [Finding("kubean", "global", not problems, value, rule)]
+
+
+def _machine_api(f: PreflightFacts) -> list[Finding]:
+    t, o = f.target, f.openshift
+    if not registry.get(t.distribution).preflight.machine_api:
+        return []
+    rule = ("every control-plane Machine Running (none Provisioning, Deleting or Failed: no other Machine change "
+            "under way); ControlPlaneMachineSet Active creates the replacement itself, Inactive or absent: cpswap does")
+    if o is None or o.error is not None:
+        return [Finding("machine-api", "cluster", False, f"unobserved: {o.error if o else 'not probed'}", rule)]
+    busy = [f"{m.name} {m.phase}" for m in o.machines if m.phase != "Running"]
+    value = (f"controlplanemachinesets/cluster {o.cpms}; "
+             + (f"not Running: {', '.join(busy)}" if busy else
+                f"{len(o.machines)} control-plane Machine(s) Running" if o.machines else "no control-plane Machine"))
+    return [Finding("machine-api", "cluster", bool(o.machines) and not busy, value, rule)]
 
 
 def _cert(f: PreflightFacts, limits: Limits) -> Finding:
@@ -282,6 +483,9 @@ def decide_preflight(*, facts: PreflightFacts, limits: Limits) -> PreflightResul
     findings.append(Finding("api", t.vip, facts.api_error is None, facts.api_error or "answers",
                             "the Kubernetes API must answer through the VIP"))
     findings += _ocboot(facts)
+    findings += _join_ssh(facts)
+    findings += _kubean(facts)
+    findings += _machine_api(facts)
     if facts.new_host is not None and facts.new_host.error is None:
         findings.append(_identity(t, facts.new_host))
         findings += _installer(facts)
@@ -297,7 +501,9 @@ def target_for(*, model: StackModel, member: Member) -> Target:
     """The preflight's target for ``member`` of ``model`` (the same values the rendered step passes)."""
     return Target(slot=member.slot, distribution=model.distribution, name=member.host.name, ip=member.host.ip,
                   vip=model.endpoint.host, ocboot_workdir=model.ocboot.workdir if model.ocboot else None,
-                  ocboot_version=model.ocboot.version if model.ocboot else None)
+                  ocboot_version=model.ocboot.version if model.ocboot else None,
+                  kubean_cluster=model.kubean.cluster if model.kubean else None,
+                  kubean_image=model.kubean.image if model.kubean else None)
 
 
 def needs_ssh(distribution: str) -> bool:

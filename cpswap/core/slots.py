@@ -182,9 +182,12 @@ def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]
         name=f"{member.slot}-preflight", action=Action.PREFLIGHT, runs_on=RunsOn("local", "operator"),
         create=render_preflight(model=model, member=member, worst_case_s=worst),
         update=record(member, "preflight passed earlier"), delete=None, triggers=member.host.triggers(),
-        secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV, create_timeout="4m",
-        reason="check the new host (SSH, identity, installer, ports, disk, clock) and the run (etcd certificate, "
-               "snapshot room, API through the VIP) before the first destructive step; every failure at once")
+        secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV + (GLOBAL_KUBECONFIG_ENV if model.distro.global_cluster else ()),
+        create_timeout="4m",
+        reason="check the new host (SSH, also from the VIP holder for ocboot; identity, installer, ports, disk, clock "
+               "against every survivor), the installer's side (kubean Cluster and operator, OpenShift Machines) and "
+               "the run (etcd certificate, snapshot room, API through the VIP) before the first destructive step; "
+               "every failure at once")
 
 
 def slot_commands(*, model: StackModel, member: Member) -> tuple[SlotResource, ...]:

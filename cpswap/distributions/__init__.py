@@ -65,8 +65,12 @@ class PreflightNeeds:
     through their operators). ``ssh_vip``: the join or its preparation runs on the VIP holder.
     ``ports``: ports of its own that must be free on the new host, besides etcd's and the API's.
     ``installer``: the binary whose version on the new host must be the survivors' kubelet version
-    (None: not checked); ``installer_optional``: a missing binary is fine (the join installs it).
-    ``ocboot_checkout``: an ocboot checkout of the stack's version must be on the VIP holder."""
+    (None: not checked; ``"kubeadm"``: kubeadm and kubelet within kubeadm's skew of kubeadm-config's
+    kubernetesVersion); ``installer_optional``: a missing binary is fine (the join installs it).
+    ``ocboot_checkout``: an ocboot checkout of the stack's version must be on the VIP holder.
+    ``join_from_vip``: the join reaches the new host over SSH from the VIP holder (ocboot's ansible),
+    so that hop is probed too. ``kubean``: the Cluster, its ConfigMaps, the operator and the image on
+    the global cluster. ``machine_api``: the control-plane Machines must all be Running."""
 
     ssh_new_host: bool = False
     ssh_vip: bool = False
@@ -74,6 +78,9 @@ class PreflightNeeds:
     installer: str | None = None
     installer_optional: bool = False
     ocboot_checkout: bool = False
+    join_from_vip: bool = False
+    kubean: bool = False
+    machine_api: bool = False
 
 
 Resources = Callable[["StackModel", "Member"], "tuple[SlotResource, ...]"]

@@ -60,5 +60,5 @@ DISTRIBUTION = Distribution(
         key="etc/kubernetes/pki/etcd/healthcheck-client.key"),
     keepalived=True, rebuild_in_place=True,
     leave=survivors_leave, join=join, verify=verify,
-    preflight=PreflightNeeds(ssh_new_host=True, ssh_vip=True, ports=(10250,)),
+    preflight=PreflightNeeds(ssh_new_host=True, ssh_vip=True, ports=(10250,), installer="kubeadm"),
     restore=render_etcdutl_restore)

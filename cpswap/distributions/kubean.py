@@ -18,7 +18,7 @@ from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.etcd import render_etcdutl_restore
 from cpswap.core.steps import Action
 from cpswap.core.slots import GLOBAL_KUBECONFIG_ENV, LOCAL_SECRET_ENV, CommandSpec, ObjectSpec, RunsOn, SlotResource, record
-from cpswap.distributions import Block, Distribution
+from cpswap.distributions import Block, Distribution, PreflightNeeds
 from cpswap.distributions.common import member_checks
 
 
@@ -110,4 +110,4 @@ DISTRIBUTION = Distribution(
     blocks=(Block("kubean", parse_kubean),), secrets=("globalKubeconfig",), rebuild_in_place=True,
     member_rules=member_rules, leave=leave, join=join, joined_by=Action.JOIN_WAIT, verify=member_checks,
     plan_notes=plan_notes,
-    global_cluster=True, restore=render_etcdutl_restore)
+    global_cluster=True, restore=render_etcdutl_restore, preflight=PreflightNeeds(kubean=True))

@@ -86,5 +86,5 @@ DISTRIBUTION = Distribution(
     vip_managed_by="ocboot (its own keepalived)",
     leave=survivors_leave, join=join, verify=member_checks,
     preflight=PreflightNeeds(ssh_new_host=True, ssh_vip=True, installer="k3s", installer_optional=True,
-                             ocboot_checkout=True),
+                             ocboot_checkout=True, join_from_vip=True),
     restore=render_etcdutl_restore)

@@ -18,7 +18,7 @@ from cpswap.core.renderers import openshift as ocp
 from cpswap.core.renderers import render_node_verify
 from cpswap.core.steps import Action
 from cpswap.core.slots import LOCAL_SECRET_ENV, CommandSpec, RunsOn, SlotResource, record
-from cpswap.distributions import Block, Distribution
+from cpswap.distributions import Block, Distribution, PreflightNeeds
 from cpswap.distributions.common import etcd_leave
 
 
@@ -108,4 +108,4 @@ DISTRIBUTION = Distribution(
     blocks=(Block("openshift", parse_openshift),), rebuild_in_place=True, machine_names=True,
     leave=leave, join=join, joined_by=Action.ETCD_REDEPLOY, verify=verify, verify_timeout="42m",
     adopt_discover="openshift",
-    plan_notes=plan_notes, restore=restore)
+    plan_notes=plan_notes, restore=restore, preflight=PreflightNeeds(machine_api=True))

@@ -16,12 +16,24 @@ GOOD_HOST = pf.HostProbe(address="10.9.0.4", hostname="new-1", addresses=("127.0
                          k3s_version="v1.28.5+k3s1")
 GOOD_VIP = pf.HostProbe(address="10.9.0.100", hostname="cp-2", addresses=("10.9.0.2", "10.9.0.100"),
                         listening=(22, 2379, 2380, 6443), disk_free_bytes=50 * GIB, clock_offset_s=0.1,
-                        clock_uncertainty_s=0.05, ocboot_version="v3.11.2")
+                        clock_uncertainty_s=0.05, ocboot_version="v3.11.2",
+                        onward=pf.HostProbe(address="", hostname="new-1", addresses=("10.9.0.4",)))
+SURVIVOR = pf.HostProbe(address="10.9.0.3", hostname="cp-3", addresses=("10.9.0.3",), clock_offset_s=0.3,
+                        clock_uncertainty_s=0.05)
 GOOD = pf.PreflightFacts(target=TARGET, new_host=GOOD_HOST, api_error=None,
                          survivor_versions=(("cp-2", "v1.28.5+k3s1"), ("cp-3", "v1.28.5+k3s1")),
                          cert_remaining_s=30 * 86400.0, snapshot_dir=".cpswap/snapshots", snapshot_free_bytes=20 * GIB)
 OCBOOT = replace(GOOD, target=replace(TARGET, distribution="ocboot", ocboot_workdir="ocboot",
                                       ocboot_version="v3.11.9"), vip_host=GOOD_VIP)
+KUBEADM = replace(GOOD, target=replace(TARGET, distribution="kubeadm"), vip_host=GOOD_VIP,
+                  new_host=replace(GOOD_HOST, k3s_version=None, kubeadm_version="v1.31.2", kubelet_version="v1.31.2"),
+                  control_plane_version="v1.31.2")
+KUBEAN = replace(GOOD, target=replace(TARGET, distribution="kubean", kubean_cluster="c1", kubean_image="spray:v1"),
+                 new_host=None, kubean=pf.KubeanFacts(cluster_found=True, operator_ready=1,
+                                                      last_operation=("c1-deploy", "spray:v1")))
+MACHINES = tuple(pf.MachineFact(name=f"m-master-{i}", phase="Running", node=f"cp-{i}") for i in (0, 1, 2))
+OPENSHIFT = replace(GOOD, target=replace(TARGET, distribution="openshift"), new_host=None,
+                    openshift=pf.OpenshiftFacts(cpms="Inactive", machines=MACHINES))
 LIMITS = pf.Limits(worst_case_s=3 * 3600.0)
 
 
@@ -34,7 +46,12 @@ def test_good_facts_pass_every_check():
     assert result.ok and {f.check for f in result.findings} == {
         "ssh", "api", "identity", "installer", "ports", "disk", "etcd-cert", "snapshot-dir"}
     ocboot = pf.decide_preflight(facts=OCBOOT, limits=LIMITS)
-    assert ocboot.ok and {"vip-ssh", "ocboot", "clock"} <= {f.check for f in ocboot.findings}
+    assert ocboot.ok and {"vip-ssh", "join-ssh", "ocboot", "clock"} <= {f.check for f in ocboot.findings}
+    for facts, check in ((KUBEADM, "installer"), (KUBEAN, "kubean"), (OPENSHIFT, "machine-api")):
+        result = pf.decide_preflight(facts=facts, limits=LIMITS)
+        assert result.ok and check in {f.check for f in result.findings}, result.failures
+    assert "clock" in {f.check for f in pf.decide_preflight(facts=replace(GOOD, survivors=(SURVIVOR,)),
+                                                             limits=LIMITS).findings}
 
 
 CASES = [
@@ -68,9 +85,53 @@ CASES = [
     ("ocboot other version", replace(OCBOOT, vip_host=replace(GOOD_VIP, ocboot_version="v4.0.3")),
      [("ocboot", "10.9.0.100", "VERSION v4.0.3")]),
     ("clock skew", replace(OCBOOT, new_host=replace(GOOD_HOST, clock_offset_s=3.0)),
-     [("clock", "10.9.0.4", "skew +2.90 s")]),
+     [("clock", "10.9.0.4", "skew against cp-2 +2.90 s")]),
     ("vip unreachable", replace(OCBOOT, vip_host=pf.HostProbe(address="10.9.0.100", error="no answer within 20 s")),
      [("vip-ssh", "10.9.0.100", "no answer within 20 s")]),
+    ("new host refuses the VIP holder's key", replace(OCBOOT, vip_host=replace(GOOD_VIP, onward=pf.HostProbe(
+        address="", error="ssh exited 255: root@10.9.0.4: Permission denied (publickey)."))),
+     [("join-ssh", "10.9.0.4", "from cp-2: ssh exited 255: root@10.9.0.4: Permission denied (publickey).")]),
+    ("VIP holder reaches another host", replace(OCBOOT, vip_host=replace(GOOD_VIP, onward=pf.HostProbe(
+        address="", hostname="other", addresses=("10.9.0.5",)))),
+     [("join-ssh", "10.9.0.4", "from cp-2: hostname 'other'; addresses 10.9.0.5")]),
+    ("clock skew against one survivor", replace(GOOD, survivors=(SURVIVOR, replace(SURVIVOR, address="10.9.0.2",
+                                                                                   hostname="cp-2", clock_offset_s=2.0))),
+     [("clock", "10.9.0.4", "skew against cp-3 -0.10 s, cp-2 -1.80 s")]),
+    ("a survivor unreachable", replace(GOOD, survivors=(SURVIVOR, pf.HostProbe(address="10.9.0.2", error="timeout"))),
+     [("clock", "10.9.0.4", "skew against cp-3 -0.10 s, 10.9.0.2: unobserved (timeout)")]),
+    ("kubeadm older than the control plane", replace(KUBEADM, new_host=replace(KUBEADM.new_host, kubeadm_version="v1.30.4")),
+     [("installer", "10.9.0.4", "kubeadm v1.30.4 is older than the control plane v1.31.2 (KubernetesVersionCheck)")]),
+    ("kubeadm two minors newer", replace(KUBEADM, new_host=replace(KUBEADM.new_host, kubeadm_version="v1.33.0")),
+     [("installer", "10.9.0.4", "kubeadm v1.33.0 deploys control planes from v1.32 (MinimumControlPlaneVersion), "
+                                "not v1.31.2")]),
+    ("kubelet newer than the control plane", replace(KUBEADM, new_host=replace(KUBEADM.new_host, kubelet_version="v1.32.1")),
+     [("installer", "10.9.0.4", "kubelet v1.32.1 is newer than the control plane v1.31.2 (KubeletVersionCheck)")]),
+    ("kubelet too old for kubeadm", replace(KUBEADM, new_host=replace(KUBEADM.new_host, kubelet_version="v1.27.3")),
+     [("installer", "10.9.0.4", "kubelet v1.27.3 is below kubeadm's minimum v1.28 (MinimumKubeletVersion)")]),
+    ("kubeadm and kubelet missing", replace(KUBEADM, new_host=replace(KUBEADM.new_host, kubeadm_version=None,
+                                                                      kubelet_version=None)),
+     [("installer", "10.9.0.4", "kubeadm not found; kubelet not found")]),
+    ("control plane version unobserved", replace(KUBEADM, control_plane_version=None,
+                                                 control_plane_error="kube-system/kubeadm-config not found"),
+     [("installer", "10.9.0.4", "control plane version unobserved: kube-system/kubeadm-config not found")]),
+    ("kubean cluster absent", replace(KUBEAN, kubean=pf.KubeanFacts(cluster_found=False, operator_ready=1)),
+     [("kubean", "global", "Cluster c1 not found")]),
+    ("kubean operator and refs", replace(KUBEAN, kubean=replace(KUBEAN.kubean, operator_ready=None, missing_refs=(
+        "varsConfRef kubean-system/c1-vars-conf absent",))),
+     [("kubean", "global", "varsConfRef kubean-system/c1-vars-conf absent; no kubean operator Deployment "
+                           "(label app.kubernetes.io/name=kubean)")]),
+    ("kubean image differs", replace(KUBEAN, kubean=replace(KUBEAN.kubean, last_operation=("c1-deploy", "spray:v0"))),
+     [("kubean", "global", "image spray:v1 differs from spray:v0 of the latest operation c1-deploy")]),
+    ("kubean unobserved", replace(KUBEAN, kubean=pf.KubeanFacts(error="no kubeconfig for kubean's global cluster")),
+     [("kubean", "global", "unobserved: no kubeconfig for kubean's global cluster")]),
+    ("a Machine still provisioning", replace(OPENSHIFT, openshift=pf.OpenshiftFacts(cpms="Active", machines=(
+        *MACHINES[:2], pf.MachineFact(name="m-master-3", phase="Provisioning", node=None)))),
+     [("machine-api", "cluster", "controlplanemachinesets/cluster Active; not Running: m-master-3 Provisioning")]),
+    ("a Machine deleting", replace(OPENSHIFT, openshift=pf.OpenshiftFacts(cpms="Inactive", machines=(
+        *MACHINES[:2], replace(MACHINES[2], phase="Deleting")))),
+     [("machine-api", "cluster", "controlplanemachinesets/cluster Inactive; not Running: m-master-2 Deleting")]),
+    ("machine api unobserved", replace(OPENSHIFT, openshift=pf.OpenshiftFacts(error="403 Forbidden")),
+     [("machine-api", "cluster", "unobserved: 403 Forbidden")]),
 ]
 
 
@@ -106,6 +167,31 @@ def test_a_clock_within_the_round_trip_uncertainty_is_not_failed():
 ])
 def test_parse_k3s_version(text, version):
     assert pf.parse_k3s_version(text) == version
+
+
+@pytest.mark.parametrize("parse,text,version", [
+    (pf.parse_kubeadm_version, "v1.31.2\n", "v1.31.2"), (pf.parse_kubeadm_version, "", None),
+    (pf.parse_kubeadm_version, "kubeadm: command not found", None),
+    (pf.parse_kubelet_version, "Kubernetes v1.31.2\n", "v1.31.2"),
+    (pf.parse_kubelet_version, "Kubernetes v1.29.0-rc.1", "v1.29.0-rc.1"),
+    (pf.parse_kubelet_version, "v1.31.2", None), (pf.parse_kubelet_version, "", None),
+])
+def test_parse_kubeadm_and_kubelet_versions(parse, text, version):
+    assert parse(text) == version
+
+
+def test_parse_probe_reads_the_onward_ssh_from_the_vip_holder():
+    from cpswap.executors.preflight import parse_probe
+
+    head = "hostname=cp-2\naddresses=10.9.0.2 10.9.0.100\nclock=100.5\nkubeadm=v1.31.2\nkubelet=Kubernetes v1.31.2\n"
+    ok = parse_probe(address="10.9.0.100", text=head + "onward_rc=0\nonward=new-1 127.0.0.1 10.9.0.4 \n--- tcp\n",
+                     started=100.0, ended=101.0)
+    assert ok.onward == pf.HostProbe(address="", hostname="new-1", addresses=("127.0.0.1", "10.9.0.4"))
+    assert (ok.kubeadm_version, ok.kubelet_version, ok.clock_offset_s) == ("v1.31.2", "v1.31.2", 0.0)
+    refused = parse_probe(address="10.9.0.100", text=head + "onward_rc=255\nonward=root@10.9.0.4: Permission denied "
+                                                            "(publickey). \n--- tcp\n", started=100.0, ended=101.0)
+    assert refused.onward.error == "ssh exited 255: root@10.9.0.4: Permission denied (publickey)."
+    assert parse_probe(address="10.9.0.4", text=head + "--- tcp\n", started=100.0, ended=101.0).onward is None
 
 
 PROC_NET_TCP = """\

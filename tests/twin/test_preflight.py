@@ -61,16 +61,32 @@ def test_preflight_stops_the_swap_with_every_fault_reported_and_the_cluster_unto
         assert f"installer    {new.ip}" in text and "k3s v1.27.9+k3s1" in text and "v1.28.5+k3s1" in text
         assert f"ports        {new.ip}" in text and "in use: 6443" in text
 
-        # the fourth fault alone: the new host refuses the stack's key (the other checks pass now)
+        # the fourth fault alone: the new host refuses every key (the other checks pass now): the
+        # operator's SSH and the VIP holder's, which ocboot's ansible uses, both fail
         (new.root / "k3s-version").unlink()
         subprocess.run(["kill", listener], check=False)
         shutil.move(twin.workdir / "ocboot.moved", twin.workdir / "ocboot")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+        authorized = (new.root / "ssh" / "authorized_keys").read_text()
         shutil.copy(tmp_path / "other.pub", new.root / "ssh" / "authorized_keys")
         with pytest.raises(StepFailed, match=r"create cp1-preflight on local failed") as failed:
             up(twin, replayer, workdir, swapped)
         lines = _failure_lines(failed.value)
-        assert len(lines) == 1 and f"ssh          {new.ip}" in lines[0] and "Permission denied" in lines[0], lines
+        assert len(lines) == 2 and all("Permission denied" in line for line in lines), lines
+        assert f"join-ssh     {new.ip}" in lines[0] and f"ssh          {new.ip}" in lines[1], lines
+        assert {s.name for s in replayer.commands_run()} == {"cp1-preflight"}
+        assert _cluster(twin) == before
+
+        # the fifth: the operator's key is taken, the VIP holder's is not (ocboot would fail at the join)
+        operator_key = (twin.net.workdir / "client_key.pub").read_text()
+        assert operator_key in authorized
+        (new.root / "ssh" / "authorized_keys").write_text(operator_key)
+        with pytest.raises(StepFailed, match=r"create cp1-preflight on local failed") as failed:
+            up(twin, replayer, workdir, swapped)
+        lines = _failure_lines(failed.value)
+        holder = twin.net.vip_holder
+        assert len(lines) == 1 and f"join-ssh     {new.ip}" in lines[0] and f"from {holder}: ssh exited 255" in lines[0] \
+            and "Permission denied" in lines[0], lines
         assert {s.name for s in replayer.commands_run()} == {"cp1-preflight"}
         assert _cluster(twin) == before
     finally:

@@ -19,5 +19,10 @@ def render_preflight(*, model: StackModel, member: Member, worst_case_s: int) ->
              f"--ssh-user {quote(model.ssh.user)} --ssh-port {model.ssh.port}"]
     if model.ocboot is not None:
         parts.append(f"--ocboot-workdir {quote(model.ocboot.workdir)} --ocboot-version {quote(model.ocboot.version)}")
+    if model.kubean is not None:
+        parts.append(f"--kubean-cluster {quote(model.kubean.cluster)} --kubean-image {quote(model.kubean.image)} "
+                     f"--kubean-namespace {quote(model.kubean.namespace)}")
+    if model.openshift is not None:
+        parts.append(f"--machine-namespace {quote(model.openshift.machine_namespace)}")
     parts.append(f"{model.etcd.snapshot_flag().strip()} --worst-case {worst_case_s}".strip())
     return " ".join(parts)

@@ -1,7 +1,8 @@
 """Fake hosts for the twin: network namespaces on a bridge, each with its own address, hostname
-(UTS namespace), private /var/lib/rancher, /etc/rancher, /etc/kubernetes, /etc/systemd/system, /var/lib/etcd
-and /var/lib/etcd-backup (mount namespace bind mounts), a real sshd taking key logins, and the
-service manager shim (``shims/systemctl``) on PATH. Test-only; needs root and iproute2.
+(UTS namespace), private /var/lib/rancher, /etc/rancher, /etc/kubernetes, /etc/systemd/system, /var/lib/etcd,
+/var/lib/etcd-backup and /root/.ssh (mount namespace bind mounts; /root/.ssh holds the hosts' own root
+key, ``root_key``, which every host authorizes next to the operator's ``client_key``), a real sshd
+taking key logins, and the service manager shim (``shims/systemctl``) on PATH. Test-only; needs root and iproute2.
 
 ``Network.create(workdir)`` picks a free 10.250.X.0/24 and bridge; ``add_host(name)`` starts one;
 ``run(host, cmd)`` runs a command over real SSH; ``kill(host)`` SIGKILLs the host's processes by
@@ -21,7 +22,8 @@ from pathlib import Path
 
 PRIVATE_DIRS = {"var-lib-rancher": "/var/lib/rancher", "etc-kubernetes": "/etc/kubernetes",
                 "var-lib-etcd": "/var/lib/etcd", "var-lib-etcd-backup": "/var/lib/etcd-backup",
-                "etc-rancher": "/etc/rancher", "etc-systemd-system": "/etc/systemd/system"}
+                "etc-rancher": "/etc/rancher", "etc-systemd-system": "/etc/systemd/system",
+                "root-ssh": "/root/.ssh"}  # the host root's own SSH identity (``root_key``), as ocboot uses it
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
 
@@ -94,7 +96,11 @@ class Network:
         sh("ip", "link", "set", bridge, "up")
         key = workdir / "client_key"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
-        (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text())
+        # the hosts' own root identity (each host's ~/.ssh/id_ed25519): what ocboot's ansible uses from the
+        # VIP holder (ocboot.sh mounts $HOME/.ssh into its container); the operator's key is client_key
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / "root_key"))
+        (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text()
+                                                 + (workdir / "root_key.pub").read_text())
         for mount_point in PRIVATE_DIRS.values():
             Path(mount_point).mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
@@ -133,6 +139,9 @@ class Network:
         sh("ip", "-n", host.netns, "link", "set", "lo", "up")
         # each host its own authorized_keys (a copy of the network's), so a test can make one host refuse the key
         shutil.copy(self.workdir / "authorized_keys", host.root / "ssh" / "authorized_keys")
+        identity = host.root / "root-ssh" / "id_ed25519"
+        shutil.copy(self.workdir / "root_key", identity)
+        identity.chmod(0o600)
         hostkey = host.root / "ssh" / "host_key"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey))
         setenv = " ".join(f"{k}={v}" for k, v in {"PATH": f"{self.workdir}/bin:/usr/local/bin:/usr/bin:/bin:"

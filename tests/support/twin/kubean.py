@@ -182,10 +182,24 @@ def hosts_yaml(twin: Twin, names: list[str]) -> str:
 
 
 def install(twin: Twin, *, members: list[str], cluster: str = "twin", image: str = DEPLOY_IMAGE) -> None:
-    """The deployed kubean cluster: Cluster, hosts-conf, vars-conf (see the module docstring)."""
+    """The deployed kubean cluster: Cluster, hosts-conf, vars-conf (see the module docstring), and
+    the operator's Deployment as kubean's chart installs it (kubean-io/kubean @ 07f3c6c1
+    charts/kubean/templates/deployment.yaml: name and ``app.kubernetes.io/name`` label ``kubean``
+    from _helpers.tpl, in the release namespace), reporting its one replica ready: the operator
+    itself is this module's thread."""
     if twin.layout != "kubeadm":
         raise ValueError("kubean clusters run on the twin's kubeadm layout (etcd_deployment_type: kubeadm)")
     core = twin.emulator.core
+    labels = {"app.kubernetes.io/name": "kubean", "app.kubernetes.io/instance": "kubean"}
+    twin.emulator.apps.create_namespaced_deployment(NAMESPACE, client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="kubean", namespace=NAMESPACE,
+                                     labels={**labels, "app.kubernetes.io/managed-by": "Helm"}),
+        spec=client.V1DeploymentSpec(replicas=1, selector=client.V1LabelSelector(match_labels=labels),
+                                     template=client.V1PodTemplateSpec(
+                                         metadata=client.V1ObjectMeta(labels=labels),
+                                         spec=client.V1PodSpec(containers=[client.V1Container(
+                                             name="kubean", image="ghcr.io/kubean-io/kubean-operator:v0.12.2")]))),
+        status=client.V1DeploymentStatus(replicas=1, ready_replicas=1, available_replicas=1)))
     core.create_namespaced_config_map(NAMESPACE, client.V1ConfigMap(
         metadata=client.V1ObjectMeta(name=f"{cluster}-hosts-conf", namespace=NAMESPACE),
         data={"hosts.yml": hosts_yaml(twin, members)}))

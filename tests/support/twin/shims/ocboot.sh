@@ -8,7 +8,8 @@ Follows yunionio/ocboot f70e31bb (rules and citations in _ocboot.py; docs/CONFOR
    lets it escape (rc 1).
 3. It writes host_inventory.yml (db_password included) and oc_vars.yml into the work dir.
 4. The play aborts on use_local (Alpine container) and on a primary without node_ip (rc 2).
-5. Every listed host is reached over SSH (unreachable: rc 4). The roles are re-applied to each:
+5. Every listed host is reached over SSH with the VIP holder's own root key (ocboot.sh mounts
+   $HOME/.ssh into its container; no key file in the inventory), unreachable: rc 4. The roles are re-applied to each:
    the k3s config template; the primary gets k3s-cluster-init.service when master_nodes has more
    than one host; each master_nodes host gets k3s-ha.service and `systemctl enable` + `start`
    (ansible's systemd `state: started` does not restart a running unit; 5 tries, 5 s apart),
@@ -34,7 +35,9 @@ K3S = str(_twin.TWIN / "bin" / "k3s")  # the airgap role installs /usr/local/bin
 
 
 def ssh(address: str, command: str, *, stdin: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    argv = ["ssh", "-i", _twin.CONFIG["ssh_key"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+    """As ansible reaches each listed host from ocboot's container: the running user's own keys
+    (ocboot.sh L138 mounts $HOME/.ssh; lib/ocboot.py Node.ansible_host_vars sets no key file)."""
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", f"root@{address}",
             command]
     return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
