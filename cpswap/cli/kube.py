@@ -105,10 +105,11 @@ def _membership_lock(args: argparse.Namespace, what: str) -> Iterator[object]:
     endpoints = list(args.endpoints)
     if args.discover == "kube":
         endpoints += ex.control_plane_endpoints(kubeconfig=args.kubeconfig, timeout=args.request_timeout)
-    with etcd.preset_connection(preset=args.preset, endpoints=endpoints, cacert=args.cacert, cert=args.cert,
-                                key=args.key, timeout=args.request_timeout) as conn:
-        with membership_lock(conn, what=what, ttl_s=args.lock_ttl, wait_s=args.lock_wait, progress=progress) as held:
-            yield held
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(etcd.preset_connection(preset=args.preset, endpoints=endpoints, cacert=args.cacert,
+                                                          cert=args.cert, key=args.key, timeout=args.request_timeout))
+        yield stack.enter_context(membership_lock(conn, what=what, ttl_s=args.lock_ttl, wait_s=args.lock_wait,
+                                                  progress=progress))
 
 
 def _api(args: argparse.Namespace):

@@ -81,7 +81,7 @@ class HostProbe:
     ocboot_version: str | None = None  # the VERSION in the ocboot checkout; "" when the checkout is missing
     kubeadm_version: str | None = None  # ``kubeadm version -o short``
     kubelet_version: str | None = None  # ``kubelet --version``
-    onward: "HostProbe | None" = None  # (VIP holder) the new host as reached over SSH from here
+    onward: HostProbe | None = None  # (VIP holder) the new host as reached over SSH from here
 
 
 @dataclass(frozen=True)

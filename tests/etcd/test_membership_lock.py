@@ -186,7 +186,7 @@ def test_a_control_plane_node_delete_and_a_member_remove_queue_on_the_same_lock(
     conn = three.connection()
     with Emulator() as emu:
         emu.core.create_node(_node("m2", three.ip("m2")))
-        with pytest.raises(ConfigError, match="node m2 is a control-plane Node .* nothing was deleted"):
+        with pytest.raises(ConfigError, match=r"node m2 is a control-plane Node .* nothing was deleted"):
             kube.delete_node(emu.api, name="m2", drain_first=True, drain_timeout_s=5, progress=print)
         events: list[str] = []
         results: dict[str, object] = {}
