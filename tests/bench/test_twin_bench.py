@@ -46,6 +46,7 @@ def _up(twin: Twin, replayer: Replayer, workdir: Path, slots: dict[str, str]) ->
     return evaluated - started, replayed - evaluated
 
 
+@pytest.mark.timeout(900)  # adoption + swap: ~2 min idle, far more on a loaded machine
 def test_seed_004_swap_overhead_on_the_twin(tmp_path):
     twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW])
     try:

@@ -21,11 +21,14 @@ REPORT = ("; rc=$?; echo \"rc=$rc\"; echo \"manifest=$(ls /etc/kubernetes/manife
           "echo \"data=$(ls -A /var/lib/etcd)\"; echo \"backup=$(cd /var/lib/etcd-backup && find . -type f | sort | tr '\\n' ' ')\"")
 
 
-def _run(script: str, *, listener: bool, timeout: float = 30) -> dict[str, str]:
+def _run(script: str, *, listener: bool, timeout: float = 150) -> dict[str, str]:
     for directory in ("/etc/kubernetes", "/var/lib/etcd", "/var/lib/etcd-backup"):
         subprocess.run(["mkdir", "-p", directory], check=True)
+    # the listener is up before the script runs: waited for (bounded, 60 s), not a fixed sleep a loaded
+    # machine's python start-up can outlast (the script then saw no listener and reset a serving member)
     listen = ("python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-              "s.bind((\"127.0.0.1\", 2380)); s.listen(); time.sleep(20)' & listener=$!; sleep 0.5; ") if listener else ""
+              "s.bind((\"127.0.0.1\", 2380)); s.listen(); time.sleep(120)' & listener=$!; "
+              "for i in $(seq 600); do ss -Hltn 'sport = :2380' | grep -q . && break; sleep 0.1; done; ") if listener else ""
     body = SETUP + listen + "( " + script + " )" + REPORT + ("; kill $listener" if listener else "")
     done = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
                            "ip link set lo up; " + body], capture_output=True, text=True, timeout=timeout)
