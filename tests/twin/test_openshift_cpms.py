@@ -18,7 +18,7 @@ from tests.support.etcd_cluster import digest, put_keys
 from tests.support.twin.hosts import available
 from tests.support.twin.replayer import Replayer, Runner
 from tests.twin.test_openshift_emulator import wait_for
-from tests.twin.test_openshift_scenarios import (A, B, C, D, LOOPS_S, SCENARIO_TIMEOUT_S, SLOTS, adopt,
+from tests.twin.test_openshift_scenarios import (A, B, C, D, HARNESS_S, LOOPS_S, SCENARIO_TIMEOUT_S, SLOTS, adopt,
                                                  assert_no_errors, condition, healthy_voters, log_of, machines, nodes,
                                                  ocp_up, ran, stdout_of, timed_up)
 from tests.twin.test_scenarios import project
@@ -32,7 +32,7 @@ def test_active_cpms_replaces_the_machine_and_the_operator_owns_the_member(start
     ocp = started(members=[A, B, C], spares=[D], cpms="Active", lifetime_s=LOOPS_S)
     twin = ocp.twin
     workdir = project(tmp_path)
-    replayer = Replayer(Runner(cwd=workdir, timeout_s=120))
+    replayer = Replayer(Runner(cwd=workdir, timeout_s=HARNESS_S))
     put_keys(twin.etcd_connection(), 100, prefix="/registry/ocp")
     before = digest(twin.etcd_connection())
     adopt(ocp, replayer, workdir, data=before)

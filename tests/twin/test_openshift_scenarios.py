@@ -41,6 +41,9 @@ A, B, C, D = "ocp-cp-a", "ocp-cp-b", "ocp-cp-c", "ocp-cp-d"
 # their default 240 s ran out mid-swap under a load average of 15 (the Machine's hook never released)
 LOOPS_S = 900
 SCENARIO_TIMEOUT_S = 900
+# a step still running after this is a hang (EngineHang); well above a step's time on a loaded machine
+# (a recover-pvcs passed 120 s at load 20), below the scenario's own timeout so the hang is named
+HARNESS_S = 400
 SLOTS = {"cp1": A, "cp2": B, "cp3": C}
 
 
@@ -166,7 +169,7 @@ def test_machine_case_replaces_the_dead_members_machine(started, tmp_path):
     ocp = started(members=[A, B, C], spares=[D], lifetime_s=LOOPS_S)
     twin = ocp.twin
     workdir = project(tmp_path)
-    replayer = Replayer(Runner(cwd=workdir, timeout_s=120, environ=activated_environ()))
+    replayer = Replayer(Runner(cwd=workdir, timeout_s=HARNESS_S, environ=activated_environ()))
     put_keys(twin.etcd_connection(), 100, prefix="/registry/ocp")
     before = digest(twin.etcd_connection())
     adopt(ocp, replayer, workdir, data=before)
@@ -258,7 +261,7 @@ def test_crashloop_case_resets_etcd_on_the_node_and_keeps_the_machine(started, t
     ocp = started(members=[A, B, C], lifetime_s=LOOPS_S)
     twin = ocp.twin
     workdir = project(tmp_path)
-    replayer = Replayer(Runner(cwd=workdir, timeout_s=120, environ=activated_environ()))
+    replayer = Replayer(Runner(cwd=workdir, timeout_s=HARNESS_S, environ=activated_environ()))
     put_keys(twin.etcd_connection(), 100, prefix="/registry/ocp")
     before = digest(twin.etcd_connection())
     adopt(ocp, replayer, workdir, data=before)
