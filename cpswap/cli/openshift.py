@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from cpswap.cli import FILE, IP, NAME, NAMESPACE, OBJECT_NAME, SECONDS, SECONDS_OR_ZERO, SLOT, WORD, progress
+from cpswap.cli import FILE, IP, NAME, NAMESPACE, OBJECT_NAME, SECONDS, SLOT, WORD, progress
 from cpswap.core.errors import PermanentError
 
 
@@ -53,12 +53,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="the new Machine's name (default: the old base name, next free index)")
     p.add_argument("--deadline", type=SECONDS, default=3600)
     p.set_defaults(func=_create_machine)
-    p = cmds.add_parser("redeploy", help="forceRedeploymentReason (unique) unless the node's etcd pod is Ready; "
-                                         "the quorum guard is off only while the revision controller needs it")
+    p = cmds.add_parser("redeploy", help="wait while the etcd operator scales the node in; then "
+                                         "forceRedeploymentReason (unique) only if every node is at the latest "
+                                         "revision and the node's etcd pod is not Ready; the quorum guard is off "
+                                         "only while the revision controller needs it")
     _namespaces(p, etcd_flags=True)
     p.add_argument("--reason", type=WORD, required=True)
-    p.add_argument("--settle", type=SECONDS_OR_ZERO, default=0, help="seconds to wait for the operator before patching")
-    p.add_argument("--deadline", type=SECONDS, default=300, help="seconds to wait for the new revision")
+    p.add_argument("--deadline", type=SECONDS, default=300,
+                   help="seconds for the whole command: the operator scaling the node in, then the new revision")
     p.set_defaults(func=_redeploy)
 
 
@@ -120,7 +122,7 @@ def _redeploy(args: argparse.Namespace) -> int:
             raise PermanentError(f"etcd did not answer ({facts.error}): cannot tell whether the etcd operator would "
                                  f"roll a revision")
         return sum(1 for m in facts.members if m.healthy), len(facts.members)
-    print(ex.redeploy(etcd_namespace=args.etcd_namespace, node=args.node, reason=args.reason, settle_s=args.settle,
+    print(ex.redeploy(etcd_namespace=args.etcd_namespace, node=args.node, reason=args.reason,
                       progress=progress, members_health=members_health, deadline_s=args.deadline,
                       kubeconfig=args.kubeconfig))
     return 0

@@ -135,12 +135,6 @@ def seconds(value: Any, *, hi: float = MAX_SECONDS) -> float:
     return float(value)
 
 
-def non_negative_seconds(value: Any, *, hi: float = MAX_SECONDS) -> float:
-    if value in (0, 0.0, "0"):
-        return 0.0
-    return seconds(value, hi=hi)
-
-
 def lag(value: Any) -> int:
     """A positive raft-index lag."""
     return integer(value, lo=1, hi=MAX_LAG)

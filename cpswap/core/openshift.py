@@ -33,9 +33,26 @@ Sources (openshift/cluster-etcd-operator at b4786ae33ca2aceae72d67e6644e9928ead7
   (OnDelete, ``createOnDeleteReplacementMachines``). A copy made by cpswap would be a fourth
   Machine. The CRD's default state is ``Inactive``.
 
-Decisions here: ``revision_blocked`` (the precondition), ``cpms_state``, ``membership_owner`` and
-``cpms_replacements``; ``guard_patch`` is the merge patch that turns the guard off and on again
-without touching other overrides.
+- Scaling a new node in (``redeploy_decision``): library-go's NodeController
+  (vendor/github.com/openshift/library-go/pkg/operator/staticpod/controller/node/node_controller.go,
+  ``sync``) lists every master Node in ``status.nodeStatuses`` as soon as it exists, with no
+  revision. The installer controller (.../staticpod/controller/installer/installer_controller.go)
+  sets ``targetRevision`` to the latest revision for a node that is not at it (``getRevisionToStart``),
+  runs the installer pod, and moves ``currentRevision`` to the target only once the node's etcd
+  pod is Ready at that revision (``newNodeStateForInstallInProgress``, ``staticPodStateReady``).
+  The etcd pod is Ready only when its member serves: the ClusterMemberController
+  (pkg/operator/clustermembercontroller/clustermembercontroller.go) adds the learner once the pod
+  runs but is not ready (``isEtcdContainerRunningNotReady``) and promotes it. So while a node is
+  being scaled in, its ``currentRevision`` is below ``latestAvailableRevision``
+  (``NodeInstallerProgressing`` True, ``IsRevisionStable`` false): the operator is still working
+  and a forced revision is not needed. Only when every node is at the latest revision (scaling
+  done) and the node's etcd pod is still not Ready (seed 003 2.4.2: the member was removed and the
+  pod moved aside on a node that already had the latest revision) does nothing but a new
+  revision bring it back.
+
+Decisions here: ``redeploy_decision`` (wait, not needed, or force a revision), ``revision_blocked``
+(the precondition), ``cpms_state``, ``membership_owner`` and ``cpms_replacements``; ``guard_patch``
+is the merge patch that turns the guard off and on again without touching other overrides.
 """
 from __future__ import annotations
 
@@ -90,6 +107,57 @@ def revision_blocked(*, etcd: Mapping[str, Any], healthy: int, total: int) -> st
     if total - quorum < 1 or healthy - quorum < 1:
         return f"etcd cluster has quorum of {quorum} and {healthy} healthy members which is not fault tolerant"
     return None
+
+
+@dataclass(frozen=True)
+class RedeployDecision:
+    action: str  # "not-needed" | "wait" | "redeploy"
+    reason: str
+
+
+def _node_status(etcd: Mapping[str, Any], node: str) -> Mapping[str, Any] | None:
+    return next((n for n in (etcd.get("status") or {}).get("nodeStatuses") or [] if n.get("nodeName") == node), None)
+
+
+def _failure(entry: Mapping[str, Any]) -> str:
+    """The installer's last failure for the revision it is rolling, as the operator reports it."""
+    failed, target = int(entry.get("lastFailedRevision") or 0), int(entry.get("targetRevision") or 0)
+    if not failed or failed != target:
+        return ""
+    errors = "; ".join(str(e) for e in entry.get("lastFailedRevisionErrors") or []) or "no message"
+    return f"; its installer failed on revision {failed} ({errors}), the operator retries it"
+
+
+def redeploy_decision(*, etcd: Mapping[str, Any], node: str, pod_ready: bool) -> RedeployDecision:
+    """Whether ``node``'s etcd needs a forced revision now, from the operator's own signals
+    (``status.latestAvailableRevision``, ``status.nodeStatuses``; see the module docstring):
+
+    - the node's etcd pod is Running and Ready: ``not-needed``;
+    - no revision yet, the node not in ``nodeStatuses`` yet, or any node below the latest revision
+      (the installer controller is rolling it; for a new node, until its member joined): ``wait``;
+    - every node at the latest revision and the node's pod not Ready: ``redeploy``."""
+    if pod_ready:
+        return RedeployDecision("not-needed", f"etcd pod on {node} is Running and Ready: the etcd operator has it")
+    status = etcd.get("status") or {}
+    latest = int(status.get("latestAvailableRevision") or 0)
+    if latest == 0:
+        return RedeployDecision("wait", "etcd/cluster has no revision yet (status.latestAvailableRevision 0)")
+    entry = _node_status(etcd, node)
+    if entry is None:
+        return RedeployDecision("wait", f"node {node} is not in etcd/cluster status.nodeStatuses yet (the operator's "
+                                        f"node controller lists every master Node)")
+    current, target = int(entry.get("currentRevision") or 0), int(entry.get("targetRevision") or 0)
+    if current != latest:
+        rolling = f"installing revision {target}" if target else f"revision {latest} not started on it yet"
+        return RedeployDecision("wait", f"node {node} is at revision {current} of {latest} ({rolling}): the etcd "
+                                        f"operator is scaling it in (its revision becomes current once the etcd pod "
+                                        f"is Ready, i.e. the member joined){_failure(entry)}")
+    behind = sorted(f"{n.get('nodeName')} at {int(n.get('currentRevision') or 0)}"
+                    for n in status.get("nodeStatuses") or [] if int(n.get("currentRevision") or 0) != latest)
+    if behind:
+        return RedeployDecision("wait", f"revision {latest} is still rolling out ({', '.join(behind)})")
+    return RedeployDecision("redeploy", f"every node is at revision {latest} and the etcd pod on {node} is not "
+                                        f"Ready: no rollout will reach it without a new revision")
 
 
 def cpms_state(cpms: Mapping[str, Any] | None) -> str:

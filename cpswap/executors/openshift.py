@@ -11,8 +11,11 @@ etcd operator's forced redeployment. Not pure (HTTP to the API server via the of
 - ``create_machine``: the copy, with a new name (given, or the old base name with the next free
   index, as the seed advises) and without status and providerID; waits for Running and a nodeRef.
   A node already backed by a Machine is adopted.
-- ``redeploy``: the ``forceRedeploymentReason`` patch, with a unique value, unless the node's etcd
-  pod is already Running and Ready (the operator scaled it in by itself, or a first ``up``). When
+- ``redeploy``: first waits (bounded, printing the operator's state) while the etcd operator is
+  still scaling the node in, then the ``forceRedeploymentReason`` patch, with a unique value, only
+  when ``core.openshift.redeploy_decision`` says no rollout will reach the node: every node at the
+  latest revision and its etcd pod not Ready. A Ready pod (the operator scaled it in by itself, or
+  a first ``up``) needs none. When
   the etcd operator's revision precondition would create no revision (``core.openshift.revision_blocked``:
   2 healthy of 2 members after a hand removal, every node at the latest revision) the quorum guard
   is turned off for the patch (``unsupportedConfigOverrides``, marked with the annotation
@@ -318,27 +321,28 @@ def restore_guard(*, progress: Progress, api: kx.Api | None = None, kubeconfig: 
 
 
 @inputs.validated(etcd_namespace=inputs.dns_label, node=inputs.dns_name, reason=inputs.word,
-                  settle_s=inputs.non_negative_seconds, deadline_s=inputs.seconds)
-def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, progress: Progress,
+                  deadline_s=inputs.seconds)
+def redeploy(*, etcd_namespace: str, node: str, reason: str, progress: Progress,
              members_health: Callable[[], tuple[int, int]], deadline_s: float = 300,
              kubeconfig: str | None = None) -> str:
-    """``members_health()`` -> (healthy members, all members), read from etcd now."""
+    """``members_health()`` -> (healthy members, all members), read from etcd now. ``deadline_s``
+    bounds the whole command: the wait while the operator scales the node in, then the wait for
+    the new revision."""
+    end_at = time.monotonic() + deadline_s
     with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
         restore_guard(progress=progress, api=api)
+        decided: list[rules.RedeployDecision] = []
 
-        def pod_ready() -> bool:
+        def settled() -> tuple[bool, str]:
             pods = [p for p in _etcd_pods(api, etcd_namespace) if p.spec and p.spec.node_name == node]
-            return any(_pod_ready(p) for p in pods)
-
-        if pod_ready():
-            progress(f"etcd pod on {node} is Running and Ready: the etcd operator has it; no redeployment needed")
+            decision = rules.redeploy_decision(etcd=_etcd_cr(api), node=node, pod_ready=any(map(_pod_ready, pods)))
+            decided[:] = [decision]
+            return decision.action != "wait", decision.reason
+        wait_until(f"etcd operator on {node}", settled, deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
+        decision = decided[0]
+        progress(f"etcd/cluster: {decision.reason}")
+        if decision.action == "not-needed":
             return "not-needed"
-        end = time.monotonic() + settle_s  # the operator scales in a new node by itself; give it a moment
-        while time.monotonic() < end:
-            time.sleep(min(5.0, max(0.0, end - time.monotonic())))
-            if pod_ready():
-                progress(f"etcd pod on {node} became Ready without a redeployment")
-                return "not-needed"
         value = f"{reason}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
         etcd = _etcd_cr(api)
         healthy, total = members_health()
@@ -360,7 +364,8 @@ def redeploy(*, etcd_namespace: str, node: str, reason: str, settle_s: float, pr
             def rolled() -> tuple[bool, str]:
                 latest = int((_etcd_cr(api).get("status") or {}).get("latestAvailableRevision") or 0)
                 return latest > before, f"latestAvailableRevision {latest} (was {before})"
-            wait_until("a new etcd revision", rolled, deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
+            wait_until("a new etcd revision", rolled, deadline_s=max(1.0, end_at - time.monotonic()),
+                       progress=progress, max_delay_s=5.0)
         finally:
             _set_guard(api, disabled=False, owner=reason)
             progress("etcd/cluster: quorum guard turned back on")

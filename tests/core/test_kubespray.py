@@ -148,7 +148,7 @@ OSH = OpenshiftSettings()
                                  openshift=OSH, etcd=EtcdSettings()),
      f"{CPSWAP} openshift redeploy --preset env --discover openshift --etcd-namespace openshift-etcd "
      "--machine-namespace openshift-machine-api --node ip-10-0-131-183 --reason cpswap-cp1-ip-10-0-131-183-r1 "
-     "--settle 0 --deadline 300"),
+     "--deadline 300"),
 ])
 def test_openshift_command_text(render, expected):
     assert render() == expected

@@ -113,7 +113,7 @@ OTHER = [
     ("openshift-slot", "openshift delete-machine --kubeconfig {kc} --slot=CP1 --node n", "--slot"),
     ("openshift-ip", "openshift create-machine --kubeconfig {kc} --slot cp1 --node n --ip=::ffff:1.2.3.4%1", "--ip"),
     ("openshift-reason", "openshift redeploy --kubeconfig {kc} --node n --reason=a;b", "--reason"),
-    ("openshift-settle", "openshift redeploy --kubeconfig {kc} --node n --reason r --settle=-1", "--settle"),
+    ("openshift-deadline", "openshift redeploy --kubeconfig {kc} --node n --reason r --deadline=0", "--deadline"),
     ("openshift-kubeconfig-missing", "openshift redeploy --kubeconfig=/nonexistent --node n --reason r", "--kubeconfig"),
     ("kubean-kubeconfig-missing", "kubean wait " + " ".join(KUBEAN) + " --operation op --global-kubeconfig=/nonexistent", "--global-kubeconfig"),
 ]
@@ -192,7 +192,7 @@ def _api_calls(server: FakeApiServer):
             namespace="openshift-machine-api", slot="cp1", node=bad, ip="10.0.0.1", machine=None, deadline_s=1,
             progress=print, kubeconfig=kc),
         "openshift.redeploy": lambda bad: openshift_ex.redeploy(etcd_namespace="openshift-etcd", node=bad, reason="r",
-                                                                settle_s=0, progress=print, kubeconfig=kc),
+                                                                progress=print, kubeconfig=kc),
         "kubean.inventory_add": lambda bad: kubean_ex.inventory_add(kubean=kubean, node=bad, ip="10.0.0.1",
                                                                     progress=print),
         "kubean.wait": lambda bad: kubean_ex.wait(name=bad, node=None, deadline_s=1, progress=print),

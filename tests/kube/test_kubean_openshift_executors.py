@@ -11,7 +11,7 @@ from kubernetes import client
 
 from cpswap.core import kubespray as inv
 from cpswap.core import openshift as ocp_rules
-from cpswap.core.errors import PermanentError
+from cpswap.core.errors import DeadlineError, PermanentError
 from cpswap.core.model import Host, KubeanSettings
 from cpswap.core.renderers import kubean as kb
 from cpswap.executors import kubean as kx
@@ -238,6 +238,7 @@ def openshift_env(monkeypatch):
         objects.create_cluster_custom_object("operator.openshift.io", "v1", "etcds", {
             "apiVersion": "operator.openshift.io/v1", "kind": "Etcd", "metadata": {"name": "cluster"},
             "spec": {"forceRedeploymentReason": ""}})
+        _stable_at(objects, 3)
         yield emu, objects
 
 
@@ -289,21 +290,18 @@ def test_create_machine_without_a_kept_spec_refuses_clearly(openshift_env):
 
 
 def test_redeploy_patches_a_unique_reason_unless_the_etcd_pod_is_ready(openshift_env):
+    """Every node at the latest revision and the node's etcd pod not Ready: only a new revision brings it back."""
     emu, objects = openshift_env
-    first = ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="cpswap-cp1-ip-10-0-133-53-r0",
-                        settle_s=0, progress=print, members_health=lambda: (3, 3))
+    first = ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-131-183", reason="cpswap-cp1-ip-10-0-131-183-r1",
+                        progress=print, members_health=lambda: (3, 3))
     time.sleep(0.01)
-    second = ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="cpswap-cp1-ip-10-0-133-53-r0",
-                         settle_s=0, progress=print, members_health=lambda: (3, 3))
-    assert first != second and first.startswith("cpswap-cp1-ip-10-0-133-53-r0-")
+    second = ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-131-183", reason="cpswap-cp1-ip-10-0-131-183-r1",
+                         progress=print, members_health=lambda: (3, 3))
+    assert first != second and first.startswith("cpswap-cp1-ip-10-0-131-183-r1-")
     etcd = objects.get_cluster_custom_object("operator.openshift.io", "v1", "etcds", "cluster")
     assert etcd["spec"]["forceRedeploymentReason"] == second
-    emu.core.create_namespaced_pod("openshift-etcd", client.V1Pod(
-        metadata=client.V1ObjectMeta(name="etcd-ip-10-0-133-53", labels={"app": "etcd"}),
-        spec=client.V1PodSpec(node_name="ip-10-0-133-53", containers=[client.V1Container(name="etcd", image="e")])))
-    emu.core.patch_namespaced_pod_status("etcd-ip-10-0-133-53", "openshift-etcd", {"status": {
-        "phase": "Running", "hostIP": "10.0.133.53", "conditions": [{"type": "Ready", "status": "True"}]}})
-    assert ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="x", settle_s=0,
+    _ready_pod(emu, "ip-10-0-133-53", "10.0.133.53")  # not even listed by the operator yet: Ready is enough
+    assert ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="x",
                        progress=print, members_health=lambda: (3, 3)) == "not-needed"
     assert ox.etcd_pod_endpoints(kubeconfig=None, namespace="openshift-etcd", timeout=5) == ["https://10.0.133.53:2379"]
     # the departing node's pod is never an endpoint for its own removal, by name or by address
@@ -317,10 +315,62 @@ ETCD = ("operator.openshift.io", "v1", "etcds")
 MACHINES = ("machine.openshift.io", "v1beta1", "openshift-machine-api", "machines")
 
 
-def _stable_at(objects, revision: int) -> None:
-    objects.patch_cluster_custom_object(*ETCD, "cluster", {"status": {
-        "latestAvailableRevision": revision,
-        "nodeStatuses": [{"nodeName": n, "currentRevision": revision} for n in ("ip-10-0-154-204", "ip-10-0-164-97")]}})
+def _stable_at(objects, revision: int, *, new: str | None = None, target: int = 0) -> None:
+    """etcd/cluster's status as the operator writes it: the three nodes at ``revision``; ``new`` a
+    node the NodeController just listed (currentRevision 0, ``target`` its installer's revision)."""
+    nodes = [{"nodeName": n, "currentRevision": revision}
+             for n in ("ip-10-0-131-183", "ip-10-0-154-204", "ip-10-0-164-97")]
+    if new is not None:
+        nodes.append({"nodeName": new, "currentRevision": 0, "targetRevision": target})
+    objects.patch_cluster_custom_object(*ETCD, "cluster", {"status": {"latestAvailableRevision": revision,
+                                                                      "nodeStatuses": nodes}})
+
+
+def _ready_pod(emu, node: str, ip: str) -> None:
+    emu.core.create_namespaced_pod("openshift-etcd", client.V1Pod(
+        metadata=client.V1ObjectMeta(name=f"etcd-{node}", labels={"app": "etcd"}),
+        spec=client.V1PodSpec(node_name=node, containers=[client.V1Container(name="etcd", image="e")])))
+    emu.core.patch_namespaced_pod_status(f"etcd-{node}", "openshift-etcd", {"status": {
+        "phase": "Running", "hostIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def test_redeploy_waits_while_the_operator_scales_a_new_node_in(openshift_env):
+    """The race of issue 12: a new node listed below the latest revision (the installer rolling it,
+    its member not added yet) is the operator's; redeploy waits, and patches nothing once the
+    node's etcd pod is Ready and its revision current."""
+    emu, objects = openshift_env
+    _stable_at(objects, 3, new="ip-10-0-133-53", target=3)
+    lines: list[str] = []
+
+    def operator() -> None:  # the member joins; the installer controller marks the revision current
+        time.sleep(0.5)
+        _ready_pod(emu, "ip-10-0-133-53", "10.0.133.53")
+        _stable_at(objects, 3)
+    scaler = threading.Thread(target=operator, daemon=True)
+    scaler.start()
+    try:
+        assert ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="cpswap-cp1-x-r0",
+                           progress=lines.append, members_health=lambda: (2, 2), deadline_s=20) == "not-needed"
+    finally:
+        scaler.join(5)
+    cr = objects.get_cluster_custom_object(*ETCD, "cluster")
+    assert cr["spec"]["forceRedeploymentReason"] == "" and not ocp_rules.unsafe_override(cr)
+    assert any("is at revision 0 of 3 (installing revision 3)" in line for line in lines), lines
+
+
+def test_redeploy_gives_up_at_its_deadline_while_the_operator_is_still_scaling(openshift_env):
+    emu, objects = openshift_env
+    _stable_at(objects, 3, new="ip-10-0-133-53")
+    objects.patch_cluster_custom_object(*ETCD, "cluster", {"status": {"nodeStatuses": [
+        {"nodeName": "ip-10-0-133-53", "currentRevision": 0, "targetRevision": 3, "lastFailedRevision": 3,
+         "lastFailedRevisionErrors": ["installer: etcd pod did not start"]}]}})
+    with pytest.raises(DeadlineError, match=r"etcd operator on ip-10-0-133-53: not done after 1s; last state: node "
+                                            r"ip-10-0-133-53 is at revision 0 of 3 .*installer failed on revision 3 "
+                                            r"\(installer: etcd pod did not start\)"):
+        ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-133-53", reason="cpswap-cp1-x-r0", progress=print,
+                    members_health=lambda: (2, 2), deadline_s=1)
+    cr = objects.get_cluster_custom_object(*ETCD, "cluster")
+    assert cr["spec"]["forceRedeploymentReason"] == "" and ocp_rules.guard_owner(cr) is None
 
 
 class FakeRevisionController(_FakeLoop):
@@ -355,7 +405,7 @@ def test_redeploy_turns_the_quorum_guard_off_only_while_the_revision_controller_
     lines: list[str] = []
     with FakeRevisionController(objects) as controller:
         value = ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-131-183", reason="cpswap-cp3-x-r1",
-                            settle_s=0, progress=lines.append, members_health=lambda: (2, 2), deadline_s=10)
+                            progress=lines.append, members_health=lambda: (2, 2), deadline_s=10)
     assert controller.rolled == [(value, True)]
     cr = objects.get_cluster_custom_object(*ETCD, "cluster")
     assert cr["spec"]["unsupportedConfigOverrides"] == {"other": 1}
@@ -368,7 +418,7 @@ def test_the_quorum_guard_is_back_on_after_a_failure_and_on_a_rerun(openshift_en
     _emu, objects = openshift_env
     _stable_at(objects, 7)
     with pytest.raises(Exception, match="new etcd revision"):  # no revision controller: the wait times out
-        ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-131-183", reason="cpswap-cp3-x-r1", settle_s=0,
+        ox.redeploy(etcd_namespace="openshift-etcd", node="ip-10-0-131-183", reason="cpswap-cp3-x-r1",
                     progress=print, members_health=lambda: (2, 2), deadline_s=1)
     cr = objects.get_cluster_custom_object(*ETCD, "cluster")
     assert not ocp_rules.unsafe_override(cr) and ocp_rules.guard_owner(cr) is None

@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.etcd_cluster import digest, put_keys
 from tests.support.twin.hosts import available
+from tests.support.twin.openshift import INITIAL_REVISION
 from tests.support.twin.replayer import Replayer, Runner
 from tests.twin.test_openshift_emulator import wait_for
 from tests.twin.test_openshift_scenarios import (A, B, C, D, HARNESS_S, LOOPS_S, SCENARIO_TIMEOUT_S, SLOTS, adopt,
@@ -63,6 +64,9 @@ def test_active_cpms_replaces_the_machine_and_the_operator_owns_the_member(start
     assert sorted(now) == sorted([ocp.machine_of[B], ocp.machine_of[C], replacement])
     assert now[replacement]["status"]["nodeRef"]["name"] == D and ocp.machines.failed == {}
     assert now[replacement]["metadata"]["ownerReferences"][0]["kind"] == "ControlPlaneMachineSet"
+    # the operator scaled D in by itself; redeploy waited for it and forced no revision (issue 12's race)
+    assert stdout_of(replayer, "cp1-redeploy") == "not-needed"
+    assert ocp.ceo.revisions == [] and ocp.ceo.unsafe_at_revision == [] and ocp.ceo.installs == [(D, INITIAL_REVISION)]
     # 3 healthy voters, the data intact, quorum throughout, the dead host never contacted
     assert healthy_voters(ocp) == sorted([B, C, D])
     assert digest(twin.etcd_connection()) == before

@@ -65,12 +65,13 @@ def redeploy_reason(*, member: Member) -> str:
     return f"cpswap-{member.slot}-{member.host.name}-r{member.host.rebuild}"
 
 
-def render_redeploy(*, member: Member, openshift: OpenshiftSettings, etcd: EtcdSettings, settle_s: int = 0,
-                    deadline_s: int = 300) -> str:
-    """forceRedeploymentReason; the etcd flags let it tell whether the operator's revision
-    precondition needs the quorum guard off (cpswap.core.openshift.revision_blocked)."""
+def render_redeploy(*, member: Member, openshift: OpenshiftSettings, etcd: EtcdSettings, deadline_s: int = 300) -> str:
+    """forceRedeploymentReason when the etcd operator's own rollout will not reach the node
+    (cpswap.core.openshift.redeploy_decision, waited for within the deadline); the etcd flags let it
+    tell whether the operator's revision precondition needs the quorum guard off
+    (cpswap.core.openshift.revision_blocked)."""
     return (f"{CPSWAP} openshift redeploy {_etcd_flags(etcd, openshift)} --node {quote(member.host.name)} "
-            f"--reason {quote(redeploy_reason(member=member))} --settle {settle_s} --deadline {deadline_s}")
+            f"--reason {quote(redeploy_reason(member=member))} --deadline {deadline_s}")
 
 
 def render_etcd_reset(*, host: Host, recheck_s: int = 5) -> str:

@@ -78,15 +78,34 @@ client certificate (a member whose host is dead counts as unhealthy without bein
   manifest). A refusal sets ``InstallerControllerDegraded`` True with the shim's message and
   ``nodeStatuses[].lastFailedRevision``; it is retried every ``retry_s``. On success the pod
   ``etcd-<node>`` is (re)created Running and the node reaches the latest revision.
+- ``status.nodeStatuses`` follows library-go's static-pod controllers (vendored in
+  cluster-etcd-operator b4786ae33ca2aceae72d67e6644e9928ead71f18 under
+  vendor/github.com/openshift/library-go/pkg/operator/staticpod/controller/): the NodeController
+  (node/node_controller.go ``sync``) lists every control-plane Node as soon as it exists, with no
+  revision (``currentRevision`` 0), and drops removed ones, and that is written AT ONCE, not at the
+  end of a pass; the installer controller (installer/installer_controller.go
+  ``manageInstallationPods``) writes the node's ``targetRevision`` BEFORE its installer runs, and
+  ``newNodeStateForInstallInProgress`` moves ``currentRevision`` to it (and clears the target) only
+  once the etcd pod is Ready at that revision, i.e. after the member joined; a failed installer
+  keeps the target and sets ``lastFailedRevision``/``lastFailedRevisionErrors``. A new revision
+  (``latestAvailableRevision``) is written as soon as it is created. So while a new node is being
+  scaled in, its ``currentRevision`` is below the latest: the signal
+  ``cpswap.core.openshift.redeploy_decision`` waits on. ``targetRevision``/``lastFailed*`` are
+  omitted when zero (omitempty).
 - Every tick: ``EtcdMembersAvailable`` ("3 members are available" / "2 of 3 members are
   available, X is unhealthy" / "... X has not started", as the real EtcdMembersController words
-  it), ``NodeInstallerProgressing`` ("3 nodes are at revision 4", reason
-  AllNodesAtLatestRevision) and ``status.nodeStatuses`` (control-plane Nodes that exist).
+  it) and ``NodeInstallerProgressing`` worded as installer_controller.go
+  ``prepareNodeInstallerConditionApplyConfiguration`` does ("3 nodes are at revision 4", reason
+  AllNodesAtLatestRevision; while any node is behind, True with reason "" and "1 node is at
+  revision 0; 2 nodes are at revision 3").
 - ``.ssh_targets`` lists every host it ran the installer on; ``.installs`` (node, revision).
 
-Not modelled: CPMS, the preDrain lifecycle hook and quorum-guard PDB, revision rollouts restarting
-healthy members, the cert signer re-issuing secrets, conflicts (kmock has no resourceVersion
-checks), ``metadata.generation``, the kubelet restarting a crashlooping etcd.
+Not modelled: the quorum-guard PDB, revision rollouts restarting healthy members (a node with a
+healthy member is at the latest revision at once), the installer controller's one-node-at-a-time
+target for nodes it cannot install yet (a new node waiting for its member shows currentRevision 0
+without a target), the new node's etcd pod while it is Running but not Ready (the pod appears Ready
+when the member joined), the cert signer re-issuing secrets, conflicts (kmock has no
+resourceVersion checks), ``metadata.generation``, the kubelet restarting a crashlooping etcd.
 
 Twin limits for runbook 2.4.2's node shell: /var/lib/etcd is a mount point on a fake host (as on a
 node whose etcd has its own disk), so ``mv /var/lib/etcd/ /tmp`` fails with "Device or resource
@@ -513,6 +532,7 @@ class EtcdOperator(_Loop):
         self.revisions: list[tuple[int, str]] = []
         self.node_revisions: dict[str, int] = {}
         self.failed_revisions: dict[str, tuple[int, str]] = {}
+        self.target_revisions: dict[str, int] = {}  # nodes whose installer is rolling a revision
         self._retry_at: dict[str, float] = {}
         self._issued: set[str] = set()  # nodes whose secrets this CEO issued for a pending install
         self._conditions: dict[str, dict[str, Any]] = {}
@@ -559,9 +579,11 @@ class EtcdOperator(_Loop):
             self._event(f"{kind}: {message}")
 
     def _status(self) -> dict[str, Any]:
+        """operatorv1.StaticPodOperatorStatus: ``targetRevision``/``lastFailed*`` are omitempty."""
         return {"latestAvailableRevision": self.revision, "latestAvailableRevisionReason": self.reason,
-                "nodeStatuses": [{"nodeName": n, "currentRevision": r, "targetRevision": self.revision
-                                  if r < self.revision else 0,
+                "nodeStatuses": [{"nodeName": n, "currentRevision": r,
+                                  **({"targetRevision": self.target_revisions[n]} if n in self.target_revisions
+                                     else {}),
                                   **({"lastFailedRevision": self.failed_revisions[n][0],
                                       "lastFailedRevisionErrors": [self.failed_revisions[n][1]]}
                                      if n in self.failed_revisions else {})}
@@ -631,6 +653,7 @@ class EtcdOperator(_Loop):
     def _reconcile(self) -> None:
         cr = self.custom.get_cluster_custom_object(*ETCD_CR, "cluster")
         nodes = {n.metadata.name: n for n in self.core.list_node().items if _control_plane(n)}
+        self._node_controller(nodes)
         self._kubelet(nodes)
         view = self._view()
         masters = [m for m in self.custom.list_namespaced_custom_object(*MACHINES)["items"]
@@ -656,11 +679,34 @@ class EtcdOperator(_Loop):
                 self.revisions.append((self.revision, reason))
                 self.unsafe_at_revision.append(_unsafe(cr))
                 self._event(f"revision {self.revision} (forceRedeploymentReason {reason!r})")
+                self._installer_condition()
+                self._write_status()  # the revision controller writes latestAvailableRevision on its own
         if view.ok:
             self._scale(nodes, view, masters)
             view = self._view()
         self._report(nodes, view)
         self._write_status()
+
+    def _node_controller(self, nodes: dict[str, client.V1Node]) -> None:
+        """library-go staticpod/controller/node/node_controller.go ``sync``: every master Node is in
+        ``status.nodeStatuses`` (a new one with no revision: currentRevision 0), a removed one is
+        dropped; written at once, as that controller writes its own status, not at the end of a
+        pass that may be running an installer."""
+        changed = False
+        for name in list(self.node_revisions):
+            if name not in nodes:
+                del self.node_revisions[name]
+                self.failed_revisions.pop(name, None)
+                self.target_revisions.pop(name, None)
+                changed = True
+        for name in sorted(nodes):
+            if name not in self.node_revisions:
+                self.node_revisions[name] = 0
+                self._event(f"node controller: observed new master node {name}")
+                changed = True
+        if changed:
+            self._installer_condition()
+            self._write_status()
 
     # -- revision precondition, machine deletion hooks, member removal ------------------------
     def _precondition(self, cr: dict[str, Any], view: _View) -> str | None:
@@ -766,20 +812,17 @@ class EtcdOperator(_Loop):
                 elif member["ID"] in view.healthy:
                     self.node_revisions[name] = self.revision
                     self.failed_revisions.pop(name, None)
+                    self.target_revisions.pop(name, None)
                     self._issued.discard(name)
                 continue
             # no member, or one added for this node that never started (an install cut short):
             # the installer runs (again) and the shim resumes that member
-            behind = name not in self.node_revisions or self.node_revisions[name] < self.revision
-            if _ready(node) and behind:
+            if _ready(node) and self.node_revisions[name] < self.revision:
                 candidates.append(name)
                 own[name] = member["ID"] if member is not None else None
-            elif name not in self.node_revisions:
-                self.node_revisions[name] = 0
         secrets = {s.metadata.name for s in self.core.list_namespaced_secret(ETCD_NS).items} if candidates else set()
         found: dict[str, list[str]] = {kind: [] for kind in DEGRADED}
         for name in candidates:
-            self.node_revisions.setdefault(name, 0)
             stale = [f"{k}-{name}" for k in SECRET_KINDS[:2] if f"{k}-{name}" in secrets and name not in self._issued]
             if stale:
                 found["EtcdCertSignerControllerDegraded"].append(
@@ -844,6 +887,12 @@ class EtcdOperator(_Loop):
                 self.core.create_namespaced_secret(ETCD_NS, _secret(kind, name, host.ip))
         self._issued.add(name)
         revision = self.revision
+        # installer_controller.go manageInstallationPods: the node's targetRevision is written before
+        # the installer pod runs; currentRevision moves to it only once the etcd pod is Ready
+        # (newNodeStateForInstallInProgress), i.e. after the member joined
+        self.target_revisions[name] = revision
+        self._installer_condition()
+        self._write_status()
         self.ssh_targets.append(name)
         self._event(f"installer: revision {revision} on {name}")
         rc, out, err = self._ssh(host, f"openshift-etcd install --node-name {name} --ip {host.ip} "
@@ -856,6 +905,7 @@ class EtcdOperator(_Loop):
             return False
         self.failed_revisions.pop(name, None)
         self.node_revisions[name] = revision
+        self.target_revisions.pop(name, None)
         self._issued.discard(name)
         self.installs.append((name, revision))
         try:
@@ -889,10 +939,7 @@ class EtcdOperator(_Loop):
             self._proc = None
 
     def _report(self, nodes: dict[str, client.V1Node], view: _View) -> None:
-        for name in list(self.node_revisions):
-            if name not in nodes:
-                del self.node_revisions[name]
-                self.failed_revisions.pop(name, None)
+        self._node_controller(nodes)
         if view.ok:
             available = [m["name"] for m in view.members if m.get("name") and m["ID"] in view.healthy]
             unhealthy = [m["name"] for m in view.members if m.get("name") and m["ID"] not in view.healthy]
@@ -911,15 +958,22 @@ class EtcdOperator(_Loop):
                 self._set("EtcdMembersAvailable", "False", "NoQuorum", message)
         else:
             self._set("EtcdMembersAvailable", "False", "NoQuorum", f"etcd member list failed: {view.error}")
+        self._installer_condition()
+
+    def _installer_condition(self) -> None:
+        """``NodeInstallerProgressing`` as library-go installer_controller.go
+        ``prepareNodeInstallerConditionApplyConfiguration`` words it: True (reason "") while any
+        node's currentRevision is not the latest, "N node(s) is/are at revision R" per revision."""
         counts: dict[int, int] = {}
         for revision in self.node_revisions.values():
             counts[revision] = counts.get(revision, 0) + 1
+        words = [f"{c} {'node is' if c == 1 else 'nodes are'} at revision {r}" for r, c in sorted(counts.items())]
         if set(counts) <= {self.revision}:
-            self._set("NodeInstallerProgressing", "False", "AllNodesAtLatestRevision",
-                      f"{len(self.node_revisions)} nodes are at revision {self.revision}")
+            self._set("NodeInstallerProgressing", "False", "AllNodesAtLatestRevision", "; ".join(words))
         else:
-            self._set("NodeInstallerProgressing", "True", "NodeInstaller", "; ".join(
-                f"{c} nodes are at revision {r}" for r, c in sorted(counts.items())))
+            if self.revision not in counts:
+                words.append(f"0 nodes have achieved new revision {self.revision}")
+            self._set("NodeInstallerProgressing", "True", "", "; ".join(words))
 
     def stop(self) -> None:
         self._stop.set()
