@@ -359,7 +359,7 @@ def test_redeploy_waits_while_the_operator_scales_a_new_node_in(openshift_env):
 
 
 def test_redeploy_gives_up_at_its_deadline_while_the_operator_is_still_scaling(openshift_env):
-    emu, objects = openshift_env
+    _, objects = openshift_env
     _stable_at(objects, 3, new="ip-10-0-133-53")
     objects.patch_cluster_custom_object(*ETCD, "cluster", {"status": {"nodeStatuses": [
         {"nodeName": "ip-10-0-133-53", "currentRevision": 0, "targetRevision": 3, "lastFailedRevision": 3,
