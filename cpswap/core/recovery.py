@@ -275,3 +275,77 @@ def recovery_scope(*, nodes: Sequence[NodeRole], new_node: str, old_node: str | 
                           reason=f"cordon {why}; claims pinned to " + (
                               f"{old_node}" if old_node else "any Node that no longer exists"))
     return scope, tuple(problems)
+
+
+def interrupted_actions(*, started: Mapping[str, Mapping[str, Any]], known: Sequence[str],
+                        policies: Sequence[ClaimPolicy]) -> tuple[ClaimAction, ...]:
+    """Claims an interrupted run started (its journal's ``started`` claims, ``namespace/name`` → entry) that
+    the observation no longer shows pinned to the old node (it deleted them) and that still have a policy."""
+    found = []
+    for key, entry in started.items():
+        if key in known:
+            continue
+        namespace, _, name = key.partition("/")
+        policy = policy_for(namespace=namespace, name=name, policies=policies)
+        if policy is None:
+            continue
+        found.append(ClaimAction(namespace=namespace, name=name,
+                                 owner_kind="OperatorDeployment" if policy.owner == "operator" else "StatefulSet",
+                                 owner_name=str(entry.get("deployment", "?")), size="?", data_class=policy.data_class,
+                                 policy=policy.policy, order=policy.order, observed=True))
+    return tuple(found)
+
+
+# what the executor does for one claim, and the outcome the report then shows
+RECREATE_STATEFULSET, RECREATE_OPERATOR, NOTHING = "recreate-statefulset", "recreate-operator", "nothing"
+
+
+@dataclass(frozen=True)
+class ClaimStep:
+    action: ClaimAction
+    do: str  # RECREATE_STATEFULSET, RECREATE_OPERATOR or NOTHING
+    outcome: str  # the report's outcome once done: recreated, recreated by operator, already recovered, the policy
+
+    @property
+    def key(self) -> str:
+        return f"{self.action.namespace}/{self.action.name}"
+
+
+@dataclass(frozen=True)
+class RecoveryPlan:
+    """What a PVC recovery does, in order: cordon, each claim's step, uncordon (always), then stop on the
+    claims left for the operator."""
+
+    cordon: tuple[str, ...]
+    steps: tuple[ClaimStep, ...]
+
+    @property
+    def to_recreate(self) -> tuple[str, ...]:
+        return tuple(s.key for s in self.steps if s.action.policy == "recreate")
+
+    @property
+    def manual(self) -> tuple[str, ...]:
+        return tuple(s.key for s in self.steps if s.action.policy == "manual")
+
+
+def decide_recovery(*, actions: Sequence[ClaimAction], interrupted: Sequence[ClaimAction],
+                    recovered: frozenset[str], survivors: Sequence[str]) -> RecoveryPlan:
+    """The order of a recovery from what was observed: the claims pinned to the old node (``actions``), those an
+    interrupted run had started (``interrupted``; dropped once recovered), which claims are already bound on
+    the new node (``recovered``, ``namespace/name``), and the nodes to cordon meanwhile (``survivors``: only
+    when a claim is to be recreated, so a recreated pod can land nowhere but the new node)."""
+    every = [*actions, *(a for a in interrupted if f"{a.namespace}/{a.name}" not in recovered)]
+    every.sort(key=lambda a: (a.order, a.namespace, a.name))
+    steps = []
+    for action in every:
+        key = f"{action.namespace}/{action.name}"
+        if action.policy != "recreate":
+            steps.append(ClaimStep(action, NOTHING, action.policy))
+        elif key in recovered:
+            steps.append(ClaimStep(action, NOTHING, "already recovered"))
+        elif action.owner_kind == "OperatorDeployment":
+            steps.append(ClaimStep(action, RECREATE_OPERATOR, "recreated by operator"))
+        else:
+            steps.append(ClaimStep(action, RECREATE_STATEFULSET, "recreated"))
+    recreating = any(a.policy == "recreate" for a in every)
+    return RecoveryPlan(cordon=tuple(survivors) if recreating else (), steps=tuple(steps))

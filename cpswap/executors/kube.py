@@ -39,8 +39,9 @@ from cpswap.core.inputs import host_port
 from cpswap.executors.boundary import kube_errors
 from cpswap.executors.secretfiles import private_dir, write_secret
 from cpswap.executors.waiting import wait_until
-from cpswap.core.recovery import (ClaimAction, NodeCapacity, NodeRole, RecoveryScope, check_capacity,
-                                  parse_pvc_recovery, plan_claim_actions, policy_for, recovery_scope)
+from cpswap.core.recovery import (RECREATE_OPERATOR, RECREATE_STATEFULSET, ClaimAction, NodeCapacity, NodeRole,
+                                  RecoveryPlan, RecoveryScope, check_capacity, decide_recovery, interrupted_actions,
+                                  parse_pvc_recovery, plan_claim_actions, recovery_scope)
 
 Progress = Callable[[str], None]
 CORDON_MARK = "cpswap.io/cordoned-for-recovery"
@@ -526,29 +527,6 @@ def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str
                     recreator="its operator")
 
 
-def _with_interrupted(api: Api, actions: Sequence[ClaimAction], *, journal: Journal, policies: Sequence[Any],
-                      new_node: str) -> list[ClaimAction]:
-    """Add claims an interrupted run already deleted (so they no longer show as pinned to the old
-    node) and are not yet recovered; the journal is their record."""
-    result = list(actions)
-    known = {f"{a.namespace}/{a.name}" for a in actions}
-    for key, entry in journal.started_claims().items():
-        if key in known:
-            continue
-        namespace, _, name = key.partition("/")
-        policy = policy_for(namespace=namespace, name=name, policies=policies)
-        if policy is None:
-            continue
-        action = ClaimAction(namespace=namespace, name=name,
-                             owner_kind="OperatorDeployment" if policy.owner == "operator" else "StatefulSet",
-                             owner_name=entry.get("deployment", "?"), size="?", data_class=policy.data_class,
-                             policy=policy.policy, order=policy.order, observed=True)
-        if not _recovered(api, action, new_node):
-            result.append(action)
-    result.sort(key=lambda a: (a.order, a.namespace, a.name))
-    return result
-
-
 def node_roles(api: Api) -> list[NodeRole]:
     return [NodeRole(name=n.metadata.name,
                      control_plane=any(label in (n.metadata.labels or {}) for label in CONTROL_PLANE_LABELS),
@@ -617,33 +595,36 @@ def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | N
                              f"run `cpswap kube wait-node --node {new_node}` first")
     scope = decide_scope(api, new_node=new_node, old_node=old_node, orphaned=orphaned, survivors=survivors,
                          actions=actions)
-    survivors = list(scope.cordon)
     progress(f"recover-pvcs scope: {scope.reason}; stay schedulable: {', '.join(scope.left_schedulable)}")
     journal = Journal(state_dir / f"recover-{new_node}.jsonl")
-    actions = _with_interrupted(api, actions, journal=journal, policies=policies, new_node=new_node)
-    todo = [a for a in actions if a.policy == "recreate"]
-    progress(f"recover-pvcs onto {new_node}: {len(todo)} claim(s) to recreate "
-             f"({', '.join(f'{a.namespace}/{a.name}' for a in todo) or 'none'})")
+    interrupted = interrupted_actions(started=journal.started_claims(),
+                                      known=[f"{a.namespace}/{a.name}" for a in actions], policies=policies)
+    recovered = frozenset(f"{a.namespace}/{a.name}" for a in (*actions, *interrupted)
+                          if a.policy == "recreate" and _recovered(api, a, new_node))
+    plan = decide_recovery(actions=actions, interrupted=interrupted, recovered=recovered, survivors=scope.cordon)
+    progress(f"recover-pvcs onto {new_node}: {len(plan.to_recreate)} claim(s) to recreate "
+             f"({', '.join(plan.to_recreate) or 'none'})")
+    return _carry_out(api, plan, new_node=new_node, journal=journal, deadline_s=deadline_s, progress=progress)
+
+
+def _carry_out(api: Api, plan: RecoveryPlan, *, new_node: str, journal: Journal, deadline_s: float,
+               progress: Progress) -> list[dict[str, Any]]:
+    """The calls of a decided recovery: cordon, each claim's step, uncordon in all cases; then refuse on the
+    claims left for the operator."""
     report: list[dict[str, Any]] = []
     try:
-        if todo and survivors:  # a scope with no node a moving pod could land on cordons nothing
-            journal.record(step="cordon", nodes=survivors)
-            cordon(api, names=survivors, progress=progress)
-        for action in actions:
-            row = {**asdict(action), "outcome": action.policy}
-            if action.policy == "recreate":
-                if _recovered(api, action, new_node):
-                    row["outcome"] = "already recovered"
-                elif action.owner_kind == "OperatorDeployment":
-                    _recover_operator_deployment(api, action, new_node=new_node, journal=journal,
-                                                 deadline_s=deadline_s, progress=progress)
-                    row["outcome"] = "recreated by operator"
-                else:
-                    _recover_statefulset(api, action, new_node=new_node, journal=journal, deadline_s=deadline_s,
-                                         progress=progress)
-                    row["outcome"] = "recreated"
-            progress(f"{action.namespace}/{action.name}: {row['outcome']}")
-            report.append(row)
+        if plan.cordon:  # a scope with no node a moving pod could land on cordons nothing
+            journal.record(step="cordon", nodes=list(plan.cordon))
+            cordon(api, names=list(plan.cordon), progress=progress)
+        for step in plan.steps:
+            if step.do == RECREATE_OPERATOR:
+                _recover_operator_deployment(api, step.action, new_node=new_node, journal=journal,
+                                             deadline_s=deadline_s, progress=progress)
+            elif step.do == RECREATE_STATEFULSET:
+                _recover_statefulset(api, step.action, new_node=new_node, journal=journal, deadline_s=deadline_s,
+                                     progress=progress)
+            progress(f"{step.key}: {step.outcome}")
+            report.append({**asdict(step.action), "outcome": step.outcome})
     finally:
         try:
             uncordon_marked(api, progress=progress)  # every mark, also one left by an interrupted run
@@ -651,8 +632,6 @@ def recover_pvcs(api: Api, *, new_node: str, policy_json: str, old_node: str | N
         except TransientError as exc:
             progress(f"WARNING: could not uncordon the survivors ({exc}); they carry {CORDON_MARK}; "
                      f"re-run, or run `cpswap kube uncordon` once the API is back")
-    manual = [r for r in report if r["policy"] == "manual"]
-    if manual:
-        raise UnsafeOperationError("claims left for the operator (policy manual): "
-                                   + ", ".join(f"{r['namespace']}/{r['name']}" for r in manual))
+    if plan.manual:
+        raise UnsafeOperationError("claims left for the operator (policy manual): " + ", ".join(plan.manual))
     return report
