@@ -12,6 +12,8 @@ Inventories are plain dicts (YAML documents); functions return new dicts and nev
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -149,3 +151,39 @@ def endpoint_covers(cluster_configuration: str, *, vip_host: str, vip_port: int)
     if endpoint == host_port(vip_host, vip_port):
         return True, found
     return False, found
+
+
+def present(doc: dict[str, Any], host: str) -> bool:
+    """``host`` is still in the inventory (``all.hosts`` or any group)."""
+    return host in ((doc.get("all") or {}).get("hosts") or {}) or any(host in group_hosts(doc, g) for g in GROUPS)
+
+
+def has_left(doc: dict[str, Any], host: str, *, operation_status: str | None) -> bool:
+    """``host`` has left through kubean: gone from the inventory, and its remove operation absent or Succeeded."""
+    return not present(doc, host) and operation_status in (None, "Succeeded")
+
+
+@dataclass(frozen=True)
+class KubeanLeave:
+    """How a kubean leave goes, decided before anything is written (executors/kubean.py carries it out)."""
+
+    move_to_end: bool  # the host is the first control-plane/etcd node: Kubespray cannot remove it there
+    run_remove: bool  # False: an earlier run's remove operation already took the etcd member and the Node
+    clean_on: tuple[str, ...]  # the Ready control-plane hosts the clean-kube-apiserver hook runs on
+    skipped: tuple[str, ...]  # control-plane hosts left out of the hook (Node not Ready: unreachable hosts fail it)
+
+
+def decide_kubean_leave(*, doc: dict[str, Any], host: str, member_present: bool, node_present: bool,
+                        ready: Mapping[str, bool], where: str) -> KubeanLeave:
+    """``ready``: each other control-plane host's Node is Ready (absent: not Ready). Refuses (PermanentError)
+    when the clean-up hook would have no target, before anything is written."""
+    others = tuple(h for h in group_hosts(doc, "kube_control_plane") if h != host)
+    removed_earlier = not member_present and not node_present
+    survivors = () if removed_earlier else tuple(h for h in others if ready.get(h, False))
+    if not removed_earlier and not survivors:
+        raise PermanentError(f"hosts-conf {where}: no Ready kube_control_plane host besides {host} "
+                             f"(others: {', '.join(others) or 'none'}); the clean-up hook would have no "
+                             "target: refusing to remove it")
+    return KubeanLeave(move_to_end=host in (first_control_plane(doc), *group_hosts(doc, "etcd")[:1]),
+                       run_remove=not removed_earlier, clean_on=survivors,
+                       skipped=() if removed_earlier else tuple(h for h in others if h not in survivors))

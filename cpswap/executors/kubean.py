@@ -238,33 +238,28 @@ def leave(*, kubean: KubeanSettings, node: str, ip: str, operation: str, guard: 
     with connect_global(kubeconfig=global_kubeconfig) as g:
         ref, doc = read_inventory(g, kubean)
         done = _read_operation(g, operation)
-        present = node in (doc["all"].get("hosts") or {}) or any(node in inv.group_hosts(doc, grp) for grp in inv.GROUPS)
-        if not present and (done is None or (done.get("status") or {}).get("status") == "Succeeded"):
+        if inv.has_left(doc, node, operation_status=(done.get("status") or {}).get("status") if done else None):
             progress(f"{node} is not in hosts-conf: it has left already")
             return
         others = [h for h in inv.group_hosts(doc, "kube_control_plane") if h != node]
-        with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:
+        with kx.connect(kubeconfig=kubeconfig, timeout=10) as api:  # observe, then decide, then act
             current = kx.read_node(api, node)
-            removed_earlier = member is None and current is None
-            survivors = () if removed_earlier else tuple(
-                h for h in others if (n := kx.read_node(api, h)) is not None and kx.node_ready(n))
-        if not removed_earlier and not survivors:  # refused before anything is written
-            raise PermanentError(f"hosts-conf {ref[0]}/{ref[1]}: no Ready kube_control_plane host besides {node} "
-                                 f"(others: {', '.join(others) or 'none'}); the clean-up hook would have no "
-                                 "target: refusing to remove it")
-        if node in (inv.first_control_plane(doc), *inv.group_hosts(doc, "etcd")[:1]):
+            ready = {h: (n := kx.read_node(api, h)) is not None and kx.node_ready(n) for h in others}
+        plan = inv.decide_kubean_leave(doc=doc, host=node, member_present=member is not None,
+                                       node_present=current is not None, ready=ready, where=f"{ref[0]}/{ref[1]}")
+        if plan.move_to_end:
             doc = inv.move_to_end(doc, node)
             write_inventory(g, ref, doc, why=f"{node} was the first control-plane/etcd node; moved to the end "
                                               f"(Kubespray cannot remove the first node)", progress=progress)
-        if removed_earlier:
+        if not plan.run_remove:
             progress(f"{node}: etcd member and Node already removed (by an earlier run's {operation}); "
                      f"not running remove-node.yml again")
         else:
-            if len(survivors) < len(others):
-                progress(f"clean-kube-apiserver hook: skipping {', '.join(h for h in others if h not in survivors)} "
+            if plan.skipped:
+                progress(f"clean-kube-apiserver hook: skipping {', '.join(plan.skipped)} "
                          "(Node not Ready: unreachable hosts fail the hook)")
             body = kb.remove_operation(name=operation, node=node, kubean=kubean,
-                                       dead=_node_dead(node, current, progress), clean_on=survivors)
+                                       dead=_node_dead(node, current, progress), clean_on=plan.clean_on)
             run_operation(g, name=operation, body=body, deadline_s=deadline_s, progress=progress)
         ref, doc = read_inventory(g, kubean)
         new_first = inv.first_control_plane(inv.without_host(doc, node))
