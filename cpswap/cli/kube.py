@@ -18,6 +18,7 @@ from cpswap.core.inputs import host_port
 from cpswap.core.membership import DEFAULT_LOCK_TTL_S, DEFAULT_LOCK_WAIT_S
 
 ex = lazy_module("cpswap.executors.kube")  # the Kubernetes client loads on the first call, not for --help
+recovery = lazy_module("cpswap.executors.recovery")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -192,10 +193,9 @@ def _recover(args: argparse.Namespace) -> int:
     if not args.old_node and not args.orphaned:
         raise ConfigError([Violation("--old-node", "", "give the departed node (--old-node), --orphaned, or both")])
     with _api(args) as api:
-        report = ex.recover_pvcs(api, new_node=args.new_node, policy_json=args.policy_json, old_node=args.old_node,
-                                 orphaned=args.orphaned, state_dir=args.state_dir, deadline_s=args.deadline,
-                                 progress=progress,
-                                 survivors=args.survivors)
+        report = recovery.recover_pvcs(api, new_node=args.new_node, policy_json=args.policy_json,
+                                       old_node=args.old_node, orphaned=args.orphaned, state_dir=args.state_dir,
+                                       deadline_s=args.deadline, progress=progress, survivors=args.survivors)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

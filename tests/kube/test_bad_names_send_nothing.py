@@ -16,6 +16,7 @@ from cpswap.cli import main
 from cpswap.core import inputs
 from cpswap.core.errors import ConfigError
 from cpswap.executors import kube as kx
+from cpswap.executors import recovery as rx
 from cpswap.executors import kubean as kubean_ex
 from cpswap.executors import openshift as openshift_ex
 from cpswap.core.model import KubeanSettings
@@ -178,7 +179,7 @@ def _api_calls(server: FakeApiServer):
         "uncordon": lambda api, bad: kx.uncordon_marked(api, names=[bad], progress=print),
         "capacity": lambda api, bad: kx.capacity(api, name=bad),
         "claims_on": lambda api, bad: kx.claims_on(api, nodes={bad}),
-        "recover_pvcs": lambda api, bad: kx.recover_pvcs(api, new_node=bad, policy_json="{}", old_node="lzx-ha-env",
+        "recover_pvcs": lambda api, bad: rx.recover_pvcs(api, new_node=bad, policy_json="{}", old_node="lzx-ha-env",
                                                          orphaned=False, state_dir=server.ca.parent, deadline_s=1,
                                                          progress=print),
         "read_config_map": lambda api, bad: kx.read_config_map(api, "kube-system", bad),

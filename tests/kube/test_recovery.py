@@ -18,6 +18,7 @@ from cpswap.core.recovery import parse_pvc_recovery
 from cpswap.core.renderers.kube import render_node_delete, render_node_verify, render_pvc_recover
 from cpswap.executors import etcd_lock
 from cpswap.executors import kube as ex
+from cpswap.executors import recovery as rx
 from tests.support.etcd_cluster import EtcdCluster
 from tests.support.kube_emulator import ONECLOUD_POLICY, Controllers, Emulator, seed_004
 
@@ -45,7 +46,7 @@ def placement(emu) -> dict[str, str]:
 
 
 def recover(emu, tmp_path, *, policy=ONECLOUD_POLICY, progress=print, deadline=30):
-    return ex.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(policy), old_node=None, orphaned=True,
+    return rx.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(policy), old_node=None, orphaned=True,
                            state_dir=tmp_path / "state", deadline_s=deadline, progress=progress)
 
 
@@ -116,7 +117,7 @@ def test_api_unreachable_mid_wait_gives_a_deadline_and_a_record(tmp_path):
                     emu.stop()  # the API server process goes away mid-wait
 
             with pytest.raises(DeadlineError) as info:
-                ex.recover_pvcs(api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=None,
+                rx.recover_pvcs(api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=None,
                                 orphaned=True, state_dir=tmp_path, deadline_s=3, progress=progress)
             assert "recover onecloud-minio/export-minio-1: not done after 3s" in str(info.value)
             assert "API unreachable" in str(info.value)
@@ -301,12 +302,12 @@ def test_recovery_cordons_where_moving_pods_can_land_and_takes_only_the_departed
     ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print, lock=UNLOCKED)
     lines: list[str] = []
     with pytest.raises(ex.ConfigError, match="--old-node='lzx-test-add-node': is the new node"):
-        ex.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=NEW, orphaned=True,
+        rx.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=NEW, orphaned=True,
                         state_dir=tmp_path / "state", deadline_s=30, progress=print)
     with pytest.raises(ex.ConfigError, match="still exists as a Node"):
-        ex.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=N2, orphaned=True,
+        rx.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=N2, orphaned=True,
                         state_dir=tmp_path / "state", deadline_s=30, progress=print)
-    report = ex.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=DEAD,
+    report = rx.recover_pvcs(emu.api, new_node=NEW, policy_json=json.dumps(ONECLOUD_POLICY), old_node=DEAD,
                              orphaned=True, state_dir=tmp_path / "state", deadline_s=30, progress=lines.append)
     assert {f"{r['namespace']}/{r['name']}" for r in report} == {
         "onecloud-minio/export-minio-1", "onecloud-monitoring/export-monitor-minio-1",
