@@ -1,9 +1,10 @@
 """Benchmark (not a timed test): start-up time of each `cpswap` subcommand.
 
-Each line is the median wall time of fresh ``python -m cpswap …`` processes for a no-op
-invocation (``--help``) and an argument error (exit 2), next to ``python -c pass`` (the
-interpreter's own start-up on this machine). Issue 17's target: `cpswap etcd` and `cpswap kube`
-under 0.3 s. The lazy imports behind it are asserted, without a clock, in
+Each line is the median wall time and the median CPU time (user + system, from the child's
+rusage) of fresh ``python -m cpswap …`` processes for a no-op invocation (``--help``) and an
+argument error (exit 2), next to ``python -c pass`` (the interpreter's own start-up on this
+machine). Issue 17's target: `cpswap etcd` and `cpswap kube` under 0.3 s; on a shared, loaded
+machine the wall time measures the queue for a core, so the verdict uses the CPU time. The lazy imports behind it are asserted, without a clock, in
 tests/core/test_cli_lazy_imports.py.
 
 Run: python -m pytest -q -m bench tests/bench/test_startup.py -s
@@ -11,6 +12,7 @@ Run: python -m pytest -q -m bench tests/bench/test_startup.py -s
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,28 +40,33 @@ CASES = [
 ]
 
 
-def _median_s(argv: list[str], code: int) -> float:
+def _median_s(argv: list[str], code: int) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds) of ``RUNS`` fresh processes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    times = []
+    walls, cpus = [], []
     for _ in range(RUNS):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(argv, capture_output=True, env=env, timeout=60)
-        times.append(time.perf_counter() - started)
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         assert done.returncode == code, (argv, done.returncode, done.stderr[-300:])
-    return statistics.median(times)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 @pytest.mark.bench
 def test_subcommand_startup_times():
-    base = _median_s([sys.executable, "-c", "pass"], 0)
-    print(f"\ncpswap start-up, median of {RUNS} fresh processes (python -c pass: {base * 1000:.0f} ms)")
+    base_wall, base_cpu = _median_s([sys.executable, "-c", "pass"], 0)
+    print(f"\ncpswap start-up, median of {RUNS} fresh processes, wall / CPU "
+          f"(python -c pass: {base_wall * 1000:.0f} / {base_cpu * 1000:.0f} ms)")
     slow = []
     for command, args, code in CASES:
-        seconds = _median_s([sys.executable, "-m", "cpswap", *args], code)
+        wall, cpu = _median_s([sys.executable, "-m", "cpswap", *args], code)
         flag = ""
         if command in ("etcd", "kube"):
-            flag = "ok" if seconds < TARGET_S else f"OVER {TARGET_S}s"
-            if seconds >= TARGET_S:
-                slow.append((args, seconds))
-        print(f"  {' '.join(args):<58} exit {code}  {seconds * 1000:6.0f} ms  {flag}")
+            flag = "ok" if cpu < TARGET_S else f"OVER {TARGET_S}s"
+            if cpu >= TARGET_S:
+                slow.append((args, round(cpu, 3)))
+        print(f"  {' '.join(args):<50} exit {code}  {wall * 1000:6.0f} / {cpu * 1000:4.0f} ms  {flag}")
     print(f"  target for etcd and kube: < {TARGET_S * 1000:.0f} ms; over: {slow or 'none'}")
