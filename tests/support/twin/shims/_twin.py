@@ -49,7 +49,10 @@ def kube():
 def etcdctl(*args: str, endpoints: list[str], check: bool = True) -> subprocess.CompletedProcess:
     argv = [CONFIG["etcdctl"], f"--endpoints={','.join(endpoints)}", f"--cacert={TLS['ca']}",
             f"--cert={TLS['cert']}", f"--key={TLS['key']}", "--command-timeout=5s", *args]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:  # a loaded machine, not etcd's answer: a state `retry` waits out, bounded
+        raise RuntimeError(f"etcdctl {' '.join(args)}: timed out after 30 s (no answer)") from None
     if check and result.returncode != 0:
         raise RuntimeError(f"etcdctl {' '.join(args)}: {result.stderr.strip()}")
     return result
