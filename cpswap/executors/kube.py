@@ -19,7 +19,7 @@ from kubernetes import client, config as kconfig
 
 from cpswap.core import inputs
 from cpswap.core.errors import (ConfigError, NotFoundError, PermanentError, Violation)
-from cpswap.core.facts import ClaimFact, KubeFacts
+from cpswap.core.facts import ClaimFact, KubeFacts, OwnerKind
 from cpswap.core.inputs import host_port
 from cpswap.executors.boundary import kube_errors
 from cpswap.executors.secretfiles import private_dir, write_secret
@@ -154,7 +154,7 @@ def _pv_node(pv: client.V1PersistentVolume) -> str | None:
 
 def _owner(api: Api, pvc: client.V1PersistentVolumeClaim, pods: list[client.V1Pod],
            statefulsets: list[client.V1StatefulSet],
-           deployments: Sequence[client.V1Deployment] = ()) -> tuple[str, str, tuple[str, ...]]:
+           deployments: Sequence[client.V1Deployment] = ()) -> tuple[OwnerKind, str, tuple[str, ...]]:
     users = [p for p in pods if p.metadata.namespace == pvc.metadata.namespace and any(
         v.persistent_volume_claim and v.persistent_volume_claim.claim_name == pvc.metadata.name
         for v in (p.spec.volumes or []))]

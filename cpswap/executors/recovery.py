@@ -161,7 +161,7 @@ def _recover_operator_deployment(api: Api, action: ClaimAction, *, new_node: str
         progress(f"{key}: recreated by the operator and being bound on {new_node}; waiting")
     else:
         deleting = pvc is not None and not pvc.metadata.deletion_timestamp
-        if deleting:
+        if pvc is not None and deleting:
             journal.record(claim=key, step="delete-pvc", volume=pvc.spec.volume_name if pvc.spec else None)
             delete_if_present(f"delete pvc {key}", api.core.delete_namespaced_persistent_volume_claim,
                               action.name, action.namespace, api=api)
