@@ -32,6 +32,7 @@ object_slots = slots_with_objects(model=model, changing=frozenset(c.slot for c i
                                   declared=declared_operations(directory=Path.cwd(), stack=stack))
 control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan=document, object_slots=object_slots,
                                                                adoption=plan.applied.adoption,
+                                                               surge_from=plan.surge_from,
                                                                secrets=SecretInputs(values=secrets)))
 
 pulumi.export("membership", control_plane.membership)

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_command import local, remote
 
-from cpswap.core.model import Member, StackModel
+from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.ocboot import HOST_NETWORKS_ANNOTATION
 from cpswap.core.declarations import Declaration, declare
@@ -64,6 +64,9 @@ class ControlPlaneArgs:
     # no recorded membership: a read-only check that each slot's host is a current etcd member
     # runs before any slot resource (cpswap.core.slots.adoption_check)
     adoption: bool = False
+    # slot -> departing host of the slot swapped by surge (Plan.surge_from): its resources take the
+    # surge form (no delete-before-replace, snapshot before the join, the handover last)
+    surge_from: dict[str, Host] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class SlotArgs:
     global_provider: k8s.Provider | None = None
     declare_objects: bool = False
     after: pulumi.Resource | None = None  # the adoption check, when there is one
+    surge_from: Host | None = None  # the departing host when this slot is swapped by surge
 
 
 def _options(d: Declaration, *, parent: pulumi.Resource, depends_on: list[pulumi.Resource],
@@ -111,7 +115,7 @@ class Slot(pulumi.ComponentResource):
         previous: list[pulumi.Resource] = [args.after] if args.after is not None else []
         resources: dict[str, pulumi.Resource] = {}
         self.operations: list[str] = []
-        for spec in slot_commands(model=args.model, member=args.member):
+        for spec in slot_commands(model=args.model, member=args.member, surge_from=args.surge_from):
             if isinstance(spec, ObjectSpec):
                 if not args.declare_objects:
                     continue
@@ -175,7 +179,8 @@ class ControlPlane(pulumi.ComponentResource):
     def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Registered before every slot resource: the policy pack checks the plan and the declared
         # commands here, so a violation stops `pulumi up` before the first step.
-        commands = [view_to_input(v) for v in declared_views(model=args.model, object_slots=args.object_slots)]
+        commands = [view_to_input(v) for v in declared_views(model=args.model, object_slots=args.object_slots,
+                                                             surge_from=args.surge_from)]
         super().__init__("cpswap:index:ControlPlane", name, {"plan": args.plan, "commands": commands}, opts)
         provider = k8s.Provider(f"{name}-k8s", kubeconfig=args.secrets.kubeconfig,
                                 cluster_identifier=MANAGED_CLUSTER_ID, opts=pulumi.ResourceOptions(parent=self))
@@ -203,7 +208,8 @@ class ControlPlane(pulumi.ComponentResource):
                                   environment={var: args.secrets.by_config_key(key) for var, key in spec.secret_env})
         self.slots = {m.slot: Slot(m.slot, SlotArgs(model=model, member=m, secrets=args.secrets,
                                                     k8s_provider=provider, global_provider=global_provider,
-                                                    declare_objects=m.slot in args.object_slots, after=check),
+                                                    declare_objects=m.slot in args.object_slots, after=check,
+                                                    surge_from=(args.surge_from or {}).get(m.slot)),
                                    opts=pulumi.ResourceOptions(parent=self, depends_on=clean))
                       for m in model.members}
         # `pulumi destroy` deletes this first: it depends on every slot resource (Slot components expand to

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     doc = plan_document(plan)
     object_slots = slots_with_objects(model=plan.model, changing=frozenset(c.slot for c in plan.changes),
                                       declared=declared_operations(directory=args.dir.resolve(), stack=args.stack))
-    views = declared_views(model=plan.model, object_slots=object_slots)
+    views = declared_views(model=plan.model, object_slots=object_slots, surge_from=plan.surge_from)
     enabled = [r.name for r in RULES if config.enforced(r.name) != "disabled"]
     found = check(plan=doc, resources=views, config=config.rules, only=enabled)
     if config.enforced(PLAIN_SECRETS) != "disabled":

@@ -63,7 +63,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.set_defaults(func=func)
     p = cmds.add_parser("snapshot", help="save and verify a snapshot")
     connection_flags(p)
-    p.add_argument("--out", required=True, type=Path)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="the new snapshot file")
+    where.add_argument("--label", type=NAME, help="write <label>-<UTC time>.db into --snapshot-dir (a new file each run)")
+    p.add_argument("--snapshot-dir", type=Path, default=None,
+                   help="with --label: private (0700) directory; default as for `remove`")
     p.set_defaults(func=_snapshot)
     p = cmds.add_parser("remove", help="remove a member safely (idempotent, quorum-guarded, snapshot first)")
     connection_flags(p)
@@ -198,8 +202,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
+    if args.snapshot_dir is not None and args.label is None:
+        raise ConfigError([Violation("--snapshot-dir", str(args.snapshot_dir), "applies with --label only "
+                                                                             "(--out names the file itself)")])
+    out = args.out or ex.labelled_snapshot_path(directory=args.snapshot_dir or ex.default_snapshot_dir(),
+                                                label=args.label)
     with connect_from_args(args) as conn:
-        info = ex.snapshot(conn, out=args.out, progress=progress)
+        info = ex.snapshot(conn, out=out, progress=progress)
     print(json.dumps(asdict(info)) if args.json else
           f"{info.path}: {info.size} bytes, revision {info.revision}, sha256 {info.sha256}, verified")
     return 0

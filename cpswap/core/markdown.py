@@ -184,6 +184,10 @@ def render_markdown(*, document: Document) -> str:
     for change in changes:
         out.append(f"- **swap {_cell(change.get('slot'))}**: {_cell(_host(change.get('old')))} → "
                    f"{_cell(_host(change.get('new')))}")
+    strategy = document.get("strategy")
+    if strategy:
+        out.append(f"- **strategy {_cell(strategy.get('strategy'))}** (requested {_cell(strategy.get('requested'))} "
+                   f"by {_cell(strategy.get('source'))}): {_cell(strategy.get('reason'))}")
     if changes:
         out.append("")
     applied, desired = document.get("applied", {}), document.get("desired", {})
@@ -195,6 +199,15 @@ def render_markdown(*, document: Document) -> str:
     out += _table(headers=["", "voters", "healthy", "quorum", "tolerance"],
                   rows=[[label, q.get("voters"), q.get("healthy"), q.get("quorum"), q.get("tolerance")]
                         for label in ("before", "during", "after") for q in (quorum.get(label, {}),)])
+    chosen = (strategy or {}).get("strategy")
+    for path in document.get("quorum_paths") or []:
+        points = path.get("points") or []
+        out += ["", f"#### {_cell(path.get('strategy'))}{' (chosen)' if path.get('strategy') == chosen else ''}: "
+                    f"{' → '.join(_cell(p.get('voters')) for p in points)} voters, tolerance at least "
+                    f"{_cell(path.get('min_tolerance'))}", ""]
+        out += _table(headers=["at", "voters", "healthy", "quorum", "tolerance"],
+                      rows=[[p.get("at"), p.get("voters"), p.get("healthy"), p.get("quorum"), p.get("tolerance")]
+                            for p in points])
     if document.get("steps"):
         out += ["", *_chart(document=document), "", *_steps(document=document)]
     if document.get("safety") and document.get("changes"):

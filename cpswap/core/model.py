@@ -22,7 +22,8 @@ COMMON_SECRET_KEYS = ("sshPrivateKey", "kubeconfig", "etcdCaCert", "etcdClientCe
 KEEPALIVED_SECRET_KEYS = ("keepalivedAuthPass",)
 DESTROY_MODES = ("refuse", "release")  # what `pulumi destroy` does (docs/CONTRACTS.md, "Destroy")
 COMMON_KEYS = ("distribution", "controlPlaneEndpoint", "members", "ssh", "etcd", "observe", "destroyMode", "vip",
-               "pvcRecovery")
+               "pvcRecovery", "strategy")
+STRATEGIES = ("auto", "surge", "replace")  # how a swap runs (cpswap.core.strategy); auto decides per swap
 OBJECT_KEYS = ("members", "ssh", "etcd", "vip", "pvcRecovery")  # besides the distributions' blocks
 
 
@@ -78,6 +79,7 @@ class Member:
     host: Host
     host_networks: str | None = None
     machine: str | None = None  # openshift: the Machine to create for a new host (else the next free name)
+    strategy: str | None = None  # auto | surge | replace for a swap of this slot; None: the stack's default
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class StackModel:
     observe: bool = False
     destroy_mode: str = "refuse"  # refuse: `pulumi destroy` stops before touching the cluster; release: see CONTRACTS
     blocks: tuple[tuple[str, object], ...] = ()  # the distribution's config blocks, parsed by its module
+    strategy: str = "auto"  # the stack's default swap strategy (members.<slot>.strategy overrides it)
     vip: VipSettings = VipSettings()
     pvc_policies: tuple[ClaimPolicy, ...] = ()
 
@@ -244,6 +247,13 @@ class StackModel:
 
     def hosts(self) -> dict[str, Host]:
         return {m.slot: m.host for m in self.members}
+
+    def requested_strategy(self, slot: str) -> tuple[str, str]:
+        """(auto | surge | replace, where it was set) for a swap of ``slot``."""
+        own = self.member(slot).strategy
+        if own is not None:
+            return own, f"members.{slot}.strategy"
+        return self.strategy, "strategy" if self.strategy != "auto" else "the default (auto)"
 
 
 class _Collector:
@@ -323,7 +333,7 @@ def _parse_members(c: _Collector, raw: Any, endpoint: Endpoint) -> tuple[Member,
         if not isinstance(slot, str) or not _SLOT.fullmatch(slot):
             c.add(field, slot, "slot names are lowercase letters, digits and '-', starting with a letter")
             continue
-        spec = _obj(c, field, spec, {"name", "ip", "hostNetworks", "rebuild", "machine"})
+        spec = _obj(c, field, spec, {"name", "ip", "hostNetworks", "rebuild", "machine", "strategy"})
         name = _check_name(c, f"{field}.name", spec.get("name"))
         ip = _check_ip(c, f"{field}.ip", spec.get("ip"))
         nets = spec.get("hostNetworks")
@@ -335,9 +345,12 @@ def _parse_members(c: _Collector, raw: Any, endpoint: Endpoint) -> tuple[Member,
         machine = spec.get("machine")
         if machine is not None:
             machine = _check_name(c, f"{field}.machine", machine)
+        strategy = spec.get("strategy")
+        if strategy is not None:
+            strategy = _parse_strategy(c, f"{field}.strategy", strategy)
         if name and ip:
             members.append(Member(slot=str(slot), host=Host(name=name, ip=ip, rebuild=rebuild),
-                                  host_networks=nets, machine=machine))
+                                  host_networks=nets, machine=machine, strategy=strategy))
     count = len(raw)
     if count < 3:
         c.add("members", count, f"an HA control plane needs at least 3 etcd voters; {count} given")
@@ -472,6 +485,16 @@ def _parse_destroy_mode(c: _Collector, value: Any) -> str:
     return str(value)
 
 
+def _parse_strategy(c: _Collector, field: str, value: Any) -> str:
+    if value is None:
+        return "auto"
+    if value not in STRATEGIES:
+        c.add(field, value, "must be one of auto (surge when it is safe, else replace), surge (add the new member "
+                            "before removing the old one) or replace (remove first)")
+        return "auto"
+    return str(value)
+
+
 def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
     """Validate the whole stack config; raise ConfigError listing every violation."""
     c = _Collector()
@@ -489,6 +512,7 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str) -> StackModel:
         destroy_mode=_parse_destroy_mode(c, values.get("destroyMode")),
         blocks=_parse_blocks(c, values, dist),
         vip=_parse_vip(c, values.get("vip"), dist=dist, members=members, endpoint=endpoint),
+        strategy=_parse_strategy(c, "strategy", values.get("strategy")),
         pvc_policies=policies)
     if dist is not None:
         _check_members_for(c, members, dist)

@@ -7,6 +7,7 @@ plan can be shown in full and then enforced: ``Plan.raise_if_refused()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.facts import EtcdFacts, EtcdMember, Observation, canonical_ip
@@ -15,6 +16,7 @@ from cpswap.core.quorum import QuorumState, can_remove
 from cpswap.core.recovery import ClaimAction, plan_claim_actions, unobserved_actions
 from cpswap.core.slots import ADOPTION_CHECK, CommandSpec, ObjectSpec, SlotResource, slot_commands
 from cpswap.core.steps import PREFLIGHT_ACTIONS, AFTER_ACTIONS, Action, Phase
+from cpswap.core.strategy import REPLACE, SURGE, QuorumPath, StrategyDecision, decide_strategy, quorum_path
 
 
 @dataclass(frozen=True)
@@ -182,10 +184,19 @@ class Plan:
     vip: VipRole | None = None
     live: tuple[EtcdMember, ...] = ()  # etcd's member list when observed (the health check compares it)
     leader_id: int | None = None  # etcd's leader when observed
+    strategy: StrategyDecision | None = None  # how the swap runs, and why (None: no swap)
+    paths: tuple[QuorumPath, ...] = ()  # the chosen strategy's quorum path first, then the other when possible
 
     @property
     def is_noop(self) -> bool:
         return not self.changes
+
+    @property
+    def surge_from(self) -> dict[str, Host]:
+        """slot → departing host for the slot swapped by surge (its resources' surge form), else empty."""
+        if self.strategy is None or self.strategy.strategy != SURGE:
+            return {}
+        return {c.slot: c.old for c in self.changes if c.slot == self.strategy.slot}
 
     def raise_if_refused(self) -> None:
         if self.refusals:
@@ -257,11 +268,12 @@ def _secrets(spec: SlotResource) -> tuple[str, ...]:
     return secrets
 
 
-def _steps(model: StackModel, change: Change, start: QuorumState, departing_healthy: bool) -> tuple[Step, ...]:
+def _steps(model: StackModel, change: Change, start: QuorumState, departing_healthy: bool,
+           surge: bool = False) -> tuple[Step, ...]:
     old_member = Member(slot=change.slot, host=change.old)
     new_member = model.member(change.slot)
     old_specs = slot_commands(model=model, member=old_member)
-    new_specs = slot_commands(model=model, member=new_member)
+    new_specs = slot_commands(model=model, member=new_member, surge_from=change.old if surge else None)
     vip = model.endpoint.host
     steps: list[Step] = []
     removed = QuorumState(voters=start.voters - 1, healthy=start.healthy - (1 if departing_healthy else 0))
@@ -290,6 +302,11 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
     for spec in new_specs:
         if spec.action in PREFLIGHT_ACTIONS and spec.name not in kept:
             add(spec, operation="create", phase="preflight", state=start, member=new_member)
+    if surge:
+        _surge_steps(add, new_specs=new_specs, old_specs=old_specs, replaced=replaced, start=start,
+                     departing_healthy=departing_healthy, old_member=old_member, new_member=new_member,
+                     member_in=model.distro.joined_by)
+        return tuple(steps)
     for spec in old_specs:
         if spec.delete is None or spec.name not in replaced:
             continue
@@ -310,6 +327,39 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
             state = joined
         add(spec, operation="create", phase="join", state=state, member=new_member)
     return tuple(steps)
+
+
+def _surge_steps(add: Callable[..., None], *, new_specs: tuple[SlotResource, ...], old_specs: tuple[SlotResource, ...],
+                 replaced: set[str], start: QuorumState, departing_healthy: bool, old_member: Member,
+                 new_member: Member, member_in: Action) -> None:
+    """A surge in the engine's order: every replacement is created when it registers (no
+    delete-before-replace), so the new chain runs first (snapshot, join, verify, claims, handover);
+    the old copies' deletes run after the program, dependents first (step_generator.go
+    ``ScheduleDeletes``) and find the member and the Node already gone."""
+    joined = QuorumState(voters=start.voters + 1, healthy=start.healthy + 1)
+    after = QuorumState(voters=start.voters, healthy=joined.healthy - (1 if departing_healthy else 0))
+    state = start
+    for spec in new_specs:
+        if spec.action in PREFLIGHT_ACTIONS or spec.action.leaves and spec.action not in (
+                Action.ETCD_REMOVE, Action.HANDOVER):
+            continue
+        if spec.action is Action.ETCD_REMOVE:
+            add(spec, operation="create", phase="join", state=start, member=new_member, action=Action.ETCD_SNAPSHOT)
+        elif spec.action is Action.HANDOVER:
+            add(spec, operation="create", phase="leave", state=after, member=new_member)
+            state = after
+        elif spec.action in AFTER_ACTIONS:
+            add(spec, operation="create", phase="after", state=joined, member=new_member)
+        else:
+            if spec.action == member_in:
+                state = joined
+            add(spec, operation="create", phase="join", state=state, member=new_member)
+    for spec in reversed(old_specs):
+        if spec.delete is None or spec.name not in replaced:
+            continue
+        add(spec, operation="delete", phase="leave", state=after, member=old_member,
+            reason=f"the old copy's delete, from stored state after the program (no delete-before-replace): "
+                   f"{old_member.host.name} was handed over already, so it finds nothing left to do and succeeds")
 
 
 def _vip_role(model: StackModel, applied: AppliedMembership, change: Change | None,
@@ -379,11 +429,27 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
                         f"except the departing one is healthy")
     steps: tuple[Step, ...] = ()
     during = after = before
+    decision: StrategyDecision | None = None
+    paths: tuple[QuorumPath, ...] = ()
     if change is not None:
         departing_healthy = observed and change.old.name not in unhealthy
         others_down = [n for n in unhealthy if n != change.old.name]
-        verdict = can_remove(voters=before.voters, healthy=before.healthy, target_healthy=departing_healthy,
-                             target=f"{change.slot} ({change.old})")
+        requested, source = model.requested_strategy(change.slot)
+        decision = decide_strategy(slot=change.slot, requested=requested, source=source,
+                                   distribution=model.distribution, old=change.old, new=change.new, observed=observed,
+                                   departing_healthy=departing_healthy, others_unhealthy=tuple(others_down))
+        surge = decision.strategy == SURGE
+        if decision.refusal is not None:
+            refusals.append(Violation(source if source.startswith("members.") else "strategy", requested,
+                                      decision.refusal))
+        paths = tuple(quorum_path(strategy=name, voters=before.voters, healthy=before.healthy,
+                                  departing_healthy=departing_healthy)
+                      for name in ((SURGE, REPLACE) if surge else (REPLACE, SURGE) if decision.surge_possible
+                                   else (REPLACE,)))
+        verdict = (can_remove(voters=before.voters + 1, healthy=before.healthy + 1, target_healthy=departing_healthy,
+                              target=f"{change.slot} ({change.old})") if surge else
+                   can_remove(voters=before.voters, healthy=before.healthy, target_healthy=departing_healthy,
+                              target=f"{change.slot} ({change.old})"))
         if not verdict.allowed:
             refusals.append(Violation(f"members.{change.slot}", str(change.old), verdict.reason))
         if others_down:
@@ -392,16 +458,17 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
                 f"{', '.join(others_down)} {'is' if len(others_down) == 1 else 'are'} unhealthy too; etcd refuses "
                 f"to add a member while a voter is down, so replacing {change.old.name} now would strand the "
                 f"cluster at {before.voters - 1} voters; recover {', '.join(others_down)} first"))
-        if change.old.ip == change.new.ip:
+        if change.old.ip == change.new.ip and not surge:
             warnings.append(f"{change.slot} keeps IP {change.new.ip}: remove-then-add runs with "
                             f"{verdict.after.voters} voters (tolerance {verdict.after.tolerance}) until the rebuilt "
                             f"member has joined")
         if not observed:
             warnings.append(f"unobserved: {change.old} is assumed dead (the worst case for tolerance); "
                             f"run with observation to check the survivors' health first")
-        steps = _steps(model, change, before, departing_healthy)
-        during = verdict.after
-        after = QuorumState(voters=during.voters + 1, healthy=during.healthy + 1)
+        steps = _steps(model, change, before, departing_healthy, surge=surge)
+        chosen = paths[0].points
+        during = min((state for _, state in chosen[1:-1]), key=lambda q: (q.tolerance, -q.voters))
+        after = chosen[-1][1]
     vip_role, vip_warnings = _vip_role(model, applied, change, unhealthy)
     warnings.extend(vip_warnings)
     if change is not None:
@@ -420,4 +487,5 @@ def plan_swap(*, model: StackModel, applied: AppliedMembership, observation: Obs
                 steps=steps, before=before, during=during, after=after, claims=claims,
                 warnings=tuple(warnings), refusals=tuple(refusals), vip=vip_role,
                 live=observation.etcd.members if observed and observation.etcd is not None else (),
-                leader_id=observation.etcd.leader_id if observed and observation.etcd is not None else None)
+                leader_id=observation.etcd.leader_id if observed and observation.etcd is not None else None,
+                strategy=decision, paths=paths)

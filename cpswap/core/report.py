@@ -40,6 +40,8 @@ def plan_document(plan: Plan) -> PlanDocument:
                    "reason": s.reason, **s.state.as_dict(), "secret_inputs": list(s.secret_inputs),
                    "timeout": s.timeout, "deadline_s": s.deadline_s} for s in plan.steps],
         "quorum": {"before": plan.before.as_dict(), "during": plan.during.as_dict(), "after": plan.after.as_dict()},
+        "strategy": plan.strategy.as_dict() if plan.strategy else None,
+        "quorum_paths": [p.as_dict() for p in plan.paths],
         "claims": [c.as_dict() for c in plan.claims],
         "vip": plan.vip.as_dict() if plan.vip else None,
         "warnings": list(plan.warnings),
@@ -114,10 +116,21 @@ def plan_table(plan: Plan, *, wide: bool = False) -> str:
         lines.append("no slot changes: nothing will run")
     for c in plan.changes:
         lines.append(f"swap {c.slot}: {c.old} -> {c.new}")
+    if plan.strategy is not None:
+        d = plan.strategy
+        lines.append(f"strategy: {d.strategy} (requested {d.requested} by {d.source}): {d.reason}")
     lines.append("")
     lines += _table(["quorum", "voters", "healthy", "quorum", "tolerance"],
                     [[label, str(q.voters), str(q.healthy), str(q.quorum), str(q.tolerance)]
                      for label, q in (("before", plan.before), ("during", plan.during), ("after", plan.after))])
+    for path in plan.paths:
+        chosen = plan.strategy is not None and path.strategy == plan.strategy.strategy
+        lines.append("")
+        lines.append(f"{path.strategy} ({path.summary()} voters, tolerance at least {path.min_tolerance})"
+                     + (" [chosen]" if chosen else " [not chosen]"))
+        lines += _table(["at", "voters", "healthy", "quorum", "tolerance"],
+                        [[label, str(q.voters), str(q.healthy), str(q.quorum), str(q.tolerance)]
+                         for label, q in path.points])
     if plan.steps:
         lines.append("")
         lines += _table(["#", "step", "resource", "runs on", "voters/healthy/quorum/tol"],

@@ -22,10 +22,10 @@ from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 
 from cpswap.core.inputs import IMAGE
-from cpswap.core.model import StackModel
+from cpswap.core.model import Host, StackModel
 from cpswap.core.quorum import quorum
 from cpswap.core.declarations import Declaration, declare
-from cpswap.core.slots import ObjectSpec, SlotResource, destroy_guard, slot_commands
+from cpswap.core.slots import SURGE_MARK, ObjectSpec, SlotResource, destroy_guard, slot_commands
 from cpswap.core.steps import first_unsnapshotted_change
 
 PLAN_RESOURCE_TYPE = "cpswap:index:ControlPlane"
@@ -184,6 +184,31 @@ def pvc_policy(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation
     return found
 
 
+def even_only_in_surge(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
+    """An even voter count exists only transiently inside one surge: one slot swapped with strategy
+    surge goes n -> n+1 -> n and ends the run at n. Any other plan only ever drops one voter below
+    its starting count (replace: n -> n-1 -> n)."""
+    steps = list(doc.get("steps") or [])
+    start = int((doc.get("quorum") or {}).get("before", {}).get("voters", len(_desired(doc))))
+    strategy = (doc.get("strategy") or {}).get("strategy")
+    surge = strategy == "surge" and len(doc.get("changes") or []) == 1
+    allowed = (start, start + 1) if surge else (start, start - 1)
+    found = []
+    wrong = [s for s in steps if int(s["voters"]) not in allowed]
+    if wrong:
+        found.append(RuleViolation(
+            "cpswap-even-only-in-surge", wrong[0]["id"],
+            f"after {wrong[0]['id']} {_n(wrong[0]['voters'])} voters; "
+            + (f"a surge from {start} voters may only add one ({start + 1})" if surge else
+               f"outside one surge (strategy {strategy or 'none'}, {len(doc.get('changes') or [])} change(s)) the "
+               f"count stays at {start} or drops by one while a member is replaced")))
+    elif surge and steps and int(steps[-1]["voters"]) != start:
+        found.append(RuleViolation("cpswap-even-only-in-surge", steps[-1]["id"],
+                                   f"the surge ends at {_n(steps[-1]['voters'])} voters, not the {start} it started "
+                                   f"with: the even count would outlive the run"))
+    return found
+
+
 def snapshot_first(doc: Mapping[str, Any], config: RuleConfig) -> list[RuleViolation]:
     """Defined on the step vocabulary (cpswap/core/steps.py): every action whose declared effect
     changes membership needs an etcd-snapshot step before it."""
@@ -256,15 +281,22 @@ def kubean_operations(resources: Sequence[ResourceView], config: RuleConfig) -> 
     return found
 
 
+def _surge_marked(r: ResourceView) -> bool:
+    """A surge's resource (cpswap.core.slots ``_surge_form``): its update text carries SURGE_MARK."""
+    update = _text(r.inputs.get("update"))
+    return update is not None and SURGE_MARK in update
+
+
 def dbr_and_timeouts(resources: Sequence[ResourceView], config: RuleConfig) -> list[RuleViolation]:
     found = []
     for r in resources:
         if r.type not in COMMAND_TYPES:
             continue
-        if r.delete_before_replace is not True:
+        if r.delete_before_replace is not True and not _surge_marked(r):
             found.append(RuleViolation("cpswap-membership-dbr-timeouts", r.name,
                                        "membership command without deleteBeforeReplace: the new member would be "
-                                       "added before the old one leaves, which etcd refuses while a voter is down"))
+                                       "added before the old one leaves, which etcd refuses while a voter is down "
+                                       f"(only a surge's resources, whose update carries {SURGE_MARK}, may)"))
         missing = [k for k in ("create", "delete") if not r.timeouts.get(k)]
         if missing:
             found.append(RuleViolation("cpswap-membership-dbr-timeouts", r.name,
@@ -285,6 +317,8 @@ RULES: tuple[Rule, ...] = (
     Rule("cpswap-pvc-explicit-policy", "every data-bearing PVC in the recovery has an explicit policy", pvc_policy,
          "plan"),
     Rule("cpswap-snapshot-first", "a snapshot step comes before any membership change", snapshot_first, "plan"),
+    Rule("cpswap-even-only-in-surge", "an even voter count exists only transiently inside one surge (n -> n+1 -> n)",
+         even_only_in_surge, "plan"),
     Rule("cpswap-secrets-are-secret", "join tokens, certificate keys, DB passwords and SSH keys are secret",
          secrets_are_secret, "resources"),
     Rule("cpswap-membership-dbr-timeouts", "membership command resources use delete-before-replace and have "
@@ -351,11 +385,14 @@ def views_from_specs(specs: Sequence[SlotResource]) -> list[ResourceView]:
     return [view_of(declare(spec)) for spec in specs]
 
 
-def declared_views(*, model: StackModel, object_slots: frozenset[str] | None = None) -> list[ResourceView]:
+def declared_views(*, model: StackModel, object_slots: frozenset[str] | None = None,
+                   surge_from: Mapping[str, Host] | None = None) -> list[ResourceView]:
     """The views of every command and ClusterOperation the components register for ``model``
-    (objects only for ``object_slots``; None: every slot's), and the destroy guard, in registration order."""
+    (objects only for ``object_slots``; None: every slot's; ``surge_from``: slot → departing host of
+    a surge), and the destroy guard, in registration order."""
+    surge_from = surge_from or {}
     return [*(view for m in model.members for view in views_from_specs(
-        [s for s in slot_commands(model=model, member=m)
+        [s for s in slot_commands(model=model, member=m, surge_from=surge_from.get(m.slot))
          if not isinstance(s, ObjectSpec) or object_slots is None or m.slot in object_slots])),
         *views_from_specs([destroy_guard(model=model)])]
 

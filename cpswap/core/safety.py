@@ -95,10 +95,15 @@ def safety_section(document: Mapping[str, Any], *, snapshot_dir: str) -> dict[st
     before_pnr = [s["id"] for s in steps[:steps.index(first)]] if first else [s["id"] for s in steps]
     quorum = document.get("quorum", {})
     during = quorum.get("during", {})
+    surge = (document.get("strategy") or {}).get("strategy") == "surge"
     point = None if first is None else {
         "step": first["id"],
         "before_it": before_pnr,
-        "why": (f"{first['id']} changes membership: from there the old member is gone and the cluster runs with "
+        "why": (f"{first['id']} moves the old member's workloads and removes it, after the new member joined "
+                f"alongside ({during.get('voters', '?')} voters, tolerance {during.get('tolerance', '?')}); an "
+                f"interruption before it leaves the old member in place next to the new one, and the next up "
+                f"resumes" if surge else
+                f"{first['id']} changes membership: from there the old member is gone and the cluster runs with "
                 f"{during.get('voters', '?')} voters (tolerance {during.get('tolerance', '?')}) until the new member "
                 f"has joined; an interruption before it leaves the cluster as it was")}
     worst = sum(parse_timeout(str(s.get("timeout", ""))) for s in steps)

@@ -20,6 +20,19 @@ changes, so the old member leaves before the new one joins):
   <slot>-verify       wait until the member is a healthy caught-up voter and the Node is Ready
   <slot>-pvcs         recover claims pinned to Nodes that no longer exist onto the new host
 
+A slot swapped by surge (``slot_commands(..., surge_from=<departing host>)``, issue 16; k3s and
+kubeadm) has the same resources without ``delete_before_replace``: the engine then creates each
+replacement when it registers and deletes the old copies after the program, dependents first
+(step_generator.go, ``ScheduleDeletes``), so the new member joins while the old one is still there.
+Its ``<slot>-etcd-leave`` create takes the verified snapshot (before the join changes membership),
+and one more resource runs after ``<slot>-pvcs``:
+  <slot>-handover     recover the claims pinned to the departing Node onto the new one, drain it
+                      with eviction (PodDisruptionBudgets respected, bounded), remove its etcd member
+                      (quorum-guarded, 4 -> 3) and delete its Node
+The old copies' deletes that follow (``etcd remove``, ``delete-node``) find the member removed (its
+removal record) and the Node gone, and succeed without changing anything. Their ``update`` text
+carries ``SURGE_MARK`` (the policy rule allows no delete-before-replace only with it).
+
 kubean replaces leave/join with (seed 001): ``<slot>-etcd-leave`` (delete: guard, snapshot, first-node
 reorder, remove-node.yml operation, cluster-info/kubeadm-config fix), ``<slot>-inventory`` (the host
 in hosts-conf), ``<slot>-join`` (the cluster.yml ClusterOperation, an ``ObjectSpec`` declared with
@@ -35,9 +48,11 @@ import json
 from dataclasses import dataclass, replace
 from shlex import quote
 
-from cpswap.core.model import Member, StackModel
+from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.renderers import render_adoption_check, render_keepalived_install, render_pvc_recover
 from cpswap.core.renderers.deadline import Deadline, deadline_for, render_bounded
+from cpswap.core.renderers.etcd import render_etcd_snapshot
+from cpswap.core.renderers.kube import render_handover
 from cpswap.core.renderers.preflight import render_preflight
 from cpswap.core.steps import Action, RunKind, RunTarget, Stdin
 
@@ -190,11 +205,44 @@ def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]
                "every failure at once")
 
 
-def slot_commands(*, model: StackModel, member: Member) -> tuple[SlotResource, ...]:
+SURGE_MARK = "cpswap-surge"  # in the update text of a surge's resources (no delete-before-replace)
+
+
+def _surge_form(model: StackModel, member: Member, old: Host,
+                specs: tuple[SlotResource, ...]) -> tuple[SlotResource, ...]:
+    """The slot's resources for a surge from ``old``: no delete-before-replace, the snapshot taken by
+    the etcd-leave create, and the handover after the claims step (module docstring)."""
+    if not model.distro.joins_alongside:
+        raise ValueError(f"{member.slot}: distribution {model.distribution} cannot join alongside; it has no surge form")
+    mark = record(member, f"{SURGE_MARK}: joined alongside {old} (added before it left); not re-running")
+    local = RunsOn("local", "operator")
+    out: list[SlotResource] = []
+    for spec in specs:
+        assert isinstance(spec, CommandSpec)
+        if spec.action is Action.ETCD_REMOVE:
+            spec = replace(spec, create=render_etcd_snapshot(etcd=model.etcd, label=f"before-surge-{member.host.name}"),
+                           create_timeout="5m",
+                           reason="a verified etcd snapshot before the new member joins (the first membership change)")
+        out.append(replace(spec, update=mark, delete_before_replace=False))
+    out.append(CommandSpec(
+        name=f"{member.slot}-handover", action=Action.HANDOVER, runs_on=local,
+        create=render_handover(old=old, new=member.host, policies=model.pvc_policies, etcd=model.etcd),
+        update=mark, delete=None, triggers=member.host.triggers(), secret_env=LOCAL_SECRET_ENV,
+        create_timeout="40m", delete_before_replace=False,
+        reason=f"move {old.name}'s workloads to {member.host.name} (claims by their policies, then a drain with "
+               f"eviction that respects PodDisruptionBudgets), then remove its etcd member (quorum checked on the "
+               f"projected membership) and delete its Node"))
+    return tuple(out)
+
+
+def slot_commands(*, model: StackModel, member: Member, surge_from: Host | None = None) -> tuple[SlotResource, ...]:
     """The resources of one slot, in dependency order (the preflight first), every command bounded by
-    its own deadline. With ``destroyMode: release`` every delete only records that the member was released."""
+    its own deadline. With ``destroyMode: release`` every delete only records that the member was released.
+    ``surge_from``: the departing host when this slot is swapped by surge (the surge form)."""
     rest = _slot_resources(model=model, member=member)
     specs = (_preflight(model, member, rest), *rest)
+    if surge_from is not None:
+        specs = _surge_form(model, member, surge_from, specs)
     if model.destroy_mode == "release":
         specs = tuple(replace(s, delete=record(member, RELEASED)) if isinstance(s, CommandSpec) and s.delete
                       else replace(s, retain_on_delete=True) if isinstance(s, ObjectSpec) else s for s in specs)

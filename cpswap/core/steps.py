@@ -61,6 +61,7 @@ class Action(StrEnum):
     KEEPALIVED = ("keepalived", Effect.NONE)
     VERIFY = ("verify", Effect.NONE)
     PVC_RECOVER = ("pvc-recover", Effect.NONE)
+    HANDOVER = ("handover", Effect.REMOVES)  # a surge's last step: claims and pods move, the old member leaves
     DESTROY_GUARD = ("destroy-guard", Effect.NONE)
     ADOPT_CHECK = ("adopt-check", Effect.NONE)
 

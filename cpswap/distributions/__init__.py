@@ -133,6 +133,10 @@ class Distribution:
     restore: Callable[[str, Mapping[str, Any] | None], str] | None = None
     plan_notes: Callable[[StackModel, str, Any, Any], tuple[str, ...]] = _no_notes
     global_cluster: bool = False  # it declares objects on a second (global) cluster with its own kubeconfig
+    # its installer can join a new member while the departing one is still a member (issue 16: a
+    # swap may then surge, cpswap.core.strategy), and why it can or cannot
+    joins_alongside: bool = False
+    joins_alongside_why: str = "not known to join a new member while the old one is still there"
 
     @property
     def block_keys(self) -> tuple[str, ...]:

@@ -53,4 +53,7 @@ DISTRIBUTION = Distribution(
     blocks=(K3S_BLOCK,), secrets=("k3sToken",), etcd_preset=K3S_ETCD, keepalived=True,
     leave=survivors_leave, join=join, verify=member_checks,
     preflight=PreflightNeeds(ssh_new_host=True, installer="k3s"),
-    restore=restore)
+    restore=restore,
+    joins_alongside=True,
+    joins_alongside_why=("a k3s server joins through the VIP as an etcd learner and is promoted; the other "
+                         "members stay as they are"))

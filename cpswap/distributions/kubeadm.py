@@ -61,4 +61,7 @@ DISTRIBUTION = Distribution(
     keepalived=True, rebuild_in_place=True,
     leave=survivors_leave, join=join, verify=verify,
     preflight=PreflightNeeds(ssh_new_host=True, ssh_vip=True, ports=(10250,), installer="kubeadm"),
-    restore=render_etcdutl_restore)
+    restore=render_etcdutl_restore,
+    joins_alongside=True,
+    joins_alongside_why=("kubeadm join --control-plane adds one member next to the existing ones (as a learner, "
+                         "promoted once in sync, with EtcdLearnerMode: on by default from 1.29)"))

@@ -110,4 +110,7 @@ DISTRIBUTION = Distribution(
     blocks=(Block("kubean", parse_kubean),), secrets=("globalKubeconfig",), rebuild_in_place=True,
     member_rules=member_rules, leave=leave, join=join, joined_by=Action.JOIN_WAIT, verify=member_checks,
     plan_notes=plan_notes,
-    global_cluster=True, restore=render_etcdutl_restore, preflight=PreflightNeeds(kubean=True))
+    global_cluster=True, restore=render_etcdutl_restore, preflight=PreflightNeeds(kubean=True),
+    joins_alongside=False,
+    joins_alongside_why=("Kubespray's preinstall check 'Stop if even number of etcd hosts' refuses an inventory "
+                         "with 4 etcd hosts, so cluster.yml cannot run while the old node is still in it"))

@@ -87,4 +87,8 @@ DISTRIBUTION = Distribution(
     leave=survivors_leave, join=join, verify=member_checks,
     preflight=PreflightNeeds(ssh_new_host=True, ssh_vip=True, installer="k3s", installer_optional=True,
                              ocboot_checkout=True, join_from_vip=True),
-    restore=render_etcdutl_restore)
+    restore=render_etcdutl_restore,
+    joins_alongside=False,
+    joins_alongside_why=("cpswap's ocboot join completes ocboot's config from every live control-plane Node, so "
+                         "the departing node would be among ocboot's master_nodes and get its playbook; it is not "
+                         "excluded yet"))

@@ -108,4 +108,7 @@ DISTRIBUTION = Distribution(
     blocks=(Block("openshift", parse_openshift),), rebuild_in_place=True, machine_names=True,
     leave=leave, join=join, joined_by=Action.ETCD_REDEPLOY, verify=verify, verify_timeout="42m",
     adopt_discover="openshift",
-    plan_notes=plan_notes, restore=restore, preflight=PreflightNeeds(machine_api=True))
+    plan_notes=plan_notes, restore=restore, preflight=PreflightNeeds(machine_api=True),
+    joins_alongside=False,
+    joins_alongside_why=("cpswap's OpenShift flow deletes the old Machine before it creates the new one (an "
+                         "Active ControlPlaneMachineSet surges by itself)"))

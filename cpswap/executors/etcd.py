@@ -319,6 +319,11 @@ def default_snapshot_dir() -> Path:
     return Path(state).expanduser() / "cpswap" / "snapshots"
 
 
+def labelled_snapshot_path(*, directory: Path, label: str) -> Path:
+    """``<directory>/<label>-<UTC time>.db``: a new name for every run (the clock is read here)."""
+    return directory.expanduser() / f"{label}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.db"
+
+
 def private_directory(path: Path) -> Path:
     """``path`` as a directory only this user can enter: created 0700 (with its missing parents)
     when absent; an existing one must be a real directory (no symlink) owned by this user with no

@@ -278,15 +278,31 @@ def _delete_pod(api: Api, pod: client.V1Pod, *, force: bool) -> None:
                       pod.metadata.name, pod.metadata.namespace, api=api, grace_period_seconds=0 if force else None)
 
 
-def _evict(api: Api, pod: client.V1Pod, progress: Progress) -> None:
+def _evict(api: Api, pod: client.V1Pod, progress: Progress) -> bool:
+    """Ask the eviction API to evict ``pod``; False when a PodDisruptionBudget refuses it for now
+    (429 Too Many Requests, which ``kubectl drain`` retries after a delay: kubernetes/kubectl
+    pkg/drain/drain.go ``evictPods`` at dee3483a3d6a64c07fdf746caf80af446dee99ac), True otherwise."""
     body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace))
+
+    def evict(*args: Any, **kwargs: Any) -> bool:
+        try:
+            api.core.create_namespaced_pod_eviction(*args, **kwargs)
+            return True
+        except ApiException as exc:
+            if exc.status == 429:  # not a transient API failure: the budget says "not now"
+                return False
+            raise
+
     try:
-        _call("evict", api.core.create_namespaced_pod_eviction, pod.metadata.name, pod.metadata.namespace, body,
-              api=api)
+        if not _call("evict", evict, pod.metadata.name, pod.metadata.namespace, body, api=api):
+            progress(f"eviction of {pod.metadata.namespace}/{pod.metadata.name} refused for now by a "
+                     f"PodDisruptionBudget; retrying until the drain deadline")
+            return False
     except NotFoundError:
         if _still_there(api, pod):
             progress(f"eviction API unavailable for {pod.metadata.namespace}/{pod.metadata.name}; deleting instead")
             _delete_pod(api, pod, force=False)
+    return True
 
 
 def _still_there(api: Api, pod: client.V1Pod) -> bool:
@@ -309,12 +325,17 @@ def drain(api: Api, *, name: str, timeout_s: float, progress: Progress) -> None:
         for pod in pods:
             _delete_pod(api, pod, force=True)
         return
-    for pod in pods:
-        _evict(api, pod, progress)
-    wait_until(f"drain {name}", lambda: (
-        not [p for p in all_pods(api) if p.spec.node_name == name and not _is_daemonset_pod(p)],
-        f"{len([p for p in all_pods(api) if p.spec.node_name == name and not _is_daemonset_pod(p)])} pod(s) left"),
-        deadline_s=timeout_s, progress=progress)
+    blocked = {(p.metadata.namespace, p.metadata.name) for p in pods if not _evict(api, p, progress)}
+
+    def probe() -> tuple[bool, str]:
+        left = [p for p in all_pods(api) if p.spec.node_name == name and not _is_daemonset_pod(p)]
+        for pod in left:  # a PodDisruptionBudget that refused an eviction may allow it now
+            if (pod.metadata.namespace, pod.metadata.name) in blocked and _evict(api, pod, lambda _: None):
+                blocked.discard((pod.metadata.namespace, pod.metadata.name))
+        return not left, f"{len(left)} pod(s) left" + (f", {len(blocked)} held by a PodDisruptionBudget"
+                                                       if blocked else "")
+
+    wait_until(f"drain {name}", probe, deadline_s=timeout_s, progress=progress)
 
 
 def is_control_plane(node: client.V1Node) -> bool:

@@ -377,6 +377,16 @@ def test_snapshot_is_0600_in_a_new_0700_directory_and_cli_refuses_a_device(healt
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "lets others in" in result.stderr and "Traceback" not in result.stderr
     assert stat.S_ISCHR(os.lstat("/dev/full").st_mode)
+    # --label (a surge's snapshot before its join, issue 16): a new <label>-<UTC time>.db in the directory
+    labelled = subprocess.run(["python", "-m", "cpswap", "etcd", "snapshot", "--preset", "env", "--label",
+                               "before-surge-new-1", "--snapshot-dir", str(tmp_path / "labelled")],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert labelled.returncode == 0, labelled.stderr
+    (snap,) = (tmp_path / "labelled").glob("before-surge-new-1-*.db")
+    assert stat.S_IMODE(snap.stat().st_mode) == 0o600 and "verified" in labelled.stdout
+    stray = subprocess.run(["python", "-m", "cpswap", "etcd", "snapshot", "--preset", "env", "--out", str(out) + "2",
+                            "--snapshot-dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert stray.returncode == 2 and "applies with --label only" in stray.stderr
 
 
 def test_remove_snapshots_into_the_private_state_directory_by_default(tmp_path):

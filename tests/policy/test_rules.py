@@ -57,6 +57,9 @@ PLAN_CASES = [
     ("claims.0.policy", None, "cpswap-pvc-explicit-policy", r"onecloud-minio/\*: claim has policy None"),
     ("refusals", [{"field": "pvcRecovery.ns/data-0", "value": "1Ti on x", "rule": "claim ns/data-0 holds data on the departing node x and has no recovery policy"}],
      "cpswap-pvc-explicit-policy", r"pvcRecovery.ns/data-0: claim ns/data-0 holds data .* no recovery policy"),
+    ("steps.3.voters", 4, "cpswap-even-only-in-surge",
+     r"cp1-node-delete: after cp1-node-delete 4 voters; outside one surge \(strategy replace, 1 change\(s\)\) the count "
+     r"stays at 3 or drops by one"),
     ("steps.1", {"id": "cp1-noop", "action": "noop", "healthy": 2, "quorum": 2, "voters": 3}, "cpswap-snapshot-first",
      r"cp1-etcd-remove: cp1-etcd-remove \(step 3\) changes membership but no etcd snapshot step comes before it"),
 ]

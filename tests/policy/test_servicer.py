@@ -157,7 +157,8 @@ def test_a_command_violation_is_mandatory_on_the_control_plane_and_on_the_comman
     assert {r.name for r in rec.resources if r.type.startswith("command:")} == set(declared)
     declared["cp1-join"]["deleteBeforeReplace"] = False
     expected = ("[cpswap-membership-dbr-timeouts] cp1-join: membership command without deleteBeforeReplace: the new "
-                "member would be added before the old one leaves, which etcd refuses while a voter is down")
+                "member would be added before the old one leaves, which etcd refuses while a voter is down (only a surge's "
+                "resources, whose update carries cpswap-surge, may)")
     at_plane = Pack().analyze(analyze_request(plane, changed=changed, inputs=inputs))
     assert [(d.enforcementLevel, violation_text(d)) for d in at_plane] == [(MANDATORY, expected)]
     join = rec.by_name()["cp1-join"]

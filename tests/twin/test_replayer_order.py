@@ -547,3 +547,54 @@ def test_an_interrupted_step_loses_its_whole_session_deadline_wrapper_included(t
     with pytest.raises(StepFailed, match=r"rc=-9"):
         r.up([wrapped])
     assert time.monotonic() - started < 45  # the 1 s interrupt, not the 50 s deadline or the 60 s sleep
+
+
+def _slot_recording(journal: Path, *, specs) -> list[Recorded]:
+    """A slot's resources as the Slot component registers them (names, depends_on chain,
+    delete_before_replace and triggers from the specs), each command replaced by a journal line."""
+    recorded, previous = [], ()
+    for spec in specs:
+        recorded.append(cmd(spec.name, create=echo(journal, f"{spec.name}:create"),
+                            delete=echo(journal, f"{spec.name}:delete") if spec.delete else None,
+                            triggers=tuple(spec.triggers), deps=previous, dbr=spec.delete_before_replace))
+        previous = (spec.name,)
+    return recorded
+
+
+@pytest.mark.parametrize("strategy", ["surge", "replace"])
+def test_a_swaps_steps_run_in_the_order_its_plan_shows(tmp_path, journal, strategy):
+    """Issue 16: the plan's order for each strategy is the engine's order for the resources and
+    options the slot registers (surge: no delete-before-replace, so the new chain runs first and the
+    old copies are deleted after the program, dependents first; replace: each old copy's delete
+    first). The slot's specs come from cpswap.core.slots, as the component's do."""
+    from cpswap.core.facts import EtcdFacts, EtcdMember, Observation
+    from cpswap.core.model import Host, Member, parse_stack_config
+    from cpswap.core.planner import AppliedMembership, plan_swap
+    from cpswap.core.slots import slot_commands
+
+    applied = {f"cp{i}": Host(name=f"node-{i}", ip=f"10.9.0.{i}") for i in (1, 2, 3)}
+    desired = {**applied, "cp1": Host(name="new-1", ip="10.9.1.1")}
+    model = parse_stack_config({"distribution": "k3s", "controlPlaneEndpoint": "10.9.0.100:6443", "strategy": strategy,
+                                "members": {s: h.as_dict() for s, h in desired.items()}}, stack="t")
+    members = tuple(EtcdMember(id=i, name=h.name, peer_urls=(f"https://{h.ip}:2380",), client_urls=(), is_learner=False,
+                               healthy=True) for i, h in enumerate(applied.values(), 1))
+    plan = plan_swap(model=model, applied=AppliedMembership.of(applied, source="test"),
+                     observation=Observation(etcd=EtcdFacts(reachable=True, members=members, leader_id=1)))
+    assert plan.strategy is not None and plan.strategy.strategy == strategy and not plan.refusals
+    old = slot_commands(model=model, member=Member(slot="cp1", host=applied["cp1"]))
+    new = slot_commands(model=model, member=model.member("cp1"), surge_from=plan.surge_from.get("cp1"))
+    r = Replayer(Runner(cwd=tmp_path))
+    r.up(_slot_recording(journal, specs=old))
+    journal.unlink()
+    r.up(_slot_recording(journal, specs=new))
+    ran = [tuple(line.split(":")) for line in lines(journal)]
+    shown = [(s.resource, s.operation) for s in plan.steps]
+    assert [pair for pair in ran if pair in set(shown)] == list(dict.fromkeys(shown)), (ran, shown)
+    if strategy == "surge":
+        assert ran == [("cp1-preflight", "create"), ("cp1-etcd-leave", "create"), ("cp1-node-leave", "create"),
+                       ("cp1-join", "create"), ("cp1-verify", "create"), ("cp1-pvcs", "create"),
+                       ("cp1-handover", "create"), ("cp1-node-leave", "delete"), ("cp1-etcd-leave", "delete")]
+    else:
+        assert ran == [("cp1-preflight", "create"), ("cp1-etcd-leave", "delete"), ("cp1-etcd-leave", "create"),
+                       ("cp1-node-leave", "delete"), ("cp1-node-leave", "create"), ("cp1-join", "create"),
+                       ("cp1-verify", "create"), ("cp1-pvcs", "create")]

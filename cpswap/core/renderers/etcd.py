@@ -18,6 +18,13 @@ def render_etcd_leave(*, host: Host, etcd: EtcdSettings, deadline_s: int = 300) 
             f"--deadline {deadline_s}")
 
 
+def render_etcd_snapshot(*, etcd: EtcdSettings, label: str) -> str:
+    """A verified snapshot through the members (discovered via the VIP) into the snapshot directory,
+    as a new file ``<label>-<UTC time>.db``."""
+    return (f"{CPSWAP} etcd snapshot --preset {quote(etcd.preset)} --discover kube --label {quote(label)}"
+            f"{etcd.snapshot_flag()}")
+
+
 def render_etcd_verify(*, host: Host, etcd: EtcdSettings, max_lag: int = 1000, deadline_s: int = 600) -> str:
     """Wait until ``host``'s member is started, a voter, healthy and caught up with the leader."""
     return (f"{CPSWAP} etcd wait-member --preset {quote(etcd.preset)} --discover kube "

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from cpswap.core.model import Endpoint, EtcdSettings, Host
 from cpswap.core.recovery import ClaimPolicy
+from cpswap.core.renderers.etcd import render_etcd_leave
 from cpswap.core.renderers.executor import CPSWAP
 
 
@@ -36,6 +37,19 @@ def render_pvc_recover(*, host: Host, policies: Sequence[ClaimPolicy], deadline_
     """Recover claims pinned to Nodes that no longer exist onto ``host`` (orphans are found at run time)."""
     return (f"{CPSWAP} kube recover-pvcs --new-node {quote(host.name)} --orphaned "
             f"--policy-json {quote(policy_json(policies))} --deadline {deadline_s}")
+
+
+def render_handover(*, old: Host, new: Host, policies: Sequence[ClaimPolicy], etcd: EtcdSettings,
+                    recover_deadline_s: int = 900, drain_timeout_s: int = 600, remove_deadline_s: int = 300) -> str:
+    """A surge's last step, on the operator's machine (issue 16): the claims pinned to ``old`` are
+    recreated on ``new`` by their policies, ``old`` is drained with eviction (PodDisruptionBudgets
+    respected, bounded), its etcd member removed (quorum-guarded, snapshot first) and its Node
+    deleted. Each part is idempotent, so a re-run after an interruption resumes."""
+    return (f"{CPSWAP} kube recover-pvcs --old-node {quote(old.name)} --new-node {quote(new.name)} "
+            f"--policy-json {quote(policy_json(policies))} --deadline {recover_deadline_s} && "
+            f"{CPSWAP} kube drain --node {quote(old.name)} --drain-timeout {drain_timeout_s} && "
+            f"{render_etcd_leave(host=old, etcd=etcd, deadline_s=remove_deadline_s)} && "
+            f"{render_node_delete(host=old, etcd=etcd)}")
 
 
 def render_kubeadm_endpoint_check(*, endpoint: Endpoint) -> str:
