@@ -30,9 +30,9 @@ def test_no_membership_action_escapes_snapshot_first(action):
 
 def test_membership_effects_are_the_rules_and_the_planners():
     assert {a for a in Action if a.changes_membership} == {
-        Action.ETCD_REMOVE, Action.KUBEAN_REMOVE, Action.JOIN, Action.MACHINE, Action.ETCD_REDEPLOY}
+        Action.ETCD_REMOVE, Action.KUBEAN_REMOVE, Action.JOIN, Action.MACHINE, Action.ETCD_REDEPLOY, Action.HANDOVER}
     assert {a for a in Action if a.leaves} == {
-        Action.ETCD_REMOVE, Action.KUBEAN_REMOVE, Action.NODE_DELETE, Action.ETCD_SECRETS_DELETE}
+        Action.ETCD_REMOVE, Action.KUBEAN_REMOVE, Action.NODE_DELETE, Action.ETCD_SECRETS_DELETE, Action.HANDOVER}
     assert all(isinstance(a.effect, Effect) for a in Action)
 
 
