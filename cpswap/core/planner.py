@@ -340,8 +340,8 @@ def _surge_steps(add: Callable[..., None], *, new_specs: tuple[SlotResource, ...
     after = QuorumState(voters=start.voters, healthy=joined.healthy - (1 if departing_healthy else 0))
     state = start
     for spec in new_specs:
-        if spec.action in PREFLIGHT_ACTIONS or spec.action.leaves and spec.action not in (
-                Action.ETCD_REMOVE, Action.HANDOVER):
+        if spec.action in PREFLIGHT_ACTIONS or (spec.action.leaves and spec.action not in (
+                Action.ETCD_REMOVE, Action.HANDOVER)):
             continue
         if spec.action is Action.ETCD_REMOVE:
             add(spec, operation="create", phase="join", state=start, member=new_member, action=Action.ETCD_SNAPSHOT)

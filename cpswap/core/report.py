@@ -95,6 +95,20 @@ def _safety_lines(safety: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _path_lines(plan: Plan) -> list[str]:
+    """The quorum table of each strategy the swap could take, the chosen one first."""
+    lines: list[str] = []
+    for path in plan.paths:
+        chosen = plan.strategy is not None and path.strategy == plan.strategy.strategy
+        lines.append("")
+        lines.append(f"{path.strategy} ({path.summary()} voters, tolerance at least {path.min_tolerance})"
+                     + (" [chosen]" if chosen else " [not chosen]"))
+        lines += _table(["at", "voters", "healthy", "quorum", "tolerance"],
+                        [[label, str(q.voters), str(q.healthy), str(q.quorum), str(q.tolerance)]
+                         for label, q in path.points])
+    return lines
+
+
 def plan_table(plan: Plan, *, wide: bool = False) -> str:
     """The plan for people; ``wide`` prints every command in full (else cut at 400 characters)."""
     model = plan.model
@@ -123,14 +137,7 @@ def plan_table(plan: Plan, *, wide: bool = False) -> str:
     lines += _table(["quorum", "voters", "healthy", "quorum", "tolerance"],
                     [[label, str(q.voters), str(q.healthy), str(q.quorum), str(q.tolerance)]
                      for label, q in (("before", plan.before), ("during", plan.during), ("after", plan.after))])
-    for path in plan.paths:
-        chosen = plan.strategy is not None and path.strategy == plan.strategy.strategy
-        lines.append("")
-        lines.append(f"{path.strategy} ({path.summary()} voters, tolerance at least {path.min_tolerance})"
-                     + (" [chosen]" if chosen else " [not chosen]"))
-        lines += _table(["at", "voters", "healthy", "quorum", "tolerance"],
-                        [[label, str(q.voters), str(q.healthy), str(q.quorum), str(q.tolerance)]
-                         for label, q in path.points])
+    lines += _path_lines(plan)
     if plan.steps:
         lines.append("")
         lines += _table(["#", "step", "resource", "runs on", "voters/healthy/quorum/tol"],

@@ -16,6 +16,7 @@ from typing import Any
 from collections.abc import Callable, Iterator, Sequence
 
 from kubernetes import client, config as kconfig
+from kubernetes.client.rest import ApiException
 
 from cpswap.core import inputs
 from cpswap.core.errors import (ConfigError, NotFoundError, PermanentError, Violation)

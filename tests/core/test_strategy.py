@@ -80,7 +80,7 @@ def test_surge_only_when_every_condition_holds_and_forced_unsafe_surge_is_refuse
                                  else "replace")
     assert (decision.refusal is not None) == (requested == "surge" and not safe)
     if not safe:
-        assert decision.blockers and all(b in decision.reason for b in decision.blockers) or requested == "replace"
+        assert (decision.blockers and all(b in decision.reason for b in decision.blockers)) or requested == "replace"
 
 
 @settings(max_examples=200, deadline=None)
@@ -194,7 +194,7 @@ def test_auto_falls_back_to_replace_with_the_reason_in_the_plan(kwargs, why):
     assert plan.strategy is not None and plan.strategy.strategy == "replace" and not plan.surge_from
     assert why in plan.strategy.reason and why in plan_table(plan)
     assert [s.id for s in plan.steps][:3] == ["cp1-preflight", "cp1-etcd-snapshot", "cp1-etcd-remove"]
-    assert [p["strategy"] for p in plan_document(plan)["quorum_paths"]][0] == "replace"
+    assert plan_document(plan)["quorum_paths"][0]["strategy"] == "replace"
 
 
 def test_forced_unsafe_surge_is_refused_with_the_reason():
