@@ -65,6 +65,35 @@ class QuorumsDoc(TypedDict):
     after: QuorumDoc
 
 
+class StrategyDoc(TypedDict):
+    """How the swap runs and why (``cpswap.core.strategy.StrategyDecision``)."""
+
+    slot: str
+    requested: Literal["auto", "surge", "replace"]
+    source: str
+    strategy: Literal["surge", "replace"]
+    reason: str
+    surge_possible: bool
+    blockers: list[str]
+    refusal: str | None
+
+
+class PathPointDoc(TypedDict):
+    at: str
+    voters: int
+    healthy: int
+    quorum: int
+    tolerance: int
+
+
+class QuorumPathDoc(TypedDict):
+    """One strategy's quorum at each moment (``cpswap.core.strategy.QuorumPath``)."""
+
+    strategy: Literal["surge", "replace"]
+    min_tolerance: int
+    points: list[PathPointDoc]
+
+
 class ClaimDoc(TypedDict):
     namespace: str
     name: str
@@ -127,6 +156,8 @@ class PlanDocument(TypedDict):
     unhealthy: list[str]
     steps: list[StepDoc]
     quorum: QuorumsDoc
+    strategy: StrategyDoc | None
+    quorum_paths: list[QuorumPathDoc]
     claims: list[ClaimDoc]
     vip: VipDoc | None
     warnings: list[str]

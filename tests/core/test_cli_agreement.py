@@ -13,7 +13,7 @@ import pytest
 
 import cpswap
 from cpswap.cli import build_parser
-from cpswap.core.model import parse_stack_config
+from cpswap.core.model import Host, parse_stack_config
 from cpswap.core.rules import declared_views, views_from_specs
 from cpswap.core.slots import adoption_check
 from tests.support.cpswap_calls import cpswap_calls
@@ -48,6 +48,9 @@ def _calls(stack: Path, destroy_mode: str) -> list[tuple[str, str, list[str]]]:
     model = parse_stack_config({**load_stack_file(stack), "destroyMode": destroy_mode},
                                stack=stack.name.split(".")[1])
     views = [*declared_views(model=model), *views_from_specs([adoption_check(model=model)])]
+    if model.distro.joins_alongside:  # the first slot's surge form too (issue 16: snapshot --label, handover)
+        first = model.members[0]
+        views += declared_views(model=model, surge_from={first.slot: Host(name="departing-1", ip="10.77.9.9")})
     return [(view.name, field, argv) for view in views for field in ("create", "update", "delete")
             if isinstance(view.inputs.get(field), str) for argv in cpswap_calls(view.inputs[field])]
 
