@@ -32,10 +32,14 @@ OCBOOT_SERVER_CONFIG = {"flannel-backend": "none", "disable-network-policy": Tru
 LAYOUTS = {  # (TLS dir under the host root, file names: ca, client cert, client key, server cert, server key; data)
     "k3s": ("var-lib-rancher/k3s/server/tls/etcd", ("server-ca.crt", "client.crt", "client.key", "server-client.crt",
                                                     "server-client.key"), "var-lib-rancher/k3s/server/db/etcd"),
+    "rke2": ("var-lib-rancher/rke2/server/tls/etcd", ("server-ca.crt", "client.crt", "client.key",
+                                                      "server-client.crt", "server-client.key"),
+             "var-lib-rancher/rke2/server/db/etcd"),
     "kubeadm": ("etc-kubernetes/pki/etcd", ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key",
                                             "server.crt", "server.key"), "var-lib-etcd"),
 }
 MOUNTS = PRIVATE_DIRS
+K3S_NAMING = ("k3s", "rke2")  # layouts whose etcd members are named <hostname>-<8 hex> (k3s's embedded etcd)
 
 
 def in_host(relative: str) -> str:
@@ -154,7 +158,7 @@ class Twin:
 
     def _bootstrap_etcd(self, members: list[str]) -> None:
         directory, files, data = LAYOUTS[self.layout]
-        self.names = {n: f"{n}-{pysecrets.token_hex(4)}" if self.layout == "k3s" else n for n in members}
+        self.names = {n: f"{n}-{pysecrets.token_hex(4)}" if self.layout in K3S_NAMING else n for n in members}
         initial = ",".join(f"{self.names[n]}=https://{self.net.hosts[n].ip}:2380" for n in members)
         tls = in_host(directory)
         ca, _, _, server_cert, server_key = (f"{tls}/{f}" for f in files)
@@ -242,7 +246,7 @@ class Twin:
         return {"sshPrivateKey": self.net.client_key.read_text(), "kubeconfig": self.emulator.kubeconfig_text,
                 "etcdCaCert": Path(self.ca.cert).read_text(), "etcdClientCert": self.client_cert.read_text(),
                 "etcdClientKey": self.client_key.read_text(), "ocbootDbPassword": "twin-db-password",
-                "k3sToken": OCBOOT_TOKEN,
+                "k3sToken": OCBOOT_TOKEN, "rke2Token": OCBOOT_TOKEN,
                 # the twin has one API server: it plays kubean's global cluster as well as the managed one
                 "globalKubeconfig": self.emulator.kubeconfig_text}
 

@@ -20,6 +20,12 @@ LAYOUTS = {  # where each distribution keeps etcd's TLS files and data on a cont
             "server_cert": "/var/lib/rancher/k3s/server/tls/etcd/server-client.crt",
             "server_key": "/var/lib/rancher/k3s/server/tls/etcd/server-client.key",
             "data": "/var/lib/rancher/k3s/server/db/etcd"},
+    "rke2": {"ca": "/var/lib/rancher/rke2/server/tls/etcd/server-ca.crt",  # k3s's layout under rke2's data dir
+             "cert": "/var/lib/rancher/rke2/server/tls/etcd/client.crt",
+             "key": "/var/lib/rancher/rke2/server/tls/etcd/client.key",
+             "server_cert": "/var/lib/rancher/rke2/server/tls/etcd/server-client.crt",
+             "server_key": "/var/lib/rancher/rke2/server/tls/etcd/server-client.key",
+             "data": "/var/lib/rancher/rke2/server/db/etcd"},
     "kubeadm": {"ca": "/etc/kubernetes/pki/etcd/ca.crt", "cert": "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
                 "key": "/etc/kubernetes/pki/etcd/healthcheck-client.key",
                 "server_cert": "/etc/kubernetes/pki/etcd/server.crt",
