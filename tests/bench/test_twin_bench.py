@@ -20,7 +20,7 @@ import pytest
 
 from cpswap.executors import etcd as ex
 from tests.support.pulumi_mocks import ROOT, run_program
-from tests.support.twin.cluster import Twin, digest
+from tests.support.twin.cluster import OCBOOT_SERVER_CONFIG, Twin, digest
 from tests.support.twin.hosts import available
 from tests.support.twin.operator import activated_environ
 from tests.support.twin.replayer import Replayer, Runner
@@ -48,7 +48,9 @@ def _up(twin: Twin, replayer: Replayer, workdir: Path, slots: dict[str, str]) ->
 
 @pytest.mark.timeout(900)  # adoption + swap: ~2 min idle, far more on a loaded machine
 def test_seed_004_swap_overhead_on_the_twin(tmp_path):
-    twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW])
+    # the survivors run with ocboot's k3s flags, as in tests/twin/test_scenarios.py (k3s refuses a join
+    # whose critical flags differ)
+    twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW], k3s_server_config=OCBOOT_SERVER_CONFIG)
     try:
         workdir = tmp_path / "project"
         (workdir / ".cpswap").mkdir(parents=True)
