@@ -18,7 +18,6 @@ import pulumi_kubernetes as k8s
 from pulumi_command import local, remote
 
 from cpswap.core.model import Host, Member, StackModel
-from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.ocboot import HOST_NETWORKS_ANNOTATION
 from cpswap.core.declarations import Declaration, declare
 from cpswap.core.rules import declared_views, view_to_input
@@ -188,19 +187,19 @@ class ControlPlane(pulumi.ComponentResource):
         clean: list[pulumi.Resource] = []
         model = args.model
         if model.distro.global_cluster:
-            assert model.kubean is not None  # the only distribution with a global cluster: kubean's
             global_provider = k8s.Provider(f"{name}-k8s-global", kubeconfig=args.secrets.by_config_key("globalKubeconfig"),
                                            cluster_identifier=GLOBAL_CLUSTER_ID,
                                            opts=pulumi.ResourceOptions(parent=self))
             clean = [k8s.core.v1.ConfigMapPatch(
-                f"{name}-{kb.CLEAN_CONFIGMAP}",
+                f"{name}-{patch.name}",
                 # a server-side apply: forced, because a cluster set up as in seed 001 already holds this
                 # key with the seed's playbook under another field manager (a 409 conflict otherwise,
                 # pulumi-kubernetes provider/pkg/await/await.go patchForce)
-                metadata=k8s.meta.v1.ObjectMetaPatchArgs(name=kb.CLEAN_CONFIGMAP, namespace=model.kubean.namespace,
+                metadata=k8s.meta.v1.ObjectMetaPatchArgs(name=patch.name, namespace=patch.namespace,
                                                          annotations={"pulumi.com/patchForce": "true"}),
-                data={kb.CLEAN_PLAYBOOK: kb.CLEAN_PLAYBOOK_TEXT},
-                opts=pulumi.ResourceOptions(parent=self, provider=global_provider, retain_on_delete=True))]
+                data=dict(patch.data),
+                opts=pulumi.ResourceOptions(parent=self, provider=global_provider, retain_on_delete=True))
+                for patch in model.distro.global_config_maps(model)]
         check = None
         if args.adoption:
             spec = adoption_check(model=model)

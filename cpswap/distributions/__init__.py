@@ -83,10 +83,24 @@ class PreflightNeeds:
     machine_api: bool = False
 
 
+@dataclass(frozen=True)
+class ConfigMapPatch:
+    """Keys a distribution sets in a ConfigMap of its global cluster before any slot resource (a
+    forced server-side apply, kept on delete): e.g. kubean's clean-up playbook."""
+
+    name: str
+    namespace: str
+    data: tuple[tuple[str, str], ...]
+
+
 Resources = Callable[["StackModel", "Member"], "tuple[SlotResource, ...]"]
 
 
 def _no_resources(model: StackModel, member: Member) -> tuple[SlotResource, ...]:
+    return ()
+
+
+def _no_config_maps(model: StackModel) -> tuple[ConfigMapPatch, ...]:
     return ()
 
 
@@ -133,6 +147,7 @@ class Distribution:
     restore: Callable[[str, Mapping[str, Any] | None], str] | None = None
     plan_notes: Callable[[StackModel, str, Any, Any], tuple[str, ...]] = _no_notes
     global_cluster: bool = False  # it declares objects on a second (global) cluster with its own kubeconfig
+    global_config_maps: Callable[[StackModel], tuple[ConfigMapPatch, ...]] = _no_config_maps
     # its installer can join a new member while the departing one is still a member (issue 16: a
     # swap may then surge, cpswap.core.strategy), and why it can or cannot
     joins_alongside: bool = False

@@ -18,7 +18,7 @@ from cpswap.core.renderers import kubean as kb
 from cpswap.core.renderers.etcd import render_etcdutl_restore
 from cpswap.core.steps import Action
 from cpswap.core.slots import GLOBAL_KUBECONFIG_ENV, LOCAL_SECRET_ENV, CommandSpec, ObjectSpec, RunsOn, SlotResource, record
-from cpswap.distributions import Block, Distribution, PreflightNeeds
+from cpswap.distributions import Block, ConfigMapPatch, Distribution, PreflightNeeds
 from cpswap.distributions.common import member_checks
 
 
@@ -105,12 +105,17 @@ def plan_notes(model: StackModel, slot: str, old: Any, new: Any) -> tuple[str, .
             f"cluster-info and kubeadm-config at the new first control-plane node if they named it",)
 
 
+def clean_playbook(model: StackModel) -> tuple[ConfigMapPatch, ...]:
+    """The clean-up playbook remove-node.yml's postHook runs (seed 001), in kubean's namespace."""
+    return (ConfigMapPatch(kb.CLEAN_CONFIGMAP, _settings(model).namespace, ((kb.CLEAN_PLAYBOOK, kb.CLEAN_PLAYBOOK_TEXT),)),)
+
+
 DISTRIBUTION = Distribution(
     name="kubean", summary="DCE 5.0 / kubean: Kubespray ClusterOperations on the global cluster",
     blocks=(Block("kubean", parse_kubean),), secrets=("globalKubeconfig",), rebuild_in_place=True,
     member_rules=member_rules, leave=leave, join=join, joined_by=Action.JOIN_WAIT, verify=member_checks,
     plan_notes=plan_notes,
-    global_cluster=True, restore=render_etcdutl_restore, preflight=PreflightNeeds(kubean=True),
+    global_cluster=True, global_config_maps=clean_playbook, restore=render_etcdutl_restore, preflight=PreflightNeeds(kubean=True),
     joins_alongside=False,
     joins_alongside_why=("Kubespray's preinstall check 'Stop if even number of etcd hosts' refuses an inventory "
                          "with 4 etcd hosts, so cluster.yml cannot run while the old node is still in it"))
