@@ -26,6 +26,11 @@ class TransientError(CpswapError):
         self.delay = delay
 
 
+class TooManyRequestsError(TransientError):
+    """HTTP 429: the API server asks to come back later (``delay``: its Retry-After). On the eviction API it is
+    a PodDisruptionBudget refusing for now, which ``kubectl drain`` retries until its deadline."""
+
+
 class ApiError(PermanentError):
     """A cluster API refused a call with a status (the HTTP status; 404 for etcd's "member not found")."""
 

@@ -5,7 +5,8 @@ Boundary: every Kubernetes API call runs inside ``kube_errors`` and every etcd g
 other module catches ``ApiException``, urllib3 or gRPC errors:
 
 - Kubernetes: 404 is ``NotFoundError`` and 409 ``ConflictError`` (API errors the caller may expect: an absent
-  object, an existing one); 429 and 5xx are ``TransientError`` with the server's ``Retry-After`` as its delay;
+  object, an existing one); 429 (``TooManyRequestsError``) and 5xx are ``TransientError`` with the server's
+  ``Retry-After`` as its delay;
   any other status is an ``ApiError`` naming the call, the status and the API server's message; no answer
   (connection refused, reset, timed out) is ``TransientError``.
 - etcd: a TLS refusal is ``PermanentError``; ``member not found`` is ``NotFoundError``; unavailable, deadline
@@ -24,7 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
-from cpswap.core.errors import ApiError, ConflictError, DeadlineError, NotFoundError, PermanentError, TransientError
+from cpswap.core.errors import (ApiError, ConflictError, CpswapError, DeadlineError, NotFoundError, PermanentError,
+                                TooManyRequestsError, TransientError)
 
 if TYPE_CHECKING:  # the clients load lazily: importing this module costs neither
     import grpc
@@ -68,7 +70,8 @@ def kube_error(exc: Exception, *, what: str) -> Exception:
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
         if status in TRANSIENT_STATUSES:
-            return TransientError(f"{what}: API {status} {exc.reason}", delay=_retry_after(exc.headers))
+            kind_t = TooManyRequestsError if status == 429 else TransientError
+            return kind_t(f"{what}: API {status} {exc.reason}", delay=_retry_after(exc.headers))
         kind = NotFoundError if status == 404 else ConflictError if status == 409 else ApiError
         return kind(f"{what}: API {status} {exc.reason}: {_api_message(exc.body)}", status=status)
     return TransientError(f"{what}: API unreachable: {type(exc).__name__}: {str(exc)[:160]}")
@@ -79,7 +82,7 @@ def kube_errors(what: str) -> Iterator[None]:
     """Run a Kubernetes API call: its client's failures leave as cpswap errors."""
     try:
         yield
-    except (PermanentError, TransientError):
+    except CpswapError:  # already ours (a refused argument, a guard): unchanged
         raise
     except Exception as exc:  # ApiException, urllib3's connection errors and timeouts
         raise kube_error(exc, what=what) from None

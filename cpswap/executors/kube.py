@@ -16,10 +16,9 @@ from typing import Any
 from collections.abc import Callable, Iterator, Sequence
 
 from kubernetes import client, config as kconfig
-from kubernetes.client.rest import ApiException
 
 from cpswap.core import inputs
-from cpswap.core.errors import (ConfigError, NotFoundError, PermanentError, Violation)
+from cpswap.core.errors import ConfigError, NotFoundError, PermanentError, TooManyRequestsError, Violation
 from cpswap.core.facts import ClaimFact, KubeFacts, OwnerKind
 from cpswap.core.inputs import host_port
 from cpswap.executors.boundary import kube_errors
@@ -284,21 +283,13 @@ def _evict(api: Api, pod: client.V1Pod, progress: Progress) -> bool:
     (429 Too Many Requests, which ``kubectl drain`` retries after a delay: kubernetes/kubectl
     pkg/drain/drain.go ``evictPods`` at dee3483a3d6a64c07fdf746caf80af446dee99ac), True otherwise."""
     body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace))
-
-    def evict(*args: Any, **kwargs: Any) -> bool:
-        try:
-            api.core.create_namespaced_pod_eviction(*args, **kwargs)
-            return True
-        except ApiException as exc:
-            if exc.status == 429:  # not a transient API failure: the budget says "not now"
-                return False
-            raise
-
     try:
-        if not _call("evict", evict, pod.metadata.name, pod.metadata.namespace, body, api=api):
-            progress(f"eviction of {pod.metadata.namespace}/{pod.metadata.name} refused for now by a "
-                     f"PodDisruptionBudget; retrying until the drain deadline")
-            return False
+        _call("evict", api.core.create_namespaced_pod_eviction, pod.metadata.name, pod.metadata.namespace, body,
+              api=api)
+    except TooManyRequestsError:  # not a transient API failure: the budget says "not now"
+        progress(f"eviction of {pod.metadata.namespace}/{pod.metadata.name} refused for now by a "
+                 f"PodDisruptionBudget; retrying until the drain deadline")
+        return False
     except NotFoundError:
         if _still_there(api, pod):
             progress(f"eviction API unavailable for {pod.metadata.namespace}/{pod.metadata.name}; deleting instead")

@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
 from cpswap.core.errors import (ApiError, ConflictError, DeadlineError, NotFoundError, PermanentError,
-                                TransientError)
+                                TooManyRequestsError, TransientError)
 from cpswap.executors import boundary, waiting
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,10 +31,10 @@ def _api(status, *, reason="Reason", message=None, headers=None):
     (_api(403, reason="Forbidden", message="nodes is forbidden: User cannot list"), ApiError,
      "API 403 Forbidden: nodes is forbidden", None),
     (_api(422, reason="Unprocessable Entity"), ApiError, "API 422 Unprocessable Entity", None),
-    (_api(429, reason="Too Many Requests", headers={"Retry-After": "7"}), TransientError, "API 429", 7.0),
+    (_api(429, reason="Too Many Requests", headers={"Retry-After": "7"}), TooManyRequestsError, "API 429", 7.0),
     (_api(503, reason="Service Unavailable"), TransientError, "API 503 Service Unavailable", None),
     (_api(500, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}), TransientError, "API 500", None),
-    (_api(429, headers={"Retry-After": "3600"}), TransientError, "API 429", 60.0),  # bounded
+    (_api(429, headers={"Retry-After": "3600"}), TooManyRequestsError, "API 429", 60.0),  # bounded
     (MaxRetryError(None, "/api/v1/nodes", "connection refused"), TransientError, "API unreachable: MaxRetryError",
      None),
     (ReadTimeoutError(None, "/api/v1/nodes", "read timed out"), TransientError, "API unreachable", None),
