@@ -13,7 +13,7 @@ from cpswap.core.planner import plan_swap
 from cpswap.core.report import plan_document, plan_table
 from cpswap.core.slots import slots_with_objects
 from cpswap.program import applied_membership, config_values, observe_if_enabled, secret_config
-from cpswap.stackfiles import declared_operations
+from cpswap.stackfiles import declared_operations, recorded_departed
 
 config = pulumi.Config("cpswap")
 stack = pulumi.get_stack()
@@ -30,7 +30,9 @@ document = plan_document(plan)
 
 object_slots = slots_with_objects(model=model, changing=frozenset(c.slot for c in plan.changes),
                                   declared=declared_operations(directory=Path.cwd(), stack=stack))
+departed = plan.departed(recorded=recorded_departed(directory=Path.cwd(), stack=stack))
 control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan=document, object_slots=object_slots,
+                                                               departed=departed,
                                                                adoption=plan.applied.adoption,
                                                                surge_from=plan.surge_from,
                                                                secrets=SecretInputs(values=secrets)))
@@ -38,6 +40,7 @@ control_plane = ControlPlane("control-plane", ControlPlaneArgs(model=model, plan
 pulumi.export("membership", control_plane.membership)
 pulumi.export("plan", document)
 pulumi.export("planTable", table)
+pulumi.export("departedNodes", departed)  # the next runs render the same recover-pvcs --old-node
 pulumi.export("destroyMode", model.destroy_mode)  # the next run refuses a swap while the stored deletes only record
 if model.distro.global_cluster:
     pulumi.export("kubeanOperations", control_plane.operations)

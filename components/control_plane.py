@@ -9,7 +9,7 @@ settings, so a swap of one slot never changes another slot's inputs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Mapping
 
@@ -60,6 +60,8 @@ class ControlPlaneArgs:
     # changing in this run, plus those declared by earlier runs (exported as kubeanOperations).
     # A first `up` (adoption) declares none, so it runs no playbook.
     object_slots: frozenset[str] = frozenset()
+    # slot -> the Node its host replaced, whose claims PVC recovery takes (cpswap.core.slots.departed_nodes)
+    departed: Mapping[str, str] = field(default_factory=dict)
     # no recorded membership: a read-only check that each slot's host is a current etcd member
     # runs before any slot resource (cpswap.core.slots.adoption_check)
     adoption: bool = False
@@ -78,6 +80,7 @@ class SlotArgs:
     declare_objects: bool = False
     after: pulumi.Resource | None = None  # the adoption check, when there is one
     surge_from: Host | None = None  # the departing host when this slot is swapped by surge
+    departed: str | None = None  # the Node this slot's host replaced (cpswap.core.slots.departed_nodes)
 
 
 def _options(d: Declaration, *, parent: pulumi.Resource, depends_on: list[pulumi.Resource],
@@ -114,7 +117,8 @@ class Slot(pulumi.ComponentResource):
         previous: list[pulumi.Resource] = [args.after] if args.after is not None else []
         resources: dict[str, pulumi.Resource] = {}
         self.operations: list[str] = []
-        for spec in slot_commands(model=args.model, member=args.member, surge_from=args.surge_from):
+        for spec in slot_commands(model=args.model, member=args.member, surge_from=args.surge_from,
+                                  departed=args.departed):
             if isinstance(spec, ObjectSpec):
                 if not args.declare_objects:
                     continue
@@ -179,7 +183,7 @@ class ControlPlane(pulumi.ComponentResource):
         # Registered before every slot resource: the policy pack checks the plan and the declared
         # commands here, so a violation stops `pulumi up` before the first step.
         commands = [view_to_input(v) for v in declared_views(model=args.model, object_slots=args.object_slots,
-                                                             surge_from=args.surge_from)]
+                                                             surge_from=args.surge_from, departed=args.departed)]
         super().__init__("cpswap:index:ControlPlane", name, {"plan": args.plan, "commands": commands}, opts)
         provider = k8s.Provider(f"{name}-k8s", kubeconfig=args.secrets.kubeconfig,
                                 cluster_identifier=MANAGED_CLUSTER_ID, opts=pulumi.ResourceOptions(parent=self))
@@ -208,7 +212,8 @@ class ControlPlane(pulumi.ComponentResource):
         self.slots = {m.slot: Slot(m.slot, SlotArgs(model=model, member=m, secrets=args.secrets,
                                                     k8s_provider=provider, global_provider=global_provider,
                                                     declare_objects=m.slot in args.object_slots, after=check,
-                                                    surge_from=(args.surge_from or {}).get(m.slot)),
+                                                    surge_from=(args.surge_from or {}).get(m.slot),
+                                                    departed=args.departed.get(m.slot)),
                                    opts=pulumi.ResourceOptions(parent=self, depends_on=clean))
                       for m in model.members}
         # `pulumi destroy` deletes this first: it depends on every slot resource (Slot components expand to

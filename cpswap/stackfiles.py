@@ -222,6 +222,33 @@ def declared_operations(*, directory: Path, stack: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def recorded_departed(*, directory: Path, stack: str) -> dict[str, str]:
+    """The Node each slot's current host replaced, as the last deployment exported it
+    (``departedNodes`` in the saved stack outputs: slot -> node name); {} without a saved file."""
+    from cpswap.core import inputs
+
+    path = applied_output_path(directory=directory, stack=stack)
+    doc = read_applied_output(path)
+    if doc is ABSENT:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError([Violation(str(path), type(doc).__name__, "must be the JSON object of the saved stack outputs")])
+    found = doc.get("departedNodes") or {}
+    problems = []
+    if not isinstance(found, Mapping):
+        problems.append(Violation(f"{path.name}.departedNodes", repr(found)[:80], "must be an object of slot -> node name"))
+        found = {}
+    for slot, name in found.items():
+        try:
+            inputs.slot(slot)
+            inputs.dns_name(name)
+        except (inputs.InputError, TypeError) as exc:
+            problems.append(Violation(f"{path.name}.departedNodes.{slot}", repr(name)[:80], str(exc)))
+    if problems:
+        raise ConfigError(problems)
+    return dict(found)
+
+
 def applied_destroy_mode(doc: Mapping[str, Any] | None) -> str | None:
     """The ``destroyMode`` stack output of the last deployment (None when it exported none)."""
     mode = (doc or {}).get("destroyMode")

@@ -23,7 +23,7 @@ from cpswap.core.policy_config import PolicyConfig, parse_policy_config
 from cpswap.core.rules import RULES, check, declared_views
 from cpswap.core.slots import slots_with_objects
 from cpswap.core.secretscan import RULE as PLAIN_SECRETS, plain_secrets
-from cpswap.stackfiles import declared_operations, parse_document, read_text, read_yaml
+from cpswap.stackfiles import declared_operations, parse_document, read_text, read_yaml, recorded_departed
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     doc = plan_document(plan)
     object_slots = slots_with_objects(model=plan.model, changing=frozenset(c.slot for c in plan.changes),
                                       declared=declared_operations(directory=args.dir.resolve(), stack=args.stack))
-    views = declared_views(model=plan.model, object_slots=object_slots, surge_from=plan.surge_from)
+    departed = plan.departed(recorded=recorded_departed(directory=args.dir.resolve(), stack=args.stack))
+    views = declared_views(model=plan.model, object_slots=object_slots, surge_from=plan.surge_from,
+                           departed=departed)
     enabled = [r.name for r in RULES if config.enforced(r.name) != "disabled"]
     found = check(plan=doc, resources=views, config=config.rules, only=enabled)
     if config.enforced(PLAIN_SECRETS) != "disabled":

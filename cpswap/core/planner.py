@@ -7,14 +7,14 @@ plan can be shown in full and then enforced: ``Plan.raise_if_refused()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 from cpswap.core.errors import ConfigError, Violation
 from cpswap.core.facts import EtcdFacts, EtcdMember, Observation, canonical_ip
 from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.quorum import QuorumState, can_remove
 from cpswap.core.recovery import ClaimAction, plan_claim_actions, unobserved_actions
-from cpswap.core.slots import ADOPTION_CHECK, CommandSpec, ObjectSpec, SlotResource, slot_commands
+from cpswap.core.slots import ADOPTION_CHECK, CommandSpec, ObjectSpec, SlotResource, departed_nodes, slot_commands
 from cpswap.core.steps import PREFLIGHT_ACTIONS, AFTER_ACTIONS, Action, Phase
 from cpswap.core.strategy import REPLACE, SURGE, QuorumPath, StrategyDecision, decide_strategy, quorum_path
 
@@ -198,6 +198,12 @@ class Plan:
             return {}
         return {c.slot: c.old for c in self.changes if c.slot == self.strategy.slot}
 
+    def departed(self, *, recorded: Mapping[str, str]) -> dict[str, str]:
+        """slot → the Node its host replaced, for PVC recovery's ``--old-node`` (``slots.departed_nodes``):
+        this run's changes (none for a surge: its handover moves the claims), else ``recorded``."""
+        return departed_nodes(model=self.model, recorded=recorded,
+                              changes={c.slot: None if c.slot in self.surge_from else c.old.name for c in self.changes})
+
     def raise_if_refused(self) -> None:
         if self.refusals:
             raise ConfigError(self.refusals)
@@ -273,7 +279,8 @@ def _steps(model: StackModel, change: Change, start: QuorumState, departing_heal
     old_member = Member(slot=change.slot, host=change.old)
     new_member = model.member(change.slot)
     old_specs = slot_commands(model=model, member=old_member)
-    new_specs = slot_commands(model=model, member=new_member, surge_from=change.old if surge else None)
+    new_specs = slot_commands(model=model, member=new_member, surge_from=change.old if surge else None,
+                              departed=None if surge or change.old.name == new_member.host.name else change.old.name)
     vip = model.endpoint.host
     steps: list[Step] = []
     removed = QuorumState(voters=start.voters - 1, healthy=start.healthy - (1 if departing_healthy else 0))

@@ -386,13 +386,15 @@ def views_from_specs(specs: Sequence[SlotResource]) -> list[ResourceView]:
 
 
 def declared_views(*, model: StackModel, object_slots: frozenset[str] | None = None,
-                   surge_from: Mapping[str, Host] | None = None) -> list[ResourceView]:
+                   surge_from: Mapping[str, Host] | None = None,
+                   departed: Mapping[str, str] | None = None) -> list[ResourceView]:
     """The views of every command and ClusterOperation the components register for ``model``
     (objects only for ``object_slots``; None: every slot's; ``surge_from``: slot → departing host of
-    a surge), and the destroy guard, in registration order."""
+    a surge; ``departed``: ``slots.departed_nodes``), and the destroy guard, in registration order."""
     surge_from = surge_from or {}
     return [*(view for m in model.members for view in views_from_specs(
-        [s for s in slot_commands(model=model, member=m, surge_from=surge_from.get(m.slot))
+        [s for s in slot_commands(model=model, member=m, surge_from=surge_from.get(m.slot),
+                                  departed=(departed or {}).get(m.slot))
          if not isinstance(s, ObjectSpec) or object_slots is None or m.slot in object_slots])),
         *views_from_specs([destroy_guard(model=model)])]
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from shlex import quote
+from typing import Mapping
 
 from cpswap.core.model import Host, Member, StackModel
 from cpswap.core.renderers import render_adoption_check, render_keepalived_install, render_pvc_recover
@@ -235,11 +236,13 @@ def _surge_form(model: StackModel, member: Member, old: Host,
     return tuple(out)
 
 
-def slot_commands(*, model: StackModel, member: Member, surge_from: Host | None = None) -> tuple[SlotResource, ...]:
+def slot_commands(*, model: StackModel, member: Member, surge_from: Host | None = None,
+                  departed: str | None = None) -> tuple[SlotResource, ...]:
     """The resources of one slot, in dependency order (the preflight first), every command bounded by
     its own deadline. With ``destroyMode: release`` every delete only records that the member was released.
-    ``surge_from``: the departing host when this slot is swapped by surge (the surge form)."""
-    rest = _slot_resources(model=model, member=member)
+    ``surge_from``: the departing host when this slot is swapped by surge (the surge form).
+    ``departed``: the Node the slot's host replaced (``departed_nodes``), whose claims PVC recovery takes."""
+    rest = _slot_resources(model=model, member=member, departed=departed)
     specs = (_preflight(model, member, rest), *rest)
     if surge_from is not None:
         specs = _surge_form(model, member, surge_from, specs)
@@ -252,12 +255,12 @@ def slot_commands(*, model: StackModel, member: Member, surge_from: Host | None 
 RELEASED = "released by pulumi destroy (cpswap:destroyMode release): left in the cluster, no longer managed"
 
 
-def _slot_resources(*, model: StackModel, member: Member) -> tuple[SlotResource, ...]:
+def _slot_resources(*, model: StackModel, member: Member, departed: str | None = None) -> tuple[SlotResource, ...]:
     """Between the preflight and the verify: the distribution's leave and join (cpswap/distributions),
     then the keepalived instance where cpswap writes it."""
     distro = model.distro
     return (*distro.leave(model, member), *distro.join(model, member), *_keepalived(model, member),
-            *_after(model, member, RunsOn("local", "operator")))
+            *_after(model, member, RunsOn("local", "operator"), departed))
 
 
 DESTROY_GUARD = "control-plane-destroy-guard"
@@ -303,6 +306,22 @@ def adoption_check(*, model: StackModel) -> CommandSpec:
                "confirms each slot's host is a current member; otherwise the run stops before anything runs").bounded()
 
 
+def departed_nodes(*, model: StackModel, changes: Mapping[str, str | None],
+                   recorded: Mapping[str, str]) -> dict[str, str]:
+    """Per slot, the Node its current host replaced, which its PVC recovery takes the claims of
+    (``--orphaned --old-node``): the old host of a change of this run (``changes``: slot -> old
+    name; None for a surge, whose handover moves the claims while the old Node still exists), else
+    the one an earlier run recorded (``recorded``: the exported ``departedNodes``), kept while the
+    slot holds the host that replaced it, so a run without a change renders the same command (no
+    update). An in-place rebuild keeps the name: nothing departed."""
+    found: dict[str, str] = {}
+    for m in model.members:
+        old = changes[m.slot] if m.slot in changes else recorded.get(m.slot)
+        if old and old != m.host.name:
+            found[m.slot] = old
+    return found
+
+
 def slots_with_objects(*, model: StackModel, changing: frozenset[str], declared: frozenset[str]) -> frozenset[str]:
     """Slots whose Kubernetes objects (kubean's join ClusterOperation) are declared: those changing
     now, and those whose object an earlier run declared (``declared``, by object name). A first
@@ -314,7 +333,7 @@ def slots_with_objects(*, model: StackModel, changing: frozenset[str], declared:
 def _verify_command(model: StackModel, member: Member) -> str:
     return " && ".join(model.distro.verify(model, member))
 
-def _after(model: StackModel, member: Member, local: RunsOn) -> tuple[CommandSpec, ...]:
+def _after(model: StackModel, member: Member, local: RunsOn, departed: str | None = None) -> tuple[CommandSpec, ...]:
     triggers = member.host.triggers()
     return (
         CommandSpec(
@@ -325,8 +344,11 @@ def _after(model: StackModel, member: Member, local: RunsOn) -> tuple[CommandSpe
             reason="the new member must be a started, healthy, caught-up voter and its Node Ready before PVCs move"),
         CommandSpec(
             name=f"{member.slot}-pvcs", action=Action.PVC_RECOVER, runs_on=local,
-            create=render_pvc_recover(host=member.host, policies=model.pvc_policies),
+            create=render_pvc_recover(host=member.host, policies=model.pvc_policies, old_node=departed),
             update=record(member, "claims recovered earlier"), delete=None, triggers=triggers,
             secret_env=LOCAL_SECRET_ENV[:1], create_timeout="30m",
-            reason="recreate stateful pods whose local-path claims were pinned to the departed node"),
+            reason=(f"recreate stateful pods whose local-path claims were pinned to the departed node {departed} "
+                    "(only its claims, once its Node is gone)" if departed else
+                    "recreate stateful pods whose local-path claims were pinned to Nodes that no longer exist "
+                    "(the departed node is not known to this run)")),
     )

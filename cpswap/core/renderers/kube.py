@@ -33,9 +33,13 @@ def policy_json(policies: Sequence[ClaimPolicy]) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
-def render_pvc_recover(*, host: Host, policies: Sequence[ClaimPolicy], deadline_s: int = 900) -> str:
-    """Recover claims pinned to Nodes that no longer exist onto ``host`` (orphans are found at run time)."""
-    return (f"{CPSWAP} kube recover-pvcs --new-node {quote(host.name)} --orphaned "
+def render_pvc_recover(*, host: Host, policies: Sequence[ClaimPolicy], deadline_s: int = 900,
+                       old_node: str | None = None) -> str:
+    """Recover onto ``host`` the claims pinned to ``old_node`` once that Node is gone (``--orphaned
+    --old-node``: not the claims of any other vanished node); without ``old_node`` (not known: an
+    adoption, an in-place rebuild keeping the name) the claims of every Node that no longer exists."""
+    departed = f" --old-node {quote(old_node)}" if old_node else ""
+    return (f"{CPSWAP} kube recover-pvcs --new-node {quote(host.name)} --orphaned{departed} "
             f"--policy-json {quote(policy_json(policies))} --deadline {deadline_s}")
 
 
