@@ -207,7 +207,7 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path, caps
     delete, verify, recover_line = (render_node_delete(host=Host(DEAD, "192.168.0.254"), etcd=EtcdSettings()),
                                     render_node_verify(host=Host(NEW, "192.168.0.239"), deadline_s=30),
                                     render_pvc_recover(host=Host(NEW, "192.168.0.239"), policies=policies,
-                                                       deadline_s=60))
+                                                       deadline_s=60, old_node=DEAD))
     # delete-node and wait-node through the same parser in-process (each spawn costs ~2 s of client
     # imports); recover-pvcs as the real `cpswap` process with the kubeconfig only in the environment
     capsys.readouterr()
@@ -236,7 +236,7 @@ def test_seed_004_recovery_by_the_rendered_command_lines(cluster, tmp_path, caps
     assert cli_main(shlex.split(verify)[1:]) == 0 and f"node {NEW} is Ready" in capsys.readouterr().err
     argv = shlex.split(recover_line)
     assert argv[0] == "cpswap" and argv[1].startswith("--expect-version=") and argv[2:4] == ["kube", "recover-pvcs"]
-    assert "--orphaned" in argv
+    assert argv[argv.index("--orphaned") + 1:argv.index("--orphaned") + 3] == ["--old-node", DEAD]  # the swap's form
     recovered = subprocess.run([*argv, "--state-dir", str(tmp_path / "state")], capture_output=True, text=True,
                                timeout=90, env=env, cwd=tmp_path)
     assert recovered.returncode == 0, recovered.stderr
