@@ -156,27 +156,40 @@ def version_mismatch(expected: str | None) -> str | None:
             "upgrading so that stored delete commands carry the new version.")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _run(argv: Sequence[str] | None) -> tuple[int, str | None]:
+    """The exit code, and the failure's text when it failed with one."""
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0): a code, also in-process
-        return exc.code if isinstance(exc.code, int) else 2
+        return (exc.code if isinstance(exc.code, int) else 2), None
     refusal = version_mismatch(args.expect_version)
     if refusal is not None:
         print(refusal, file=sys.stderr)
-        return 2
+        return 2, refusal
     try:
-        return int(args.func(args))
+        return int(args.func(args)), None
     except ConfigError as exc:
-        print(f"cpswap: {exc}", file=sys.stderr)
-        return 2
+        failed: tuple[int, CpswapError] = (2, exc)
     except (DeadlineError, TransientError) as exc:
-        print(f"cpswap: {exc}", file=sys.stderr)
-        return 3
+        failed = (3, exc)
     except CpswapError as exc:
-        print(f"cpswap: {exc}", file=sys.stderr)
-        return 1
+        failed = (1, exc)
+    print(f"cpswap: {failed[1]}", file=sys.stderr)
+    return failed[0], f"cpswap: {failed[1]}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one subcommand. Inside a rendered step (``$CPSWAP_STEP`` set) it also appends its start
+    and end to the run record (cpswap/core/runrecord.py): a KILLed step leaves a start and no end."""
+    step = os.environ.get("CPSWAP_STEP")
+    if not step:
+        return _run(argv)[0]
+    from cpswap.executors.runrecord import recording
+
+    with recording(step=step, argv=list(sys.argv[1:] if argv is None else argv)) as outcome:
+        outcome.rc, outcome.failure = _run(argv)
+    return outcome.rc
 
 
 if __name__ == "__main__":  # pragma: no cover

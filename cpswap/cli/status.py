@@ -1,9 +1,12 @@
 """`cpswap status --stack S [--json]`: where a swap stands. Read-only, short timeouts. Not pure.
 
 Reads the stack file, the last deployment's exported membership (``.cpswap/applied-<stack>.json``),
-the PVC-recovery journals (``.cpswap/recovery/recover-<node>.jsonl``) and the snapshots
-(``etcd.snapshotDir``); live etcd only with credentials in ``$CPSWAP_ETCD_*_DATA`` (else the rows
-say unobserved). cpswap.core.status decides.
+the run record (``.cpswap/runs/<stack>/steps.jsonl``), the PVC-recovery journals
+(``.cpswap/recovery/recover-<node>.jsonl``) and the snapshots (``etcd.snapshotDir``). Live state
+only with credentials, each part on its own (else it says unobserved): etcd with
+``$CPSWAP_ETCD_*_DATA``; Nodes, OpenShift Machines with ``$CPSWAP_KUBECONFIG_DATA``; kubean's
+ClusterOperations with ``$CPSWAP_GLOBAL_KUBECONFIG_DATA``; the VIP holder (its hostname over SSH,
+the preflight's probe) with ``$CPSWAP_SSH_KEY_DATA``. Nothing is written. cpswap.core.status decides.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 
 from cpswap.cli import SECONDS, STACK
+from cpswap.core import runrecord as rr
 from cpswap.core import status as st
 
 
@@ -54,6 +58,71 @@ def _etcd(model, timeout: float):  # noqa: ANN001, ANN202 - StackModel -> EtcdFa
     return observation.etcd
 
 
+def _kube(model, timeout: float) -> st.KubeView | None:  # noqa: ANN001 - StackModel
+    """Nodes (and OpenShift Machines) through ``$CPSWAP_KUBECONFIG_DATA``; kubean's ClusterOperations
+    through ``$CPSWAP_GLOBAL_KUBECONFIG_DATA``. Never raises: a failure is the view's error."""
+    if not os.environ.get("CPSWAP_KUBECONFIG_DATA"):
+        return None
+    from cpswap.executors import kube
+
+    pending: tuple[st.Pending, ...] = ()
+    try:
+        with kube.connect(timeout=timeout) as api:
+            nodes = tuple((n.metadata.name, kube.node_ready(n)) for n in kube.list_nodes(api))
+            if model.distribution == "openshift":
+                pending = _openshift(model, api)
+        if model.distribution == "kubean":
+            pending = _kubean(timeout)
+    except Exception as exc:  # noqa: BLE001 - any client failure: Kubernetes unobserved, with the reason
+        return st.KubeView(reachable=False, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+    return st.KubeView(reachable=True, nodes=nodes, pending=pending)
+
+
+def _kubean(timeout: float) -> tuple[st.Pending, ...]:
+    if not os.environ.get("CPSWAP_GLOBAL_KUBECONFIG_DATA"):
+        return ()
+    from cpswap.executors import kubean
+
+    with kubean.connect_global(timeout=timeout) as g:
+        items = g.objects.list_cluster_custom_object(kubean.GROUP, kubean.VERSION, "clusteroperations",
+                                                     _request_timeout=timeout).get("items") or []
+    return st.kubean_pending(tuple(items))
+
+
+def _openshift(model, api) -> tuple[st.Pending, ...]:  # noqa: ANN001 - StackModel, kube.Api
+    from cpswap.executors import kube, openshift
+
+    assert model.openshift is not None
+    namespace = model.openshift.machine_namespace
+    machines = tuple(openshift._machines(api, namespace))
+    templates = []
+    for member in model.members:
+        cm = kube.read_config_map(api, namespace, f"cpswap-machine-{member.slot}")
+        if cm is not None:
+            templates.append((member.slot, (cm.data or {}).get("node", "")))
+    return st.openshift_pending(model=model, machines=machines, templates=tuple(templates))
+
+
+def _vip(model, timeout: float) -> st.VipView | None:  # noqa: ANN001 - StackModel
+    """Who answers on the VIP address over SSH (the preflight's probe: its hostname)."""
+    key = os.environ.get("CPSWAP_SSH_KEY_DATA")
+    if not key:
+        return None
+    from cpswap.executors import preflight
+
+    probe = preflight.probe_host(address=model.endpoint.host,
+                                 ssh=preflight.SshAccess(user=model.ssh.user, port=model.ssh.port, key_text=key),
+                                 timeout_s=max(timeout, 5.0))
+    return st.VipView(address=model.endpoint.host, holder=probe.hostname, error=probe.error)
+
+
+def _last_run(directory: Path, stack: str) -> tuple[rr.RunSummary | None, str]:
+    from cpswap.executors import runrecord
+
+    path = runrecord.record_path(directory=directory, stack=stack)
+    return rr.summarize_run(rr.parse_lines(runrecord.read(path=path)), stack=stack), str(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from cpswap.stackfiles import load_applied, load_model
 
@@ -68,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
         from cpswap.executors.etcd import default_snapshot_dir
 
         snapshot_dir = default_snapshot_dir()
+    last_run, record = _last_run(directory, model.stack)
     report = st.decide_status(model=model, applied=applied.as_dict(), etcd=_etcd(model, args.timeout),
-                              journals=_journals(recovery), snapshots=_snapshots(snapshot_dir, time.time()))
+                              journals=_journals(recovery), snapshots=_snapshots(snapshot_dir, time.time()),
+                              run=last_run, record=record, kube=_kube(model, args.timeout),
+                              vip=_vip(model, args.timeout))
     print(json.dumps(report.as_dict(), indent=2) if args.json else st.render_status(report))
     return 0

@@ -56,6 +56,7 @@ from cpswap.core.renderers.etcd import render_etcd_snapshot
 from cpswap.core.renderers.kube import render_handover
 from cpswap.core.renderers.preflight import render_preflight
 from cpswap.core.steps import Action, RunKind, RunTarget, Stdin
+from cpswap.core.runrecord import StepTag, step_assignment
 
 LOCAL_SECRET_ENV = (
     ("CPSWAP_KUBECONFIG_DATA", "kubeconfig"),
@@ -112,12 +113,21 @@ class CommandSpec:
     def delete_deadline(self) -> Deadline:
         return deadline_for(name=self.name, timeout=self.delete_timeout)
 
-    def bounded(self) -> CommandSpec:
-        """The same resource with every command text ending itself at its deadline (renderers/deadline.py)."""
-        def wrap(text: str | None, deadline: Deadline) -> str | None:
-            return None if text is None else render_bounded(name=self.name, text=text, deadline=deadline)
-        return replace(self, create=render_bounded(name=self.name, text=self.create, deadline=self.create_deadline),
-                       update=wrap(self.update, self.create_deadline), delete=wrap(self.delete, self.delete_deadline))
+    def bounded(self, *, stack: str, slot: str = "-", host: str = "-") -> CommandSpec:
+        """The same resource with every command text ending itself at its deadline (renderers/deadline.py);
+        a local command also names its step for the run record (core/runrecord.py): the ``cpswap``
+        calls it makes on the operator's machine append their start and end."""
+        def step(op: str) -> str | None:
+            return (step_assignment(StepTag(stack=stack, resource=self.name, op=op, slot=slot, host=host))
+                    if self.runs_on.kind == "local" else None)
+
+        def wrap(text: str | None, deadline: Deadline, op: str) -> str | None:
+            return None if text is None else render_bounded(name=self.name, text=text, deadline=deadline,
+                                                            step=step(op))
+        return replace(self, create=render_bounded(name=self.name, text=self.create, deadline=self.create_deadline,
+                                                   step=step("create")),
+                       update=wrap(self.update, self.create_deadline, "update"),
+                       delete=wrap(self.delete, self.delete_deadline, "delete"))
 
 
 @dataclass(frozen=True)
@@ -249,7 +259,8 @@ def slot_commands(*, model: StackModel, member: Member, surge_from: Host | None 
     if model.destroy_mode == "release":
         specs = tuple(replace(s, delete=record(member, RELEASED)) if isinstance(s, CommandSpec) and s.delete
                       else replace(s, retain_on_delete=True) if isinstance(s, ObjectSpec) else s for s in specs)
-    return tuple(s.bounded() if isinstance(s, CommandSpec) else s for s in specs)
+    return tuple(s.bounded(stack=model.stack, slot=member.slot, host=member.host.name) if isinstance(s, CommandSpec) else s
+                 for s in specs)
 
 
 RELEASED = "released by pulumi destroy (cpswap:destroyMode release): left in the cluster, no longer managed"
@@ -285,7 +296,7 @@ def destroy_guard(*, model: StackModel) -> CommandSpec:
         create=f"echo {quote(f'cpswap: stack {stack}: destroyMode {model.destroy_mode}')}",
         update=f"echo {quote(f'cpswap: stack {stack}: destroyMode now {model.destroy_mode}')}",
         delete=delete, triggers=(), create_timeout="2m", delete_timeout="2m",
-        reason="pulumi destroy deletes this first; it refuses, or records a release").bounded()
+        reason="pulumi destroy deletes this first; it refuses, or records a release").bounded(stack=stack)
 
 
 ADOPTION_CHECK = "control-plane-adopt-check"
@@ -303,7 +314,8 @@ def adoption_check(*, model: StackModel) -> CommandSpec:
         update=None, delete=None, triggers=tuple(f"{slot}={host.name}@{host.ip}" for slot, host in members),
         secret_env=LOCAL_SECRET_ENV, create_timeout="5m", delete_before_replace=False,
         reason="no deployment recorded the membership: the stack config is taken as applied only if etcd "
-               "confirms each slot's host is a current member; otherwise the run stops before anything runs").bounded()
+               "confirms each slot's host is a current member; otherwise the run stops before anything runs"
+    ).bounded(stack=model.stack)
 
 
 def departed_nodes(*, model: StackModel, changes: Mapping[str, str | None],

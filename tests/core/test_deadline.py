@@ -11,7 +11,7 @@ import pytest
 from cpswap.core.model import parse_stack_config
 from cpswap.core.renderers.deadline import (KILL_AFTER_S, MARGIN_S, Deadline, bounded_work, deadline_for,
                                             foreground_daemon, parse_duration, render_bounded)
-from cpswap.core.slots import CommandSpec, destroy_guard, slot_commands
+from cpswap.core.slots import DESTROY_GUARD, CommandSpec, destroy_guard, slot_commands
 from cpswap.stackfiles import load_model
 from tests.support.mock_stacks import KUBEADM_VIP, KUBEAN, MEMBERS, OPENSHIFT
 from tests.support.pulumi_mocks import ROOT
@@ -82,7 +82,12 @@ def test_every_command_bounds_itself_with_a_deadline_inside_its_timeout():
                 continue
             seen += 1
             deadline = parse_duration(timeout) - MARGIN_S
-            assert text.startswith(f"rc=0; timeout --kill-after={KILL_AFTER_S}s {deadline}s sh -c "), (name, spec.name)
+            # a local command names its step for the run record (cpswap/core/runrecord.py); a remote one does not
+            step = (f"CPSWAP_STEP='stack=prod resource={spec.name} op={op} "
+                    + ("slot=- host=-' " if spec.name == DESTROY_GUARD else "slot=cp1 host=")
+                    if spec.runs_on.kind == "local" else "")
+            assert text.startswith(f"rc=0; {step}"), (name, spec.name, op, text[:200])
+            assert f" timeout --kill-after={KILL_AFTER_S}s {deadline}s sh -c " in text.split(" || rc=$?;")[0]
             assert deadline + KILL_AFTER_S < parse_duration(timeout)
             # the executors' own --deadline values, run one after the other, fit inside the command's
             inner = sum(int(d) for d in re.findall(r"--deadline (\d+)", text))
@@ -93,6 +98,8 @@ def test_every_command_bounds_itself_with_a_deadline_inside_its_timeout():
 @pytest.mark.parametrize("work", ["echo \"it's\" $X", "set -e; IFS= read -r T; printf '%s' \"$T\" | x", ""])
 def test_bounded_work_is_the_inverse_of_render_bounded(work):
     assert bounded_work(render_bounded(name="n", text=work, deadline=Deadline(seconds=9))) == work
+    step = "CPSWAP_STEP='stack=s resource=cp1-pvcs op=create slot=cp1 host=a@10.0.0.1'"
+    assert bounded_work(render_bounded(name="n", text=work, deadline=Deadline(seconds=9), step=step)) == work
     assert bounded_work(work) == work
 
 

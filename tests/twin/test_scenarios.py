@@ -107,6 +107,34 @@ def replay_up(replayer: Replayer, workdir: Path, recording) -> list:
         save_outputs(workdir, replayer.outputs)
 
 
+def status(twin: Twin, workdir: Path, slots: dict[str, str]) -> dict:
+    """`cpswap status --stack twin --json` as the operator runs it after an interruption: the stack
+    file as committed, the secrets in CPSWAP_*_DATA (etcd, Kubernetes, the SSH key for the VIP)."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from cpswap.cli import main
+
+    config = twin.stack_config(members=slots)
+    (workdir / "Pulumi.twin.yaml").write_text(yaml.safe_dump({"config": {f"cpswap:{k}": v for k, v in config.items()}}))
+    secrets = twin.secrets()
+    env = {"CPSWAP_ETCD_CACERT_DATA": secrets["etcdCaCert"], "CPSWAP_ETCD_CERT_DATA": secrets["etcdClientCert"],
+           "CPSWAP_ETCD_KEY_DATA": secrets["etcdClientKey"], "CPSWAP_KUBECONFIG_DATA": secrets["kubeconfig"],
+           "CPSWAP_SSH_KEY_DATA": secrets["sshPrivateKey"]}
+    saved = {k: os.environ.get(k) for k in env}
+    out = io.StringIO()
+    try:
+        os.environ.update(env)
+        with contextlib.redirect_stdout(out):
+            assert main(["status", "--stack", "twin", "--dir", str(workdir), "--json"]) == 0
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return json.loads(out.getvalue())
+
+
 def put_keys(twin: Twin, count: int = 200) -> None:
     write_keys(twin.etcd_connection(), count, prefix="/registry/twin")
 
@@ -216,25 +244,50 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
 
     replayer.step_timeout = interrupt_recovery_once
     replayer.before_step = pause_controllers_for_the_first_recovery
+    swap = {"cp1": NEW, "cp2": N2, "cp3": N3}
+    run_ids = iter(("swap-old-shape", "swap-interrupted", "swap-rerun"))  # CI's CPSWAP_RUN_ID per `up`
     with Sampler(twin) as sampler:
         started = time.monotonic()
         # the join cpswap used to send (use_local primary, the new host alone) fails on the faithful
         # shim: the play aborts in ocboot's container; nothing joins
         recording = run_program(config=twin.stack_config(members={"cp1": NEW, "cp2": N2, "cp3": N3}),
                                 secrets=twin.secrets(), stack="twin", cwd=workdir)
+        replayer.runner.environ["CPSWAP_RUN_ID"] = next(run_ids)
         with pytest.raises(StepFailed, match=r"create cp1-join on \S+ failed: rc=2"):
             replayer.up(send_old_ocboot_shape(recording, twin))
         assert [r["argv"] for r in ocboot_runs(twin)] == [["run.py", "virt", ".cpswap-join.yml"]]
         assert NEW not in {n.metadata.name for n in twin.emulator.core.list_node().items}
         assert len(ex.member_list(twin.etcd_connection())) == 2
         old_shape = list(replayer.steps)
+        # where are we (issue 14): the old host left, the join did not complete; the next `up` re-runs it
+        where = status(twin, workdir, swap)
+        cp1 = where["slots"][0]
+        assert where["observed"] and not where["converged"] and cp1["live"] == "absent" and cp1["node"] == "absent"
+        assert "the next `up` re-runs cp1-join" in cp1["action"] and "over SSH" in cp1["action"], cp1
+        assert [(s["resource"], s["op"], s["state"]) for s in where["lastRun"]["steps"]] == [
+            ("cp1-preflight", "create", "ok"), ("cp1-etcd-leave", "delete", "ok"), ("cp1-node-leave", "delete", "ok")]
+        assert where["vip"]["holder"] == twin.net.vip_holder
+        assert [s["vip"] for s in where["slots"]] == [name == twin.net.vip_holder for name in (NEW, N2, N3)]
+        replayer.runner.environ["CPSWAP_RUN_ID"] = next(run_ids)
         with pytest.raises(StepFailed, match=r"create cp1-pvcs on local failed: rc=-9"):
             up(twin, replayer, workdir, {"cp1": NEW, "cp2": N2, "cp3": N3})
         assert interrupted == ["cp1-pvcs"] and twin.controllers.paused.is_set()
+        # the recovery was KILLed: its record has a start and no end, its journal did not reach uncordon
+        where = status(twin, workdir, swap)
+        assert [s["live"] for s in where["slots"]] == ["voter"] * 3 and not where["converged"]
+        assert [s["node"] for s in where["slots"]] == ["Ready"] * 3
+        (pvcs,) = [s for s in where["lastRun"]["steps"] if s["resource"] == "cp1-pvcs"]
+        assert pvcs["state"] == "interrupted" and pvcs["end"] is None, pvcs
+        assert "cp1-pvcs (create) interrupted in the last run" in where["slots"][0]["action"]
+        assert any("the next `up` re-runs the slot's pvcs step" in n for n in where["next"]), where["next"]
         twin.controllers.paused.clear()
         first = list(replayer.steps)
+        replayer.runner.environ["CPSWAP_RUN_ID"] = next(run_ids)
         _, steps = up(twin, replayer, workdir, {"cp1": NEW, "cp2": N2, "cp3": N3})  # re-run converges
         elapsed = time.monotonic() - started
+    where = status(twin, workdir, swap)
+    assert where["converged"] and where["next"] == [] and where["journals"] == [], where
+    assert [(s["resource"], s["state"]) for s in where["lastRun"]["steps"]] == [("cp1-pvcs", "ok")]
     assert [(s.name, s.op) for s in steps if s.op != "noop"] == [
         ("cp1-pvcs", "create"), ("cp1-node-labels", "replace-delete"), ("cp1-node-labels", "create")]
     replayer.steps = old_shape + first + steps

@@ -64,18 +64,21 @@ def deadline_for(*, name: str, timeout: str) -> Deadline:
     return Deadline(seconds=seconds - MARGIN_S)
 
 
-def render_bounded(*, name: str, text: str, deadline: Deadline) -> str:
+def render_bounded(*, name: str, text: str, deadline: Deadline, step: str | None = None) -> str:
     """``text`` run under ``timeout`` in its own process group; stdin, environment and exit code
-    pass through, and a stop at the deadline is reported on stderr with the step's name."""
+    pass through, and a stop at the deadline is reported on stderr with the step's name.
+    ``step`` (shell assignment words, cpswap/core/runrecord.py ``step_assignment``) goes in front
+    of ``timeout``, so every ``cpswap`` the work calls appends to the run record."""
     said = shlex.quote(f"cpswap: {name}: stopped at its deadline of {deadline.seconds}s "
                        f"(TERM to its process group, KILL {deadline.kill_after_s}s later)")
-    return (f"rc=0; timeout --kill-after={deadline.kill_after_s}s {deadline.seconds}s sh -c {shlex.quote(text)} "
+    env = f"{step} " if step else ""
+    return (f"rc=0; {env}timeout --kill-after={deadline.kill_after_s}s {deadline.seconds}s sh -c {shlex.quote(text)} "
             f"|| rc=$?; case $rc in 124|137) echo {said} >&2;; esac; exit $rc")
 
 
 def bounded_work(text: str) -> str:
     """The work a ``render_bounded`` text runs (the ``sh -c`` argument); any other text as it is."""
-    if not text.startswith("rc=0; timeout --kill-after="):
+    if not re.match(r"rc=0; (CPSWAP_STEP=('[^']*'|\S+) )?timeout --kill-after=", text):
         return text
     words = shlex.split(text.split(" || rc=$?;", 1)[0])
     return words[words.index("-c") + 1] if "-c" in words[:-1] else text
