@@ -141,6 +141,7 @@ def _after_leave(model: StackModel, slot: str, run: RunSummary | None) -> str:
     """What the next ``up`` runs for a slot whose host is not a member yet, from the last run's record
     and the slot's resources in order."""
     from cpswap.core.slots import CommandSpec, slot_commands  # slots imports the renderers
+    from cpswap.core.steps import PREFLIGHT_ACTIONS
 
     member = next(m for m in model.members if m.slot == slot)
     order = [r for r in slot_commands(model=model, member=member)]
@@ -149,7 +150,7 @@ def _after_leave(model: StackModel, slot: str, run: RunSummary | None) -> str:
               if s.slot == slot and s.op == "delete" and s.state == "ok"]
     if not leaves:
         return f"run `pulumi up` to swap {slot} in (its preflight, the old host's leave, the join, verify)"
-    later = [r for r in order if r.name not in done and r.action not in ("preflight", "etcd-remove", "node-delete")]
+    later = [r for r in order if r.name not in done and not (r.action in PREFLIGHT_ACTIONS or r.action.leaves)]
     if not later:
         return f"the next `up` re-runs {slot}'s join"
     step = later[0]
