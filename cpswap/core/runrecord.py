@@ -56,7 +56,7 @@ class StepTag:
         return " ".join(f"{f}={getattr(self, f)}" for f in _FIELDS)
 
     @staticmethod
-    def parse(text: str) -> "StepTag":
+    def parse(text: str) -> StepTag:
         pairs = dict(word.split("=", 1) for word in text.split() if "=" in word)
         missing = [f for f in ("stack", "resource", "op") if not pairs.get(f)]
         if missing:

@@ -12,6 +12,7 @@ replaced; each with what the next ``up`` resumes. The last run's steps come from
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cpswap.core.facts import EtcdFacts, EtcdMember
@@ -169,7 +170,7 @@ def _slot(model: StackModel, slot: str, host: Host, applied: Host | None, etcd: 
     if unfinished:
         s = unfinished[0]
         step_action = (f"{s.resource} ({s.op}) {s.state} in the last run"
-                       + (f": {s.failure}" if s.failure else "") + f"; the next `up` re-runs it")
+                       + (f": {s.failure}" if s.failure else "") + "; the next `up` re-runs it")
     if etcd is None or not etcd.reachable:
         return SlotStatus(slot, str(host), applied_text, "unobserved", None, False, step_action)
     member = _member_for(host, etcd.members)
@@ -266,17 +267,27 @@ def render_status(report: StatusReport) -> str:
     return "\n".join(lines)
 
 
-def kubean_pending(operations: tuple[dict[str, object], ...]) -> tuple[Pending, ...]:
+def _at(doc: object, *path: str) -> object:
+    """``doc[path[0]][path[1]]...`` through mappings; None where a key or a mapping is missing."""
+    for key in path:
+        if not isinstance(doc, Mapping):
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+def kubean_pending(operations: tuple[Mapping[str, object], ...]) -> tuple[Pending, ...]:
     """cpswap's ClusterOperations (``cpswap-<slot>-...``) that did not succeed, from their
     ``status.status`` (kubean: Running, Succeeded, Failed; none yet: Pending)."""
     found = []
     for op in operations:
-        name = str((op.get("metadata") or {}).get("name", ""))  # type: ignore[union-attr]
-        status = str(((op.get("status") or {}).get("status")) or "Pending")  # type: ignore[union-attr]
+        name = str(_at(op, "metadata", "name") or "")
+        status = str(_at(op, "status", "status") or "Pending")
         if not name.startswith("cpswap-") or status == "Succeeded":
             continue
-        job = ((op.get("status") or {}).get("jobRef") or {})  # type: ignore[union-attr]
-        job_text = f" (job {job.get('namespace', '?')}/{job.get('name', '?')})" if job else ""
+        job = _at(op, "status", "jobRef")
+        job_text = (f" (job {_at(job, 'namespace') or '?'}/{_at(job, 'name') or '?'})"
+                    if isinstance(job, Mapping) and job else "")
         if status == "Failed":
             what = (f"ClusterOperation {name} failed{job_text}: read its job's log and fix the cause; the next `up` "
                     "deletes it with its job (Foreground) and resubmits the same spec once")
@@ -287,18 +298,17 @@ def kubean_pending(operations: tuple[dict[str, object], ...]) -> tuple[Pending, 
     return tuple(found)
 
 
-def openshift_pending(*, model: StackModel, machines: tuple[dict[str, object], ...],
+def openshift_pending(*, model: StackModel, machines: tuple[Mapping[str, object], ...],
                       templates: tuple[tuple[str, str], ...]) -> tuple[Pending, ...]:
     """OpenShift Machines being replaced: a master Machine being deleted or not Running yet, and a
     slot whose old Machine's spec is kept (ConfigMap ``cpswap-machine-<slot>``: (slot, old node))
     while no Machine backs its configured node."""
     found = []
-    backed = {str(((m.get("status") or {}).get("nodeRef") or {}).get("name")) for m in machines}  # type: ignore[union-attr]
+    backed = {str(_at(m, "status", "nodeRef", "name")) for m in machines}
     for m in machines:
-        meta = m.get("metadata") or {}
-        name = str(meta.get("name", ""))  # type: ignore[union-attr]
-        phase = str((m.get("status") or {}).get("phase") or "Pending")  # type: ignore[union-attr]
-        if meta.get("deletionTimestamp"):  # type: ignore[union-attr]
+        name = str(_at(m, "metadata", "name") or "")
+        phase = str(_at(m, "status", "phase") or "Pending")
+        if _at(m, "metadata", "deletionTimestamp"):
             found.append(Pending(kind="openshift-machine", name=name, state="Deleting",
                                  next=f"Machine {name} is being deleted: the next `up`'s machine delete waits until "
                                       "it is gone (the etcd operator releases its preDrain hook once the member is "

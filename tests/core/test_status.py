@@ -73,7 +73,7 @@ def test_cli_offline_shows_the_files_and_marks_the_rest_unobserved(capsys, monke
     assert doc["slots"][0]["applied"] == "lzx-ha-env (192.168.0.254)"
 
 
-def _run(*steps: tuple[str, str, str]) -> "rr.RunSummary":
+def _run(*steps: tuple[str, str, str]) -> rr.RunSummary:
     """(resource, op, state) in order."""
     return rr.RunSummary(run="r", steps=tuple(
         rr.StepRun(resource=res, op=op, slot=res.split("-")[0], host="h", started=float(i), ended=None if
