@@ -143,13 +143,17 @@ class Slot(pulumi.ComponentResource):
         a, stdin = self._args, spec.stdin
         if stdin is None:
             return None
-        if stdin.output_of is not None:
-            earlier = resources[stdin.output_of]
-            assert isinstance(earlier, (local.Command, remote.Command))
+        earlier = resources[stdin.output_of] if stdin.output_of is not None else None
+        assert earlier is None or isinstance(earlier, (local.Command, remote.Command))
+        if earlier is not None and not stdin.then_output:
             return pulumi.Output.secret(earlier.stdout)
         assert stdin.secret is not None
         render = stdin.render
-        return a.secrets.by_config_key(stdin.secret).apply(lambda value: render(a.model, a.member, value))
+        text = a.secrets.by_config_key(stdin.secret).apply(lambda value: render(a.model, a.member, value))
+        if earlier is None:
+            return text
+        # the secret's text, then the earlier resource's output (an Output: the engine resolves it at run time)
+        return pulumi.Output.secret(pulumi.Output.all(text, earlier.stdout).apply(lambda v: f"{v[0]}{v[1]}\n"))
 
     def _object(self, spec: ObjectSpec, *, depends_on: list[pulumi.Resource]) -> pulumi.Resource:
         a, d = self._args, declare(spec)

@@ -4,8 +4,11 @@ Two forms, the same decision (cpswap.core.preflight) on the same facts (cpswap.e
 - ``cpswap preflight --stack S [--slot cpN]``: from the stack file, for each slot (or one);
 - the rendered step ``<slot>-preflight`` passes the slot's host and settings as flags.
 Credentials come from the environment the components set (``$CPSWAP_SSH_KEY_DATA`` or
-``--ssh-key FILE``, ``$CPSWAP_KUBECONFIG_DATA``, ``$CPSWAP_ETCD_CERT_DATA``). Read-only. Exit 0
-when every check passes, 1 with every failure listed (check, host, value, rule), 2 on bad input.
+``--ssh-key FILE``, ``$CPSWAP_KUBECONFIG_DATA``, ``$CPSWAP_ETCD_CERT_DATA``, and for k3s the
+cluster token ``$CPSWAP_K3S_TOKEN_DATA``). Read-only. Exit 0 when every check passes, 1 with every
+failure listed (check, host, value, rule), 2 on bad input. For k3s the text output ends with the
+cluster-critical server flags read from a survivor, between the markers of
+cpswap.core.k3s_critical: the join finds them there (its stdin carries this step's stdout).
 """
 from __future__ import annotations
 
@@ -46,6 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ssh-user", type=WORD, default="root")
     p.add_argument("--ssh-port", type=PORT, default=22)
     p.add_argument("--ssh-key", type=FILE, help="private key file (default: $CPSWAP_SSH_KEY_DATA)")
+    p.add_argument("--k3s-server", type=TEXT,
+                   help="(k3s) the join's --server, https://<controlPlaneEndpoint> (default: https://<vip>:6443)")
     p.add_argument("--ocboot-workdir", type=TEXT)
     p.add_argument("--ocboot-version", type=TEXT)
     p.add_argument("--kubean-cluster", type=NAME, help="(kubean) the Cluster on the global cluster")
@@ -97,9 +102,14 @@ def run(args: argparse.Namespace) -> int:
             return _usage(f"--distribution {args.distribution} needs --ocboot-workdir and --ocboot-version")
         if registry.get(args.distribution).preflight.kubean and not (args.kubean_cluster and args.kubean_image):
             return _usage(f"--distribution {args.distribution} needs --kubean-cluster and --kubean-image")
+        if args.k3s_server is not None and not args.k3s_server.startswith("https://"):
+            return _usage(f"--k3s-server {args.k3s_server}: only https:// URLs are supported (as k3s)")
+        k3s_server = (args.k3s_server or f"https://{inputs.host_port(args.vip, 6443)}"
+                      if pf.needs_critical_config(args.distribution) else None)
         targets = [pf.Target(slot=args.slot, distribution=args.distribution, name=args.node, ip=args.ip,
                              vip=args.vip, ocboot_workdir=args.ocboot_workdir, ocboot_version=args.ocboot_version,
-                             kubean_cluster=args.kubean_cluster, kubean_image=args.kubean_image)]
+                             kubean_cluster=args.kubean_cluster, kubean_image=args.kubean_image,
+                             k3s_server=k3s_server)]
         ssh = (args.ssh_user, args.ssh_port)
         snapshot_dir = args.snapshot_dir
         kubean_namespace, machine_namespace = args.kubean_namespace, args.machine_namespace
@@ -123,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"preflight {result.slot}: {'passed' if result.ok else f'{len(result.failures)} check(s) failed'}")
             for finding in result.findings:
                 print(f"  {finding.line()}")
+            if result.k3s_block:
+                print(result.k3s_block, end="")
     failures = [f for r in results for f in r.failures]
     if failures:
         print(f"cpswap preflight: refusing: {len(failures)} failed check(s): "

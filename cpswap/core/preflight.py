@@ -33,6 +33,10 @@ Checks (issue 14):
   etcd-cert      the etcd client certificate is valid for longer than the run's worst case
   snapshot-dir   the snapshot directory is writable and has room
   api            the Kubernetes API answers through the VIP
+  k3s-config     (k3s) the cluster-critical server flags were read from a survivor through the VIP
+                 (``GET /v1-k3s/config`` with the cluster token, as a joining k3s server does:
+                 cpswap.core.k3s_critical); the join copies them into config.yaml, so when they
+                 cannot be known the swap stops here, before anything is removed
 
 A fact the executor could not observe (``None``) fails its check with the reason: a preflight
 that could not look has not shown the swap is safe.
@@ -43,6 +47,7 @@ import re
 from dataclasses import dataclass, field
 
 from cpswap import distributions as registry
+from cpswap.core.k3s_critical import CriticalRead, config_lines, render_critical_block
 from cpswap.core.model import Member, StackModel
 
 ETCD_PORTS = (2379, 2380)
@@ -95,6 +100,7 @@ class Target:
     ocboot_version: str | None = None
     kubean_cluster: str | None = None
     kubean_image: str | None = None
+    k3s_server: str | None = None  # (k3s) the join's --server, https://<controlPlaneEndpoint>
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ class PreflightFacts:
     control_plane_error: str | None = None
     kubean: KubeanFacts | None = None
     openshift: OpenshiftFacts | None = None
+    k3s_config: CriticalRead | None = None  # (k3s) None: not read
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,7 @@ class Finding:
 class PreflightResult:
     slot: str
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    k3s_block: str = ""  # (k3s) the config.yaml block the join copies (k3s_critical.render_critical_block)
 
     @property
     def failures(self) -> tuple[Finding, ...]:
@@ -169,9 +177,13 @@ class PreflightResult:
         return not self.failures
 
     def as_dict(self) -> dict[str, object]:
-        return {"slot": self.slot, "ok": self.ok,
-                "findings": [{"check": f.check, "host": f.host, "ok": f.ok, "value": f.value, "rule": f.rule}
-                             for f in self.findings]}
+        out: dict[str, object] = {
+            "slot": self.slot, "ok": self.ok,
+            "findings": [{"check": f.check, "host": f.host, "ok": f.ok, "value": f.value, "rule": f.rule}
+                         for f in self.findings]}
+        if self.k3s_block:
+            out["k3sCriticalConfig"] = self.k3s_block
+        return out
 
 
 def parse_k3s_version(text: str) -> str | None:
@@ -472,6 +484,25 @@ def _snapshot(f: PreflightFacts, limits: Limits) -> Finding:
                    f"writable, {_gib(f.snapshot_free_bytes)} free", rule)
 
 
+K3S_CONFIG_RULE = ("the join copies the cluster-critical k3s server flags into config.yaml: they must be read from "
+                   "a survivor (GET /v1-k3s/config through the VIP with the cluster token, as k3s does)")
+
+
+def _k3s_config(f: PreflightFacts) -> list[Finding]:
+    t, read = f.target, f.k3s_config
+    if not needs_critical_config(t.distribution):
+        return []
+    if read is None:
+        return [Finding("k3s-config", t.vip, False, "unobserved", K3S_CONFIG_RULE)]
+    if read.config is None:
+        return [Finding("k3s-config", t.vip, False, f"{read.url}: {read.error or 'no answer'}", K3S_CONFIG_RULE)]
+    pinned = ("cluster CA pinned by the token's CA hash" if read.ca_pinned
+              else "cluster CA not pinned: the token has no CA hash, or the CA is publicly trusted")
+    lines = [line.replace('"', "") for line in config_lines(read.config) if not line.startswith(("  -", "disable:"))]
+    shown = "; ".join(lines + ([f"disable: {', '.join(read.config.disable)}"] if read.config.disable else []))
+    return [Finding("k3s-config", t.vip, True, f"read from {read.url} ({pinned}): {shown}", K3S_CONFIG_RULE)]
+
+
 def decide_preflight(*, facts: PreflightFacts, limits: Limits) -> PreflightResult:
     """Every check's finding for one slot; ``failures`` are all of them at once."""
     t = facts.target
@@ -486,6 +517,7 @@ def decide_preflight(*, facts: PreflightFacts, limits: Limits) -> PreflightResul
     findings += _join_ssh(facts)
     findings += _kubean(facts)
     findings += _machine_api(facts)
+    findings += _k3s_config(facts)
     if facts.new_host is not None and facts.new_host.error is None:
         findings.append(_identity(t, facts.new_host))
         findings += _installer(facts)
@@ -494,7 +526,10 @@ def decide_preflight(*, facts: PreflightFacts, limits: Limits) -> PreflightResul
         findings += _clock(facts, limits)
     findings.append(_cert(facts, limits))
     findings.append(_snapshot(facts, limits))
-    return PreflightResult(slot=t.slot, findings=tuple(findings))
+    read = facts.k3s_config
+    block = (render_critical_block(config=read.config, source=read.url)
+             if needs_critical_config(t.distribution) and read is not None and read.config is not None else "")
+    return PreflightResult(slot=t.slot, findings=tuple(findings), k3s_block=block)
 
 
 def target_for(*, model: StackModel, member: Member) -> Target:
@@ -503,7 +538,8 @@ def target_for(*, model: StackModel, member: Member) -> Target:
                   vip=model.endpoint.host, ocboot_workdir=model.ocboot.workdir if model.ocboot else None,
                   ocboot_version=model.ocboot.version if model.ocboot else None,
                   kubean_cluster=model.kubean.cluster if model.kubean else None,
-                  kubean_image=model.kubean.image if model.kubean else None)
+                  kubean_image=model.kubean.image if model.kubean else None,
+                  k3s_server=f"https://{model.endpoint}" if needs_critical_config(model.distribution) else None)
 
 
 def needs_ssh(distribution: str) -> bool:
@@ -514,3 +550,8 @@ def needs_ssh(distribution: str) -> bool:
 def needs_vip_ssh(distribution: str) -> bool:
     """ocboot runs the join on the VIP holder; kubeadm prepares the join material there."""
     return registry.get(distribution).preflight.ssh_vip
+
+
+def needs_critical_config(distribution: str) -> bool:
+    """k3s: the cluster-critical server flags the join copies are read in the preflight."""
+    return registry.get(distribution).preflight.critical_config

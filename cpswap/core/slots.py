@@ -67,6 +67,7 @@ LOCAL_SECRET_ENV = (
 GLOBAL_KUBECONFIG_ENV = (("CPSWAP_GLOBAL_KUBECONFIG_DATA", "globalKubeconfig"),)
 SSH_KEY_ENV = (("CPSWAP_SSH_KEY_DATA", "sshPrivateKey"),)
 KEEPALIVED_AUTH = Stdin("keepalived-auth", secret="keepalivedAuthPass")
+K3S_TOKEN_ENV = (("CPSWAP_K3S_TOKEN_DATA", "k3sToken"),)
 
 
 @dataclass(frozen=True)
@@ -204,16 +205,22 @@ def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]
     from cpswap.core.rules import timeout_seconds  # rules imports this module
 
     worst = int(sum(timeout_seconds(s.create_timeout) + timeout_seconds(s.delete_timeout) for s in rest))
+    # k3s: the step reads the cluster-critical server flags with the token, and the join copies them from
+    # its stdout; an update (inputs changed, host unchanged) keeps them in its new stdout
+    k3s = model.distro.preflight.critical_config
+    update = record(member, "preflight passed earlier") + ("; printf '%s\\n' \"${PULUMI_COMMAND_STDOUT:-}\""
+                                                          if k3s else "")
     return CommandSpec(
         name=f"{member.slot}-preflight", action=Action.PREFLIGHT, runs_on=RunsOn("local", "operator"),
         create=render_preflight(model=model, member=member, worst_case_s=worst),
-        update=record(member, "preflight passed earlier"), delete=None, triggers=member.host.triggers(),
-        secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV + (GLOBAL_KUBECONFIG_ENV if model.distro.global_cluster else ()),
+        update=update, delete=None, triggers=member.host.triggers(),
+        secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV + (GLOBAL_KUBECONFIG_ENV if model.distro.global_cluster else ())
+        + (K3S_TOKEN_ENV if k3s else ()),
         create_timeout="4m",
         reason="check the new host (SSH, also from the VIP holder for ocboot; identity, installer, ports, disk, clock "
                "against every survivor), the installer's side (kubean Cluster and operator, OpenShift Machines) and "
                "the run (etcd certificate, snapshot room, API through the VIP) before the first destructive step; "
-               "every failure at once")
+               "every failure at once" + ("; read the cluster-critical k3s server flags the join copies" if k3s else ""))
 
 
 SURGE_MARK = "cpswap-surge"  # in the update text of a surge's resources (no delete-before-replace)

@@ -113,18 +113,24 @@ def _line(model: StackModel, member: Member, value: str) -> str:
 class Stdin:
     """What a command reads on stdin, always secret (the command logs nothing).
 
-    Either ``secret``: a secret stack config key, turned into the text by ``render`` (its value and
-    a newline unless the distribution renders more, e.g. ocboot's config); or ``output_of``: the
-    stdout of the slot's earlier resource with that action (kubeadm's join material). ``kind`` names
-    it in the plan and the policy views (``<secret kind>``)."""
+    ``secret``: a secret stack config key, turned into the text by ``render`` (its value and a
+    newline unless the distribution renders more, e.g. ocboot's config); ``output_of``: the stdout
+    of the slot's earlier resource with that action (kubeadm's join material). With both
+    (``then_output``), the secret's text comes first and the output follows it (k3s: the token line,
+    then the preflight's output with the critical flags it read). ``kind`` names it in the plan and
+    the policy views (``<secret kind>``)."""
 
     kind: str
     secret: str | None = None
     output_of: Action | None = None
     render: Callable[[StackModel, Member, str], str] = _line
+    then_output: bool = False  # both a secret and an output, in that order
 
     def __post_init__(self) -> None:
-        if (self.secret is None) == (self.output_of is None):
+        if self.then_output:
+            if self.secret is None or self.output_of is None:
+                raise ValueError(f"stdin {self.kind}: then_output needs a secret config key and an earlier resource")
+        elif (self.secret is None) == (self.output_of is None):
             raise ValueError(f"stdin {self.kind}: exactly one of a secret config key or an earlier resource's output")
 
     def __str__(self) -> str:

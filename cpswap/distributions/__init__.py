@@ -70,7 +70,9 @@ class PreflightNeeds:
     ``ocboot_checkout``: an ocboot checkout of the stack's version must be on the VIP holder.
     ``join_from_vip``: the join reaches the new host over SSH from the VIP holder (ocboot's ansible),
     so that hop is probed too. ``kubean``: the Cluster, its ConfigMaps, the operator and the image on
-    the global cluster. ``machine_api``: the control-plane Machines must all be Running."""
+    the global cluster. ``machine_api``: the control-plane Machines must all be Running.
+    ``critical_config``: (k3s) the cluster-critical server flags are read from a survivor through the
+    VIP with the cluster token (secret ``k3sToken``) and printed for the join, which copies them."""
 
     ssh_new_host: bool = False
     ssh_vip: bool = False
@@ -81,6 +83,7 @@ class PreflightNeeds:
     join_from_vip: bool = False
     kubean: bool = False
     machine_api: bool = False
+    critical_config: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@
 - The etcd client certificate (``$CPSWAP_ETCD_CERT_DATA``): its notAfter.
 - The snapshot directory: its nearest existing directory writable, and its free space (nothing
   is created).
+- (k3s) The cluster-critical server flags, from ``GET https://<VIP>:<port>/v1-k3s/config`` with the
+  cluster token (``$CPSWAP_K3S_TOKEN_DATA``), as a joining k3s server reads them
+  (cpswap.executors.k3s_supervisor).
 """
 from __future__ import annotations
 
@@ -287,10 +290,12 @@ def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: f
     preflight costs two rounds of waiting."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from cpswap.executors.k3s_supervisor import read_critical
+
     needs = registry.get(target.distribution).preflight
     workdir = target.ocboot_workdir if needs.ocboot_checkout else None
     onward = (ssh.user, target.ip) if needs.join_from_vip else None
-    with ThreadPoolExecutor(max_workers=4 + MAX_SURVIVOR_PROBES) as pool:
+    with ThreadPoolExecutor(max_workers=5 + MAX_SURVIVOR_PROBES) as pool:
         new_future = pool.submit(probe_host, address=target.ip, ssh=ssh) if pf.needs_ssh(target.distribution) else None
         vip_future = (pool.submit(probe_host, address=target.vip, ssh=ssh, ocboot_workdir=workdir, onward=onward)
                       if pf.needs_vip_ssh(target.distribution) else None)
@@ -299,6 +304,9 @@ def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: f
                          if needs.kubean else None)
         machines_future = (pool.submit(observe_machines, namespace=machine_namespace, timeout_s=timeout_s)
                            if needs.machine_api else None)
+        k3s_future = (pool.submit(read_critical, server=target.k3s_server or f"https://{target.vip}:6443",
+                                  token=os.environ.get("CPSWAP_K3S_TOKEN_DATA"))
+                      if pf.needs_critical_config(target.distribution) else None)
         remaining, cert_error = certificate_remaining(time.time())
         free, snapshot_error = snapshot_room(snapshot_dir)
         kube_facts = kube_future.result()
@@ -310,9 +318,11 @@ def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: f
         survivors = tuple(f.result() for f in survivor_futures)
         kubean = kubean_future.result() if kubean_future else None
         machines = machines_future.result() if machines_future else None
+        k3s_config = k3s_future.result() if k3s_future else None
     return pf.PreflightFacts(target=target, new_host=new_host, vip_host=vip_host, api_error=kube_facts.error,
                              already_member=kube_facts.already_member, survivor_versions=kube_facts.survivor_versions,
                              cert_remaining_s=remaining, cert_error=cert_error, snapshot_dir=snapshot_dir,
                              snapshot_error=snapshot_error, snapshot_free_bytes=free, survivors=survivors,
                              control_plane_version=kube_facts.control_plane_version,
-                             control_plane_error=kube_facts.control_plane_error, kubean=kubean, openshift=machines)
+                             control_plane_error=kube_facts.control_plane_error, kubean=kubean, openshift=machines,
+                             k3s_config=k3s_config)

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 
+from cpswap.core import k3s_critical as kc
 from cpswap.core import preflight as pf
 from cpswap.core.model import parse_stack_config
 from cpswap.core.slots import slot_commands
@@ -20,11 +21,16 @@ GOOD_VIP = pf.HostProbe(address="10.9.0.100", hostname="cp-2", addresses=("10.9.
                         onward=pf.HostProbe(address="", hostname="new-1", addresses=("10.9.0.4",)))
 SURVIVOR = pf.HostProbe(address="10.9.0.3", hostname="cp-3", addresses=("10.9.0.3",), clock_offset_s=0.3,
                         clock_uncertainty_s=0.05)
+CONFIG_URL = "https://10.9.0.100:6443/v1-k3s/config"
+CRITICAL = kc.CriticalConfig(cluster_cidr=("10.52.0.0/16",), service_cidr=("10.43.0.0/16",), cluster_dns=("10.43.0.10",),
+                             cluster_domain="cluster.local", flannel_backend="vxlan", egress_selector_mode="agent",
+                             switches=(("disable-network-policy", True),), disable=("traefik",))
 GOOD = pf.PreflightFacts(target=TARGET, new_host=GOOD_HOST, api_error=None,
                          survivor_versions=(("cp-2", "v1.28.5+k3s1"), ("cp-3", "v1.28.5+k3s1")),
-                         cert_remaining_s=30 * 86400.0, snapshot_dir=".cpswap/snapshots", snapshot_free_bytes=20 * GIB)
+                         cert_remaining_s=30 * 86400.0, snapshot_dir=".cpswap/snapshots", snapshot_free_bytes=20 * GIB,
+                         k3s_config=kc.CriticalRead(url=CONFIG_URL, config=CRITICAL))
 OCBOOT = replace(GOOD, target=replace(TARGET, distribution="ocboot", ocboot_workdir="ocboot",
-                                      ocboot_version="v3.11.9"), vip_host=GOOD_VIP)
+                                      ocboot_version="v3.11.9"), vip_host=GOOD_VIP, k3s_config=None)
 KUBEADM = replace(GOOD, target=replace(TARGET, distribution="kubeadm"), vip_host=GOOD_VIP,
                   new_host=replace(GOOD_HOST, k3s_version=None, kubeadm_version="v1.31.2", kubelet_version="v1.31.2"),
                   control_plane_version="v1.31.2")
@@ -44,7 +50,16 @@ def failures(facts: pf.PreflightFacts) -> list[tuple[str, str, str]]:
 def test_good_facts_pass_every_check():
     result = pf.decide_preflight(facts=GOOD, limits=LIMITS)
     assert result.ok and {f.check for f in result.findings} == {
-        "ssh", "api", "identity", "installer", "ports", "disk", "etcd-cert", "snapshot-dir"}
+        "ssh", "api", "k3s-config", "identity", "installer", "ports", "disk", "etcd-cert", "snapshot-dir"}
+    (read,) = [f for f in result.findings if f.check == "k3s-config"]
+    assert read.host == "10.9.0.100" and read.value == (
+        f"read from {CONFIG_URL} (cluster CA not pinned: the token has no CA hash, or the CA is publicly trusted): "
+        "cluster-cidr: 10.52.0.0/16; service-cidr: 10.43.0.0/16; cluster-dns: 10.43.0.10; cluster-domain: "
+        "cluster.local; flannel-backend: vxlan; egress-selector-mode: agent; disable-network-policy: true; "
+        "disable: traefik")
+    # what the join copies: the block between the markers, with its source
+    assert result.k3s_block == kc.render_critical_block(config=CRITICAL, source=CONFIG_URL)
+    assert result.as_dict()["k3sCriticalConfig"] == result.k3s_block
     ocboot = pf.decide_preflight(facts=OCBOOT, limits=LIMITS)
     assert ocboot.ok and {"vip-ssh", "join-ssh", "ocboot", "clock"} <= {f.check for f in ocboot.findings}
     for facts, check in ((KUBEADM, "installer"), (KUBEAN, "kubean"), (OPENSHIFT, "machine-api")):
@@ -52,6 +67,7 @@ def test_good_facts_pass_every_check():
         assert result.ok and check in {f.check for f in result.findings}, result.failures
     assert "clock" in {f.check for f in pf.decide_preflight(facts=replace(GOOD, survivors=(SURVIVOR,)),
                                                              limits=LIMITS).findings}
+    assert "k3s-config" not in {f.check for f in ocboot.findings} and ocboot.k3s_block == ""
 
 
 CASES = [
@@ -86,6 +102,10 @@ CASES = [
      [("ocboot", "10.9.0.100", "VERSION v4.0.3")]),
     ("clock skew", replace(OCBOOT, new_host=replace(GOOD_HOST, clock_offset_s=3.0)),
      [("clock", "10.9.0.4", "skew against cp-2 +2.90 s")]),
+    ("k3s config refused", replace(GOOD, k3s_config=kc.CriticalRead(url=CONFIG_URL, config=None,
+                                                                     error=f"{CONFIG_URL}: 401 Unauthorized")),
+     [("k3s-config", "10.9.0.100", f"{CONFIG_URL}: {CONFIG_URL}: 401 Unauthorized")]),
+    ("k3s config unobserved", replace(GOOD, k3s_config=None), [("k3s-config", "10.9.0.100", "unobserved")]),
     ("vip unreachable", replace(OCBOOT, vip_host=pf.HostProbe(address="10.9.0.100", error="no answer within 20 s")),
      [("vip-ssh", "10.9.0.100", "no answer within 20 s")]),
     ("new host refuses the VIP holder's key", replace(OCBOOT, vip_host=replace(GOOD_VIP, onward=pf.HostProbe(
@@ -217,7 +237,11 @@ def test_the_preflight_is_every_slots_first_resource_and_the_leave_follows():
     assert [s.name for s in specs[:2]] == ["cp1-preflight", "cp1-etcd-leave"]
     pre = specs[0]
     assert pre.delete is None and pre.runs_on.kind == "local" and pre.triggers == specs[1].triggers
-    assert "preflight --distribution k3s --slot cp1 --node n1 --ip 10.9.0.1 --vip 10.9.0.100" in pre.create
+    assert ("preflight --distribution k3s --slot cp1 --node n1 --ip 10.9.0.1 --vip 10.9.0.100 --ssh-user root "
+            "--ssh-port 22 --k3s-server https://10.9.0.100:6443") in pre.create
     assert ("CPSWAP_SSH_KEY_DATA", "sshPrivateKey") in pre.secret_env
+    assert ("CPSWAP_K3S_TOKEN_DATA", "k3sToken") in pre.secret_env  # k3s: it reads the critical flags
+    assert "${PULUMI_COMMAND_STDOUT:-}" in pre.update  # an update keeps them in its stdout
     assert pf.target_for(model=model, member=model.members[0]) == pf.Target(
-        slot="cp1", distribution="k3s", name="n1", ip="10.9.0.1", vip="10.9.0.100")
+        slot="cp1", distribution="k3s", name="n1", ip="10.9.0.1", vip="10.9.0.100",
+        k3s_server="https://10.9.0.100:6443")

@@ -3,8 +3,10 @@
 - Property dependencies (RegisterResourceRequest.propertyDependencies, kept by the recorder): the
   engine's dependent-replacement rule (pulumi/pulumi pkg/resource/deploy/step_generator.go,
   calculateDependentReplacements) walks them, so a property edge inside a slot could delete
-  the rest of the chain before ``etcd-leave``. The only one the program makes is kubeadm's
-  join stdin from join-prepare's stdout.
+  the rest of the chain before ``etcd-leave``. The program makes two, both a join's ``stdin``,
+  which the command provider updates rather than replaces (so no dependent is deleted early, and
+  the join has no delete command anyway): kubeadm's from join-prepare's stdout, and k3s's from the
+  preflight's stdout (the cluster-critical server flags it read).
 - Every ``cpswap`` invocation in a command's text pins the program's version.
 """
 from __future__ import annotations
@@ -31,13 +33,14 @@ def recording(request, tmp_path_factory):
     return request.param, dist.run_config(config, dist.workdir(tmp_path_factory.mktemp(request.param), config))
 
 
-def test_the_only_property_edge_inside_a_slot_is_kubeadm_join_stdin_from_join_prepare(recording):
+def test_the_only_property_edges_inside_a_slot_are_the_join_stdin_of_kubeadm_and_k3s(recording):
     name, rec = recording
     by_urn = {r.urn: r for r in rec.resources}
     edges = sorted((r.name, key, by_urn[urn].name) for r in rec.resources
                    for key, urns in r.property_dependencies.items() for urn in urns)
     slots = sorted({r.name.split("-")[0] for r in rec.commands() if r.name != DESTROY_GUARD})
-    expected = sorted((f"{s}-join", "stdin", f"{s}-join-prepare") for s in slots) if name == "kubeadm" else []
+    source = {"kubeadm": "join-prepare", "k3s": "preflight"}.get(name)
+    expected = sorted((f"{s}-join", "stdin", f"{s}-{source}") for s in slots) if source else []
     assert edges == expected
     for r in rec.resources:  # the SDK also lists each property edge in `dependencies`
         assert {u for urns in r.property_dependencies.values() for u in urns} <= set(r.dependencies)

@@ -17,6 +17,8 @@ def render_preflight(*, model: StackModel, member: Member, worst_case_s: int) ->
     parts = [f"{CPSWAP} preflight --distribution {quote(model.distribution)} --slot {quote(member.slot)}",
              f"--node {quote(member.host.name)} --ip {quote(member.host.ip)} --vip {quote(model.endpoint.host)}",
              f"--ssh-user {quote(model.ssh.user)} --ssh-port {model.ssh.port}"]
+    if model.distro.preflight.critical_config:
+        parts.append(f"--k3s-server {quote(f'https://{model.endpoint}')}")
     if model.ocboot is not None:
         parts.append(f"--ocboot-workdir {quote(model.ocboot.workdir)} --ocboot-version {quote(model.ocboot.version)}")
     if model.kubean is not None:
