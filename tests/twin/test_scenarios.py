@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cpswap.core.slots import ADOPTION_CHECK
 from cpswap.executors import etcd as ex
@@ -339,7 +340,12 @@ def test_seed_004_swap_on_the_twin(twin, tmp_path):
 
 
 def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
-    twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW], seed_workloads=False)
+    """The survivors run with a non-default cluster CIDR and a disabled component (issue 12): a run
+    whose token the survivors refuse stops in the preflight with nothing touched; the swap copies
+    the critical flags the preflight read, and k3s's own check on join (the shim's) accepts them."""
+    critical = {"cluster-cidr": "10.52.0.0/16", "disable": ["traefik"]}
+    twin = Twin.start(tmp_path / "twin", members=[OLD, N2, N3], spares=[NEW], seed_workloads=False,
+                      k3s_server_config=critical)
     try:
         workdir = project(tmp_path)
         replayer = Replayer(Runner(cwd=workdir, timeout_s=240, environ=activated_environ()))
@@ -361,8 +367,21 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
         assert created.index("control-plane-adopt-check") < min(i for i, n in enumerate(created) if n.startswith("cp"))
         twin.kill(N2)
         dead = twin.net.hosts[N2]
-        (twin.net.hosts[NEW].root / "fail-once").write_text("the first join fails")
         swapped = {**slots, "cp2": NEW}
+        # the critical flags cannot be known (the survivors refuse the token): the preflight stops the
+        # swap, naming the VIP, the endpoint and why; no member, Node or host file changed
+        state = host_state(twin)
+        refused = run_program(config=twin.stack_config(members=swapped, distribution="k3s"),
+                              secrets={**twin.secrets(), "k3sToken": "not-the-cluster-token"}, stack="twin", cwd=workdir)
+        assert refused.error is None, refused.error
+        url = f"https://{twin.net.vip}:6443/v1-k3s/config"
+        with pytest.raises(StepFailed, match=rf"create cp2-preflight on local failed: rc=1: [\s\S]*FAIL k3s-config +"
+                                             rf"{twin.net.vip} +{url}: {url}: 401 Unauthorized") as stopped:
+            replay_up(replayer, workdir, refused)
+        assert "not-the-cluster-token" not in str(stopped.value)
+        assert [(s.name, s.op) for s in replayer.steps if s.op != "noop"][-1] == ("cp2-preflight", "create")
+        assert host_state(twin) == state
+        (twin.net.hosts[NEW].root / "fail-once").write_text("the first join fails")
         # pulumi-command's error text: the command and its whole output, logging=none or not
         # k3s runs as a service: `systemctl enable --now k3s` reports the failed start job
         with pytest.raises(StepFailed, match=r"create cp2-join on 10\.250\.\d+\.4 failed: rc=1: Process exited with "
@@ -383,6 +402,8 @@ def test_plain_k3s_swap_converges_after_the_join_fails_once(tmp_path):
         assert all(s.host != dead.ip for s in replayer.steps)
         assert sorted(n.metadata.name for n in twin.emulator.core.list_node().items) == sorted([OLD, N3, NEW])
         assert_k3s_service(twin, NEW)
+        config = yaml.safe_load((twin.net.hosts[NEW].root / "etc-rancher/k3s/config.yaml").read_text())
+        assert config["cluster-cidr"] == "10.52.0.0/16" and config["disable"] == ["traefik"]  # copied
     finally:
         twin.close()
     assert twin.net.leftovers() == []

@@ -18,11 +18,11 @@ GOOD_PRIMARY = {"hostname": "10.250.9.11", "controlplane_host": "10.250.9.100", 
                 "db_password": "x", "onecloud_version": "v3.11.8"}
 
 
-def _run(tmp_path: Path, tool: str, argv: list[str]) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, tool: str, argv: list[str], *, vip: str = "10.250.9.100") -> subprocess.CompletedProcess:
     (tmp_path / "bin").mkdir(exist_ok=True)
-    for helper in ("_twin.py", "_ocboot.py", "_k3s.py"):
+    for helper in ("_twin.py", "_ocboot.py", "_k3s.py", "_supervisor.py"):
         shutil.copy(SHIMS / helper, tmp_path / "bin" / helper)
-    (tmp_path / "twin.json").write_text(json.dumps({"layout": "k3s", "vip": "10.250.9.100", "k3s_token": "T0K"}))
+    (tmp_path / "twin.json").write_text(json.dumps({"layout": "k3s", "vip": vip, "k3s_token": "T0K"}))
     env = {"CPSWAP_TWIN": str(tmp_path), "CPSWAP_TWIN_HOST": "tw-a", "PATH": "/usr/bin:/bin",
            "K3S_CONFIG_FILE": str(tmp_path / "no-config.yaml")}
     return subprocess.run([sys.executable, str(SHIMS / tool), *argv], env=env, capture_output=True, text=True,
@@ -122,9 +122,6 @@ K3S_CASES = [
     ("wrong token", ["server", "--server", "https://10.250.9.100:6443", "--token", "nope"], "--token rejected"),
     ("unreadable token file", ["server", "--server", "https://10.250.9.100:6443", "--token-file", "/nonexistent/t"],
      "failed to read token file /nonexistent/t"),
-    ("critical flag differs", ["server", "--server", "https://10.250.9.100:6443", "--token", "T0K",
-                               "--cluster-cidr", "10.99.0.0/16", "--disable", "servicelb"],
-     "critical configuration value mismatch between servers: cluster-cidr, disable-service-lb"),
 ]
 
 
@@ -156,8 +153,46 @@ def test_k3s_reads_config_file_drop_ins_and_cli_as_k3s_does(tmp_path, monkeypatc
     assert _k3s.server_flags([]) == ({}, [])  # the default file may be absent
 
 
-def test_k3s_critical_defaults_follow_the_service_cidr():
-    assert _k3s.critical({})["cluster-dns"] == "10.43.0.10"
-    assert _k3s.critical({"service-cidr": "10.96.0.0/12"})["cluster-dns"] == "10.96.0.10"
-    assert _k3s.mismatch(_k3s.critical({"disable": ["traefik"]}), _k3s.critical({})) == []  # not critical
-    assert _k3s.mismatch(_k3s.critical({"disable": ["servicelb"]}), _k3s.critical({})) == ["disable-service-lb"]
+def test_k3s_compares_the_critical_fields_as_compare_config_does():
+    """mismatch(joining flags, the cluster's /v1-k3s/config JSON): CriticalControlArgs at 005499a,
+    defaults and derived values as pkg/cli/server/server.go computes them."""
+    default = _k3s.control({})
+    assert default["ClusterDNSs"] == ["10.43.0.10"] and default["ClusterIPRanges"] == [
+        {"IP": "10.42.0.0", "Mask": "//8AAA=="}]  # Go's JSON of a *net.IPNet
+    assert _k3s.mismatch({}, default) == []
+    assert _k3s.mismatch({"cluster-dns": "10.43.0.10", "flannel-backend": "vxlan"}, default) == []  # the defaults
+    assert _k3s.mismatch({"service-cidr": "10.96.0.0/12"}, default) == ["cluster-dns", "service-cidr"]
+    assert _k3s.mismatch({"cluster-cidr": "10.99.0.0/16", "disable-network-policy": True}, default) == [
+        "cluster-cidr", "disable-network-policy"]
+    # shadowed by Control's own DisableServiceLB: `disable: servicelb` is never compared; nor is `disable`
+    assert _k3s.mismatch({"disable": ["servicelb", "traefik"]}, default) == []
+    # a down-level server without EgressSelectorMode: the joining server's own value is used
+    assert _k3s.mismatch({"egress-selector-mode": "pod"}, {**default, "EgressSelectorMode": ""}) == []
+    assert _k3s.mismatch({"egress-selector-mode": "pod"}, default) == ["egress-selector-mode"]
+
+
+def test_k3s_join_reads_the_clusters_config_from_the_server_and_refuses_a_mismatch(tmp_path):
+    """The shim reads /v1-k3s/config from --server with the token as k3s does (a supervisor on a
+    loopback address of its own plays the survivor) and refuses a differing cluster-cidr with k3s's
+    warning per field and its error; without an answer it goes on, as k3s does."""
+    import random
+
+    from tests.support.pki import make_ca, make_cert
+    import _supervisor
+
+    ca = make_ca(directory=tmp_path / "pki")
+    vip = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    cert, key = make_cert(ca=ca, directory=tmp_path / "pki", name="survivor", sans=[vip])
+    server = _supervisor.serve(address=vip, port=6443, ca=str(ca.cert), cert=str(cert), key=str(key),
+                               control=_k3s.control({"cluster-cidr": "10.52.0.0/16"}), token="T0K")
+    try:
+        result = _run(tmp_path, "k3s", ["server", "--server", f"https://{vip}:6443", "--token", "T0K",
+                                        "--cluster-cidr", "10.99.0.0/16", "--disable", "servicelb"], vip=vip)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert 'level=warning msg="critical configuration mismatched: cluster-cidr"' in result.stderr
+    assert "failed to validate server configuration: critical configuration value mismatch between servers" \
+        in result.stderr and "disable-service-lb" not in result.stderr
+    assert "T0K" not in result.stderr

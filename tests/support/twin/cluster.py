@@ -57,6 +57,17 @@ def _install_shim(source: Path, target: Path) -> None:
     target.chmod(0o755)
 
 
+def _shim_module(name: str):
+    """A rule module of the shims (they import each other by file name on the hosts)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"twin_shim_{name}", SHIMS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def etcdctl_binary() -> str:
     return str(Path(etcd_binary()).with_name("etcdctl"))
 
@@ -183,6 +194,7 @@ class Twin:
             self.net.hosts[name].pids.append(pid)
             if self.layout == "k3s":
                 self._k3s_service_running(name, pid)
+                self._start_supervisor(name)
         self.members = list(members)
         from cpswap.executors.etcd import endpoint_health
         import time
@@ -193,6 +205,23 @@ class Twin:
             if time.monotonic() > end:
                 raise RuntimeError("twin etcd did not become healthy in 30 s")
             time.sleep(0.1)
+
+    def _start_supervisor(self, name: str) -> None:
+        """The k3s server's supervisor endpoints on <host>:6443 (shims/_supervisor.py: /cacerts and the
+        token-authenticated /v1-k3s/config a joining server reads), answering the critical
+        configuration the survivors run with (``k3s_server_config``). Settings in a private file: the
+        token never reaches an argv."""
+        directory, files, _ = LAYOUTS["k3s"]
+        tls = in_host(directory)
+        settings = self.net.hosts[name].root / "supervisor.json"
+        settings.touch(mode=0o600)
+        settings.write_text(json.dumps({
+            "address": "0.0.0.0", "port": 6443, "ca": f"{tls}/{files[0]}", "cert": f"{tls}/{files[3]}",
+            "key": f"{tls}/{files[4]}", "control": _shim_module("_k3s").control(self.k3s_server_config),
+            "token": OCBOOT_TOKEN}))
+        command = (f"nohup setsid {sys.executable} {self.workdir}/bin/_supervisor.py --settings {settings} "
+                   f"> {self.net.hosts[name].root}/supervisor.log 2>&1 < /dev/null & echo $!")
+        self.net.hosts[name].pids.append(int(self.net.run(name, command).stdout.strip()))
 
     def _k3s_service_running(self, name: str, pid: int) -> None:
         """What an installed K3s server looks like to the service manager shim: an enabled, active
