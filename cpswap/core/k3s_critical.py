@@ -94,7 +94,7 @@ class JoinToken:
     password: str
     bootstrap: bool = False
 
-    def as_user(self, username: str) -> "JoinToken":
+    def as_user(self, username: str) -> JoinToken:
         """``clientaccess.WithUser``: the username replaced (a bootstrap token has none)."""
         return self if self.bootstrap else JoinToken(self.ca_hash, username, self.password)
 
@@ -135,7 +135,7 @@ def _ip_net(value: object, *, field: str) -> str:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
-def _nets(doc: dict, plural: str, single: str) -> tuple[str, ...]:
+def _nets(doc: dict[str, object], plural: str, single: str) -> tuple[str, ...]:
     """The list field (dual-stack k3s), else the single one (older k3s); one of them must be set."""
     items = doc.get(plural)
     if isinstance(items, list) and items:
@@ -145,7 +145,7 @@ def _nets(doc: dict, plural: str, single: str) -> tuple[str, ...]:
     raise ShapeError(f"{plural}/{single}: missing; a k3s server always has them (pkg/cli/server/server.go)")
 
 
-def _ips(doc: dict) -> tuple[str, ...]:
+def _ips(doc: dict[str, object]) -> tuple[str, ...]:
     items = doc.get("ClusterDNSs")
     values = items if isinstance(items, list) and items else [doc.get("ClusterDNS")]
     out = []
@@ -157,7 +157,7 @@ def _ips(doc: dict) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _string(doc: dict, field: str, *, required: bool) -> str:
+def _string(doc: dict[str, object], field: str, *, required: bool) -> str:
     value = doc.get(field, None if required else "")
     if not isinstance(value, str) or (required and not value):
         raise ShapeError(f"{field}: {value!r} is not a non-empty string" if required

@@ -36,11 +36,16 @@ def test_membership_effects_are_the_rules_and_the_planners():
     assert all(isinstance(a.effect, Effect) for a in Action)
 
 
-def test_stdin_is_a_secret_or_an_earlier_output_never_both():
+def test_stdin_is_a_secret_or_an_earlier_output_both_only_when_declared_in_order():
     with pytest.raises(ValueError, match="exactly one"):
         Stdin("x")
     with pytest.raises(ValueError, match="exactly one"):
         Stdin("x", secret="k3sToken", output_of=Action.JOIN_PREPARE)
+    with pytest.raises(ValueError, match="then_output needs"):
+        Stdin("x", secret="k3sToken", then_output=True)
+    # k3s's join: the token line, then the preflight's output (the critical flags it read)
+    both = Stdin("x", secret="k3sToken", output_of=Action.PREFLIGHT, then_output=True)
+    assert both.secret == "k3sToken" and both.output_of is Action.PREFLIGHT
 
 
 @pytest.mark.parametrize("name", registry.KNOWN)
