@@ -192,6 +192,12 @@ def _keepalived(model: StackModel, member: Member) -> tuple[CommandSpec, ...]:
                f"{state} priority {priority}"),)
 
 
+def _preflight_update(model: StackModel, text: str) -> str:
+    """The preflight's update: ``text``, and (k3s) its previous stdout again, which holds the critical
+    flags the join copies (pulumi-command gives an update the previous outputs in $PULUMI_COMMAND_STDOUT)."""
+    return text + ("; printf '%s\\n' \"${PULUMI_COMMAND_STDOUT:-}\"" if model.distro.preflight.critical_config else "")
+
+
 def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]) -> CommandSpec:
     """Runs first, as a create the leave depends on. The engine registers a resource only once its
     ``depends_on`` resources' steps completed (pulumi SDK runtime/resource.py awaits each
@@ -208,8 +214,7 @@ def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]
     # k3s: the step reads the cluster-critical server flags with the token, and the join copies them from
     # its stdout; an update (inputs changed, host unchanged) keeps them in its new stdout
     k3s = model.distro.preflight.critical_config
-    update = record(member, "preflight passed earlier") + ("; printf '%s\\n' \"${PULUMI_COMMAND_STDOUT:-}\""
-                                                          if k3s else "")
+    update = _preflight_update(model, record(member, "preflight passed earlier"))
     return CommandSpec(
         name=f"{member.slot}-preflight", action=Action.PREFLIGHT, runs_on=RunsOn("local", "operator"),
         create=render_preflight(model=model, member=member, worst_case_s=worst),
@@ -241,7 +246,8 @@ def _surge_form(model: StackModel, member: Member, old: Host,
             spec = replace(spec, create=render_etcd_snapshot(etcd=model.etcd, label=f"before-surge-{member.host.name}"),
                            create_timeout="5m",
                            reason="a verified etcd snapshot before the new member joins (the first membership change)")
-        out.append(replace(spec, update=mark, delete_before_replace=False))
+        update = _preflight_update(model, mark) if spec.action is Action.PREFLIGHT else mark
+        out.append(replace(spec, update=update, delete_before_replace=False))
     out.append(CommandSpec(
         name=f"{member.slot}-handover", action=Action.HANDOVER, runs_on=local,
         create=render_handover(old=old, new=member.host, policies=model.pvc_policies, etcd=model.etcd),
