@@ -338,7 +338,7 @@ def redeploy(*, etcd_namespace: str, node: str, reason: str, progress: Progress,
             decision = rules.redeploy_decision(etcd=_etcd_cr(api), node=node, pod_ready=any(map(_pod_ready, pods)))
             decided[:] = [decision]
             return decision.action != "wait", decision.reason
-        wait_until(f"etcd operator on {node}", settled, deadline_s=deadline_s, progress=progress, max_delay_s=5.0)
+        wait_until(f"etcd operator on {node}", settled, deadline_s=deadline_s, progress=progress, max_delay_s=2.0)
         decision = decided[0]
         progress(f"etcd/cluster: {decision.reason}")
         if decision.action == "not-needed":

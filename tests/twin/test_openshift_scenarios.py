@@ -49,11 +49,18 @@ SLOTS = {"cp1": A, "cp2": B, "cp3": C}
 
 
 def ocp_up(ocp: OpenShiftTwin, replayer: Replayer, workdir: Path, slots: dict[str, str | dict]):
-    """One replayed `pulumi up` of the program (distribution openshift) for ``slots``."""
+    """One replayed `pulumi up` of the program (distribution openshift) for ``slots``; prints how
+    long the recording and the replay took (where a scenario's time goes)."""
+    started_at = time.monotonic()
     recording = run_program(config=ocp.twin.stack_config(members=slots, distribution="openshift"),
                             secrets=ocp.twin.secrets(), stack="twin", cwd=workdir)
     assert recording.error is None, recording.error
+    recorded_at = time.monotonic()
+    ran_before = len(replayer.durations)
     steps = replay_up(replayer, workdir, recording)
+    commands = replayer.durations[ran_before:]
+    print(f"\nup: recording {recorded_at - started_at:.1f}s, replay {time.monotonic() - recorded_at:.1f}s "
+          f"({len(commands)} command(s), {sum(d for _, d in commands):.1f}s in them)")
     return recording, steps
 
 
@@ -161,7 +168,9 @@ def adopt(ocp: OpenShiftTwin, replayer: Replayer, workdir: Path, *, data: str) -
 def test_machine_case_replaces_the_dead_members_machine(started, tmp_path):
     """Seed 003 2.4.1 with the real program: A's machine is gone; cp1 becomes D, the host the
     Machine API gives the next Machine."""
+    started_at = time.monotonic()
     ocp = started(members=[A, B, C], spares=[D], lifetime_s=LOOPS_S)
+    print(f"\ntwin started in {time.monotonic() - started_at:.1f}s")
     twin = ocp.twin
     workdir = project(tmp_path)
     replayer = Replayer(Runner(cwd=workdir, timeout_s=HARNESS_S, environ=activated_environ()))
