@@ -109,33 +109,28 @@ def replay_up(replayer: Replayer, workdir: Path, recording) -> list:
 
 
 def status(twin: Twin, workdir: Path, slots: dict[str, str]) -> dict:
-    """`cpswap status --stack twin --json` as the operator runs it after an interruption: the stack
-    file as committed, the secrets in CPSWAP_*_DATA (etcd, Kubernetes, the SSH key for the VIP)."""
-    import contextlib
-    import io
+    """`cpswap status --stack twin --json` as the operator runs it after an interruption, in its own
+    process (as the operator's shell runs it; in-process, its client imports would hold this
+    process's GIL against the quorum sampler's 2 s health checks): the stack file as committed, the
+    secrets in CPSWAP_*_DATA (etcd, Kubernetes, the SSH key for the VIP)."""
+    import subprocess
+    import sys
 
     import yaml
-
-    from cpswap.cli import main
 
     config = twin.stack_config(members=slots)
     (workdir / "Pulumi.twin.yaml").write_text(yaml.safe_dump({"config": {f"cpswap:{k}": v for k, v in config.items()}}))
     secrets = twin.secrets()
-    env = {"CPSWAP_ETCD_CACERT_DATA": secrets["etcdCaCert"], "CPSWAP_ETCD_CERT_DATA": secrets["etcdClientCert"],
-           "CPSWAP_ETCD_KEY_DATA": secrets["etcdClientKey"], "CPSWAP_KUBECONFIG_DATA": secrets["kubeconfig"],
-           "CPSWAP_SSH_KEY_DATA": secrets["sshPrivateKey"]}
-    saved = {k: os.environ.get(k) for k in env}
-    out = io.StringIO()
+    env = {**activated_environ(), "CPSWAP_ETCD_CACERT_DATA": secrets["etcdCaCert"],
+           "CPSWAP_ETCD_CERT_DATA": secrets["etcdClientCert"], "CPSWAP_ETCD_KEY_DATA": secrets["etcdClientKey"],
+           "CPSWAP_KUBECONFIG_DATA": secrets["kubeconfig"], "CPSWAP_SSH_KEY_DATA": secrets["sshPrivateKey"]}
+    env.pop("CPSWAP_STEP", None)
     started = time.monotonic()
-    try:
-        os.environ.update(env)
-        with contextlib.redirect_stdout(out):
-            assert main(["status", "--stack", "twin", "--dir", str(workdir), "--json"]) == 0
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    done = subprocess.run([sys.executable, "-m", "cpswap", "status", "--stack", "twin", "--dir", str(workdir), "--json"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
     print(f"\ncpswap status took {time.monotonic() - started:.1f}s")
-    return json.loads(out.getvalue())
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def put_keys(twin: Twin, count: int = 200) -> None:
