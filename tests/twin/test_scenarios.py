@@ -543,12 +543,45 @@ def assert_k3s_service(twin: Twin, host: str) -> None:
         assert (root / private).stat().st_mode & 0o777 == 0o600, private
     assert (root / "etc-rancher/k3s/cpswap-token").read_text().strip() == twin.secrets()["k3sToken"]
     token = twin.secrets()["k3sToken"].encode()
+    # every twin shares the token (ocboot's fixed one), and an ocboot twin's k3s carries it in argv by design
+    # (ocboot's unit): only this twin's processes count, those in its hosts' network namespaces and this test's
+    # own descendants (the operator-side cpswap calls), so a concurrent twin test cannot fail this one
+    scanned = twin_processes(twin)
+    assert state["pid"] in scanned, "the scan does not see this twin's k3s service"
+    for pid in scanned:
+        try:
+            assert token not in Path(f"/proc/{pid}/cmdline").read_bytes(), f"the k3s token is in the argv of PID {pid}"
+        except OSError:
+            pass
+
+
+def twin_processes(twin: Twin) -> list[int]:
+    """PIDs in this twin's hosts' network namespaces, and descendants of this process."""
+    spaces = set()
+    for host in twin.net.hosts.values():
+        try:
+            spaces.add(os.stat(f"/run/netns/{host.netns}").st_ino)
+        except OSError:
+            pass
+    parents: dict[int, int] = {}
+    inside: list[int] = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                assert token not in (proc / "cmdline").read_bytes(), f"the k3s token is in the argv of PID {proc.name}"
-            except OSError:
-                pass
+        if not proc.name.isdigit():
+            continue
+        try:
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if os.stat(proc / "ns" / "net").st_ino in spaces:
+                inside.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    me, mine = os.getpid(), []
+    for pid in parents:
+        seen, up = 0, pid
+        while up > 1 and up != me and seen < 200:  # bounded walk up the parent chain
+            up, seen = parents.get(up, 0), seen + 1
+        if up == me:
+            mine.append(pid)
+    return sorted(set(inside) | set(mine))
 
 
 @pytest.mark.timeout(600)  # several replayed `up`s over SSH: ~100 s idle, far more on a loaded machine
