@@ -23,6 +23,7 @@ from cpswap.core import inputs
 from cpswap import distributions as registry
 from cpswap.core import preflight as pf
 from cpswap.core.model import StackModel
+from cpswap.core.renderers.kube import policy_json
 from cpswap.executors import preflight as ex
 
 
@@ -58,6 +59,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--kubean-namespace", type=NAMESPACE, default="kubean-system", help="(kubean) the operator's namespace")
     p.add_argument("--machine-namespace", type=NAMESPACE, default="openshift-machine-api",
                    help="(openshift) the Machines' namespace")
+    p.add_argument("--old-node", type=NAME, help="(a swap) the departing Node: its claims that the policies recreate "
+                                                 "must fit on the new host (disk at the local-path directory, pods)")
+    p.add_argument("--policy-json", type=TEXT, help="with --old-node: the pvcRecovery policies as JSON "
+                                                    "(default with --stack: the stack's)")
     p.add_argument("--snapshot-dir", type=TEXT, help="default: the etcd executor's ($CPSWAP_STATE_DIR/snapshots, "
                                                       "else ~/.local/state/cpswap/snapshots)")
     p.add_argument("--worst-case", type=SECONDS, default=3 * 3600.0,
@@ -74,6 +79,8 @@ def _targets_from_stack(args: argparse.Namespace) -> tuple[list[pf.Target], Stac
     members = [m for m in model.members if args.slot in (None, m.slot)]
     if not members:
         raise argparse.ArgumentTypeError(f"--slot {args.slot}: not a slot of stack {args.stack}")
+    if args.old_node is not None and len(members) != 1:  # the rendered form always names one slot
+        raise argparse.ArgumentTypeError(f"--old-node {args.old_node} names one slot's departing node: give --slot too")
     return [pf.target_for(model=model, member=m) for m in members], model
 
 
@@ -92,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         snapshot_dir = model.etcd.snapshot_dir
         kubean_namespace = model.kubean.namespace if model.kubean else args.kubean_namespace
         machine_namespace = model.openshift.machine_namespace if model.openshift else args.machine_namespace
+        args.policy_json = args.policy_json or policy_json(model.pvc_policies)
     else:
         missing = [f"--{n.replace('_', '-')}" for n in ("distribution", "slot", "node", "ip", "vip")
                    if getattr(args, n) is None]
@@ -124,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     for target in targets:
         progress(f"preflight {target.slot}: checking {target.name} ({target.ip}) ...")
         facts = ex.gather(target=target, ssh=access, snapshot_dir=snapshot_dir, timeout_s=args.timeout,
-                          kubean_namespace=kubean_namespace, machine_namespace=machine_namespace)
+                          kubean_namespace=kubean_namespace, machine_namespace=machine_namespace,
+                          old_node=args.old_node, policy_json=args.policy_json)
         results.append(pf.decide_preflight(facts=facts, limits=limits))
     if args.json:
         print(json.dumps({"ok": all(r.ok for r in results), "slots": [r.as_dict() for r in results]}, indent=2))

@@ -33,6 +33,12 @@ Checks (issue 14):
   etcd-cert      the etcd client certificate is valid for longer than the run's worst case
   snapshot-dir   the snapshot directory is writable and has room
   api            the Kubernetes API answers through the VIP
+  pvc-capacity   (a swap: the departing node known, ``--old-node``) the claims pinned to the departing node
+                 that the policies recreate (as PVC recovery observes them: PVs pinned by local-path
+                 nodeAffinity) fit on the new host: its free disk at the local-path directory
+                 (``LOCAL_PATH_DIR``) >= the sum of their requested sizes (``parse_quantity``, exact), and,
+                 once the new Node is registered, its allocatable pods >= its running pods + the moving
+                 pods (not registered yet, normal before a join: the pod check is skipped and says so)
   k3s-config     (k3s) the cluster-critical server flags were read from a survivor through the VIP
                  (``GET /v1-k3s/config`` with the cluster token, as a joining k3s server does:
                  cpswap.core.k3s_critical); the join copies them into config.yaml, so when they
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from cpswap import distributions as registry
 from cpswap.core.k3s_critical import CriticalRead, config_lines, render_critical_block
@@ -59,6 +66,9 @@ MIN_ETCD_DISK_BYTES = 4 * GIB
 MIN_SNAPSHOT_BYTES = 2 * GIB
 # etcd's peer prober warns above 1 s of clock difference (etcd server/etcdserver/api/rafthttp/probing_status.go)
 MAX_CLOCK_SKEW_S = 1.0
+# local-path-provisioner's default nodePath (rancher/local-path-provisioner deploy/local-path-storage.yaml
+# config.json ``nodePathMap`` DEFAULT_PATH_FOR_NON_LISTED_NODES); the stack has no setting for it
+LOCAL_PATH_DIR = "/opt/local-path-provisioner"
 K3S_VERSION = re.compile(r"^k3s version (v[0-9][^\s]*)")
 
 
@@ -86,6 +96,8 @@ class HostProbe:
     ocboot_version: str | None = None  # the VERSION in the ocboot checkout; "" when the checkout is missing
     kubeadm_version: str | None = None  # ``kubeadm version -o short``
     kubelet_version: str | None = None  # ``kubelet --version``
+    local_path_free_bytes: int | None = None  # free space at LOCAL_PATH_DIR (its nearest existing parent)
+    local_path_dir: str | None = None  # the directory df measured
     onward: HostProbe | None = None  # (VIP holder) the new host as reached over SSH from here
 
 
@@ -129,6 +141,27 @@ class OpenshiftFacts:
 
 
 @dataclass(frozen=True)
+class MovingClaim:
+    """A claim pinned to the departing node that its policy recreates on the new node."""
+
+    key: str  # namespace/name
+    size: str  # spec.resources.requests.storage, a Kubernetes quantity
+    pods: tuple[str, ...] = ()  # the pods using it (namespace-qualified by the claim's namespace)
+
+
+@dataclass(frozen=True)
+class CapacityFacts:
+    """What PVC recovery would move onto the new node (read-only). ``error`` set: not observed."""
+
+    old_node: str
+    error: str | None = None
+    claims: tuple[MovingClaim, ...] = ()
+    new_node_registered: bool = False
+    allocatable_pods: int | None = None  # the new Node's status.allocatable.pods
+    running_pods: int = 0  # pods bound to the new Node and not finished
+
+
+@dataclass(frozen=True)
 class PreflightFacts:
     target: Target
     new_host: HostProbe | None  # None: the distribution reaches hosts through its operator (kubean, openshift)
@@ -147,6 +180,7 @@ class PreflightFacts:
     kubean: KubeanFacts | None = None
     openshift: OpenshiftFacts | None = None
     k3s_config: CriticalRead | None = None  # (k3s) None: not read
+    capacity: CapacityFacts | None = None  # None: no departing node known (adoption, surge, in-place rebuild)
 
 
 @dataclass(frozen=True)
@@ -268,6 +302,31 @@ def parse_listening(text: str) -> tuple[int, ...]:
 def major_minor(version: str) -> str | None:
     match = re.match(r"^v?(\d+)\.(\d+)", version.strip())
     return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
+_SUFFIX = {None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
+           "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+           "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+           "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60}
+
+
+def parse_quantity(text: str) -> int | None:
+    """A Kubernetes quantity as whole bytes, exactly, rounded up as ``Quantity.Value()`` does
+    (kubernetes/apimachinery pkg/api/resource/quantity.go: ``<number><suffix>``, binary Ki..Ei,
+    decimal m, k..E, or an exponent e/E). None for what the API would reject (or a negative size)."""
+    match = _QUANTITY.fullmatch(text.strip()) if text else None
+    if match is None:
+        return None
+    number, suffix = match.groups()
+    try:
+        scale = (Decimal(10) ** int(suffix[1:])) if suffix and len(suffix) > 1 and suffix[0] in "eE" else _SUFFIX[suffix]
+        value = Decimal(number) * scale
+    except (InvalidOperation, KeyError):
+        return None
+    if value < 0:
+        return None
+    return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
 def _seconds(value: float) -> str:
@@ -484,6 +543,49 @@ def _snapshot(f: PreflightFacts, limits: Limits) -> Finding:
                    f"writable, {_gib(f.snapshot_free_bytes)} free", rule)
 
 
+def _capacity(f: PreflightFacts) -> list[Finding]:
+    """The claims PVC recovery will move from the departing node fit on the new host (disk, pods)."""
+    c, t = f.capacity, f.target
+    if c is None:
+        return []
+    rule = (f"the new host {t.name} must hold the claims pinned to the departing node {c.old_node} that the "
+            f"policies recreate: free disk at the local-path directory >= their requested sizes, and (once "
+            f"registered) allocatable pods >= running pods + the moving pods")
+    if c.error is not None:
+        return [Finding("pvc-capacity", t.ip, False, f"claims on {c.old_node} unobserved: {c.error}", rule)]
+    if not c.claims:
+        return [Finding("pvc-capacity", t.ip, True, f"no claim on {c.old_node} to recreate", rule)]
+    sizes = [(m, parse_quantity(m.size)) for m in c.claims]
+    listed = ", ".join(f"{m.key} {m.size}" for m in c.claims)
+    problems, notes = [], []
+    bad = [m for m, n in sizes if n is None]
+    if bad:
+        problems.append("unreadable size: " + ", ".join(f"{m.key} {m.size!r}" for m in bad))
+    need = sum(n for _, n in sizes if n is not None)
+    probe = f.new_host
+    free = probe.local_path_free_bytes if probe is not None else None
+    where = (probe.local_path_dir if probe is not None else None) or LOCAL_PATH_DIR
+    if probe is None:
+        notes.append(f"disk check skipped: {t.distribution} reaches its hosts through its operator, not over SSH")
+    elif free is None:
+        problems.append(f"free space at {LOCAL_PATH_DIR} unobserved")
+    elif free < need:
+        problems.append(f"{_gib(need)} ({need} bytes) needed but {_gib(free)} ({free} bytes) free at {where}")
+    else:
+        notes.append(f"{_gib(need)} needed, {_gib(free)} free at {where}")
+    moving = len({p for m in c.claims for p in m.pods})
+    if not c.new_node_registered:
+        notes.append(f"pod check skipped: {t.name} not registered yet (normal before the join)")
+    elif c.allocatable_pods is None:
+        problems.append(f"{t.name} reports no allocatable pods")
+    elif c.allocatable_pods < c.running_pods + moving:
+        problems.append(f"{t.name} allocatable pods {c.allocatable_pods} < {c.running_pods} running + {moving} moving")
+    else:
+        notes.append(f"pods {c.running_pods} running + {moving} moving <= {c.allocatable_pods} allocatable")
+    value = f"from {c.old_node}: {listed}; " + "; ".join(problems + notes)
+    return [Finding("pvc-capacity", t.ip, not problems, value, rule)]
+
+
 K3S_CONFIG_RULE = ("the join copies the cluster-critical k3s server flags into config.yaml: they must be read from "
                    "a survivor (GET /v1-k3s/config through the VIP with the cluster token, as k3s does)")
 
@@ -524,6 +626,8 @@ def decide_preflight(*, facts: PreflightFacts, limits: Limits) -> PreflightResul
         findings += _ports(facts)
         findings.append(_disk(facts, limits))
         findings += _clock(facts, limits)
+    if facts.new_host is None or facts.new_host.error is None:
+        findings += _capacity(facts)
     findings.append(_cert(facts, limits))
     findings.append(_snapshot(facts, limits))
     read = facts.k3s_config

@@ -198,7 +198,8 @@ def _preflight_update(model: StackModel, text: str) -> str:
     return text + ("; printf '%s\\n' \"${PULUMI_COMMAND_STDOUT:-}\"" if model.distro.preflight.critical_config else "")
 
 
-def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]) -> CommandSpec:
+def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...],
+               departed: str | None = None) -> CommandSpec:
     """Runs first, as a create the leave depends on. The engine registers a resource only once its
     ``depends_on`` resources' steps completed (pulumi SDK runtime/resource.py awaits each
     dependency's URN, resolved by the RegisterResource answer, which the engine sends after the step:
@@ -217,7 +218,7 @@ def _preflight(model: StackModel, member: Member, rest: tuple[SlotResource, ...]
     update = _preflight_update(model, record(member, "preflight passed earlier"))
     return CommandSpec(
         name=f"{member.slot}-preflight", action=Action.PREFLIGHT, runs_on=RunsOn("local", "operator"),
-        create=render_preflight(model=model, member=member, worst_case_s=worst),
+        create=render_preflight(model=model, member=member, worst_case_s=worst, old_node=departed),
         update=update, delete=None, triggers=member.host.triggers(),
         secret_env=LOCAL_SECRET_ENV + SSH_KEY_ENV + (GLOBAL_KUBECONFIG_ENV if model.distro.global_cluster else ())
         + (K3S_TOKEN_ENV if k3s else ()),
@@ -266,7 +267,7 @@ def slot_commands(*, model: StackModel, member: Member, surge_from: Host | None 
     ``surge_from``: the departing host when this slot is swapped by surge (the surge form).
     ``departed``: the Node the slot's host replaced (``departed_nodes``), whose claims PVC recovery takes."""
     rest = _slot_resources(model=model, member=member, departed=departed)
-    specs = (_preflight(model, member, rest), *rest)
+    specs = (_preflight(model, member, rest, departed), *rest)
     if surge_from is not None:
         specs = _surge_form(model, member, surge_from, specs)
     if model.destroy_mode == "release":

@@ -5,13 +5,14 @@
   stack's user, port and key (``$CPSWAP_SSH_KEY_DATA``, written to a 0600 file removed at once),
   batch mode, a short connect timeout. The probe is a read-only shell script on stdin: hostname,
   addresses, ``/proc/net/tcp{,6}``, free space under /var/lib, the clock, ``k3s --version``,
-  ``kubeadm version -o short``, ``kubelet --version`` and, on the VIP holder, the ocboot
+  ``kubeadm version -o short``, ``kubelet --version``, free space at the local-path directory and, on the VIP holder, the ocboot
   checkout's VERSION and (ocboot) one nested SSH to the new host the way ocboot's ansible goes
   there: the holder's own keys, ``<ssh user>@<new ip>`` port 22, batch mode, host keys neither
   checked nor recorded (``UserKnownHostsFile=/dev/null``). It writes nothing.
 - Kubernetes through the VIP (``$CPSWAP_KUBECONFIG_DATA``): the Nodes (is the new host one
   already; the Ready control-plane Nodes' kubeletVersion and InternalIP), then each of those
-  survivors is probed over SSH too (its clock); (kubeadm) kube-system/kubeadm-config's
+  survivors is probed over SSH too (its clock); on a swap (``old_node``) the claims pinned to the
+  departing node that PVC recovery would recreate, and the new Node's allocatable and running pods; (kubeadm) kube-system/kubeadm-config's
   kubernetesVersion; (openshift) the control-plane Machines and controlplanemachinesets/cluster;
   (kubean, ``$CPSWAP_GLOBAL_KUBECONFIG_DATA``) the Cluster, its ConfigMaps, the operator
   Deployment and the cluster's newest ClusterOperation.
@@ -63,6 +64,9 @@ def probe_script(*, ocboot_workdir: str | None = None, onward: tuple[str, str] |
         "echo \"disk=$(df -Pk /var/lib 2>/dev/null | awk 'NR==2{print $4}')\"",
         "echo \"k3s=$(command -v k3s >/dev/null 2>&1 && k3s --version 2>/dev/null | head -n1)\"",
         "echo \"kubeadm=$(command -v kubeadm >/dev/null 2>&1 && kubeadm version -o short 2>/dev/null | head -n1)\"",
+        # the nearest existing parent of the local-path directory (a fresh host has none yet); dirname ends at /
+        f"d={quote(pf.LOCAL_PATH_DIR)}; n=0; while [ ! -d \"$d\" ] && [ $n -lt 64 ]; do d=$(dirname \"$d\"); "
+        "n=$((n+1)); done; echo \"localpath=$d $(df -Pk \"$d\" 2>/dev/null | awk 'NR==2{print $4}')\"",
         "echo \"kubelet=$(command -v kubelet >/dev/null 2>&1 && kubelet --version 2>/dev/null | head -n1)\"",
     ]
     if ocboot_workdir is not None:
@@ -87,6 +91,8 @@ def parse_probe(*, address: str, text: str, started: float, ended: float) -> pf.
     except ValueError:
         offset = None
     disk = values.get("disk", "").strip()
+    local = values.get("localpath", "").split()
+    local_free = int(local[1]) * 1024 if len(local) == 2 and local[1].isdigit() else None
     onward = None
     if "onward_rc" in values:
         text_onward = values.get("onward", "").strip()
@@ -103,7 +109,8 @@ def parse_probe(*, address: str, text: str, started: float, ended: float) -> pf.
         clock_uncertainty_s=(ended - started) / 2, k3s_version=pf.parse_k3s_version(values.get("k3s", "")),
         ocboot_version=values.get("ocboot", "").strip() if "ocboot" in values else None,
         kubeadm_version=pf.parse_kubeadm_version(values.get("kubeadm", "")),
-        kubelet_version=pf.parse_kubelet_version(values.get("kubelet", "")), onward=onward)
+        kubelet_version=pf.parse_kubelet_version(values.get("kubelet", "")), onward=onward,
+        local_path_free_bytes=local_free, local_path_dir=local[0] if local else None)
 
 
 def probe_host(*, address: str, ssh: SshAccess, ocboot_workdir: str | None = None,
@@ -256,6 +263,44 @@ def observe_machines(*, namespace: str, timeout_s: float) -> pf.OpenshiftFacts:
     return pf.OpenshiftFacts(cpms=cpms, machines=facts)
 
 
+def observe_capacity(*, target: pf.Target, old_node: str, policy_json: str | None,
+                     timeout_s: float) -> pf.CapacityFacts:
+    """What PVC recovery would move from ``old_node`` onto the new host, observed as recovery observes
+    it (cpswap.executors.kube.claims_on: PVs pinned by local-path nodeAffinity or the selected-node
+    annotation; cpswap.core.recovery.plan_claim_actions with the stack's policies): the claims whose
+    policy is recreate, their sizes and pods; and the new Node's allocatable and running pods."""
+    import json
+
+    from cpswap.core.recovery import parse_pvc_recovery, plan_claim_actions
+    from cpswap.executors import kube
+
+    try:
+        policies, problems = parse_pvc_recovery(json.loads(policy_json) if policy_json else {},
+                                                field="--policy-json")
+    except json.JSONDecodeError as exc:
+        return pf.CapacityFacts(old_node=old_node, error=f"--policy-json unreadable: {exc.msg}")
+    if problems:
+        return pf.CapacityFacts(old_node=old_node, error="; ".join(v.rule for v in problems)[:300])
+    try:
+        with kube.connect(timeout=timeout_s) as api:
+            claims = kube.claims_on(api, nodes={old_node})
+            node = kube.read_node(api, target.name)
+            running = (sum(1 for p in kube.all_pods(api) if p.spec and p.spec.node_name == target.name
+                           and (p.status.phase if p.status else None) not in ("Succeeded", "Failed"))
+                       if node is not None else 0)
+    except Exception as exc:  # noqa: BLE001 - any client failure: unobserved, with the reason
+        return pf.CapacityFacts(old_node=old_node, error=_failure(exc))
+    # a claim without a policy is recovery's refusal (it stops there, nothing moves); only recreates move
+    actions, _ = plan_claim_actions(claims=claims, policies=policies, node=old_node)
+    recreate = {f"{a.namespace}/{a.name}" for a in actions if a.policy == "recreate"}
+    moving = tuple(pf.MovingClaim(key=c.key, size=c.size, pods=tuple(f"{c.namespace}/{p}" for p in c.pods))
+                   for c in claims if c.key in recreate)
+    allocatable = ((node.status.allocatable or {}).get("pods") if node is not None and node.status else None)
+    pods = pf.parse_quantity(str(allocatable)) if allocatable is not None else None
+    return pf.CapacityFacts(old_node=old_node, claims=moving, new_node_registered=node is not None,
+                            allocatable_pods=pods, running_pods=running)
+
+
 def certificate_remaining(now: float) -> tuple[float | None, str | None]:
     text = os.environ.get("CPSWAP_ETCD_CERT_DATA")
     if not text:
@@ -284,7 +329,8 @@ MAX_SURVIVOR_PROBES = 8  # a control plane has 3, 5 or 7 members
 
 def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: float = 10.0,
            kubean_namespace: str = "kubean-system",
-           machine_namespace: str = "openshift-machine-api") -> pf.PreflightFacts:
+           machine_namespace: str = "openshift-machine-api", old_node: str | None = None,
+           policy_json: str | None = None) -> pf.PreflightFacts:
     """The probes of the new host, the VIP holder and the APIs run concurrently (each bounded); the
     survivors the API names are probed in a second concurrent round (their clocks), so the
     preflight costs two rounds of waiting."""
@@ -295,7 +341,7 @@ def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: f
     needs = registry.get(target.distribution).preflight
     workdir = target.ocboot_workdir if needs.ocboot_checkout else None
     onward = (ssh.user, target.ip) if needs.join_from_vip else None
-    with ThreadPoolExecutor(max_workers=5 + MAX_SURVIVOR_PROBES) as pool:
+    with ThreadPoolExecutor(max_workers=7 + MAX_SURVIVOR_PROBES) as pool:
         new_future = pool.submit(probe_host, address=target.ip, ssh=ssh) if pf.needs_ssh(target.distribution) else None
         vip_future = (pool.submit(probe_host, address=target.vip, ssh=ssh, ocboot_workdir=workdir, onward=onward)
                       if pf.needs_vip_ssh(target.distribution) else None)
@@ -307,6 +353,8 @@ def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: f
         k3s_future = (pool.submit(read_critical, server=target.k3s_server or f"https://{target.vip}:6443",
                                   token=os.environ.get("CPSWAP_K3S_TOKEN_DATA"))
                       if pf.needs_critical_config(target.distribution) else None)
+        capacity_future = (pool.submit(observe_capacity, target=target, old_node=old_node, policy_json=policy_json,
+                                       timeout_s=timeout_s) if old_node else None)
         remaining, cert_error = certificate_remaining(time.time())
         free, snapshot_error = snapshot_room(snapshot_dir)
         kube_facts = kube_future.result()
@@ -319,10 +367,11 @@ def gather(*, target: pf.Target, ssh: SshAccess, snapshot_dir: str, timeout_s: f
         kubean = kubean_future.result() if kubean_future else None
         machines = machines_future.result() if machines_future else None
         k3s_config = k3s_future.result() if k3s_future else None
+        capacity = capacity_future.result() if capacity_future else None
     return pf.PreflightFacts(target=target, new_host=new_host, vip_host=vip_host, api_error=kube_facts.error,
                              already_member=kube_facts.already_member, survivor_versions=kube_facts.survivor_versions,
                              cert_remaining_s=remaining, cert_error=cert_error, snapshot_dir=snapshot_dir,
                              snapshot_error=snapshot_error, snapshot_free_bytes=free, survivors=survivors,
                              control_plane_version=kube_facts.control_plane_version,
                              control_plane_error=kube_facts.control_plane_error, kubean=kubean, openshift=machines,
-                             k3s_config=k3s_config)
+                             k3s_config=k3s_config, capacity=capacity)

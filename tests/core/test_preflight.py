@@ -245,3 +245,96 @@ def test_the_preflight_is_every_slots_first_resource_and_the_leave_follows():
     assert pf.target_for(model=model, member=model.members[0]) == pf.Target(
         slot="cp1", distribution="k3s", name="n1", ip="10.9.0.1", vip="10.9.0.100",
         k3s_server="https://10.9.0.100:6443")
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("1Ti", 2 ** 40), ("1Gi", 2 ** 30), ("20Mi", 20 * 2 ** 20), ("512Ki", 512 * 1024), ("1Pi", 2 ** 50),
+    ("20G", 20 * 10 ** 9), ("1T", 10 ** 12), ("5M", 5 * 10 ** 6), ("3k", 3000), ("1E", 10 ** 18),
+    ("1073741824", 2 ** 30), ("0", 0), ("1.5Gi", 3 * 2 ** 29), ("0.5k", 500), ("1e3", 1000), ("2E3", 2000),
+    ("1500m", 2),  # fractional bytes round up, as Quantity.Value()
+    ("+1Ki", 1024), (".5Ki", 512),
+    ("", None), ("1TB", None), ("1 Gi", None), ("Gi", None), ("-1Gi", None), ("1gi", None), ("1K", None),
+    ("1.2.3", None), ("?", None),
+])
+def test_parse_quantity_is_exact(text, size):
+    assert pf.parse_quantity(text) == size
+
+
+MOVING = (pf.MovingClaim(key="onecloud-minio/export-minio-1", size="1Ti", pods=("onecloud-minio/minio-1",)),
+          pf.MovingClaim(key="onecloud/default-victoria-metrics", size="20G", pods=("onecloud/vm-abc",)))
+NEED = 2 ** 40 + 20 * 10 ** 9
+ROOMY = replace(GOOD_HOST, local_path_free_bytes=NEED, local_path_dir="/opt")
+
+
+def capacity_finding(facts: pf.PreflightFacts) -> pf.Finding | None:
+    found = [f for f in pf.decide_preflight(facts=facts, limits=LIMITS).findings if f.check == "pvc-capacity"]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize(("facts", "ok", "says"), [
+    # no departing node known (adoption, surge): no check
+    (GOOD, None, ()),
+    # exactly enough disk; the new Node not registered yet: the pod check is skipped and says so
+    (replace(GOOD, new_host=ROOMY, capacity=pf.CapacityFacts(old_node="old-1", claims=MOVING)), True,
+     ("pod check skipped: new-1 not registered yet", "free at /opt")),
+    # one byte short: names the node, the claims, their sizes and the free space
+    (replace(GOOD, new_host=replace(ROOMY, local_path_free_bytes=NEED - 1),
+             capacity=pf.CapacityFacts(old_node="old-1", claims=MOVING)), False,
+     ("from old-1", "onecloud-minio/export-minio-1 1Ti", "onecloud/default-victoria-metrics 20G",
+      f"({NEED} bytes) needed", f"({NEED - 1} bytes) free at /opt")),
+    # registered: allocatable pods must hold the running ones plus the moving ones
+    (replace(GOOD, new_host=ROOMY, capacity=pf.CapacityFacts(old_node="old-1", claims=MOVING, new_node_registered=True,
+                                                             allocatable_pods=10, running_pods=8)), True,
+     ("pods 8 running + 2 moving <= 10 allocatable",)),
+    (replace(GOOD, new_host=ROOMY, capacity=pf.CapacityFacts(old_node="old-1", claims=MOVING, new_node_registered=True,
+                                                             allocatable_pods=10, running_pods=9)), False,
+     ("new-1 allocatable pods 10 < 9 running + 2 moving",)),
+    (replace(GOOD, new_host=ROOMY, capacity=pf.CapacityFacts(old_node="old-1", claims=MOVING, new_node_registered=True)),
+     False, ("new-1 reports no allocatable pods",)),
+    # the free space could not be read, or a size is unreadable: not shown safe
+    (replace(GOOD, capacity=pf.CapacityFacts(old_node="old-1", claims=MOVING)), False,
+     ("free space at /opt/local-path-provisioner unobserved",)),
+    (replace(GOOD, new_host=ROOMY, capacity=pf.CapacityFacts(
+        old_node="old-1", claims=(pf.MovingClaim(key="a/b", size="1TB"),))), False, ("unreadable size: a/b '1TB'",)),
+    (replace(GOOD, capacity=pf.CapacityFacts(old_node="old-1", error="Forbidden")), False,
+     ("claims on old-1 unobserved: Forbidden",)),
+    # nothing to move passes whatever the disk
+    (replace(GOOD, capacity=pf.CapacityFacts(old_node="old-1")), True, ("no claim on old-1 to recreate",)),
+    # kubean reaches hosts through its operator: the disk is not probed, and the finding says so
+    (replace(KUBEAN, capacity=pf.CapacityFacts(old_node="old-1", claims=MOVING)), True,
+     ("disk check skipped: kubean reaches its hosts through its operator",)),
+])
+def test_pvc_capacity_on_the_new_host(facts, ok, says):
+    finding = capacity_finding(facts)
+    if ok is None:
+        assert finding is None
+        return
+    assert finding is not None and finding.ok is ok and finding.host == "10.9.0.4", finding
+    for text in says:
+        assert text in finding.value, (text, finding.value)
+    assert "departing node old-1" in finding.rule
+
+
+def test_parse_probe_reads_the_local_path_free_space():
+    text = "hostname=new-1\nlocalpath=/opt 1048576\n--- tcp\n"
+    probe = ex_parse(text)
+    assert (probe.local_path_dir, probe.local_path_free_bytes) == ("/opt", 1024 ** 3)
+    assert ex_parse("hostname=new-1\nlocalpath=/opt \n--- tcp\n").local_path_free_bytes is None
+
+
+def ex_parse(text: str) -> pf.HostProbe:
+    from cpswap.executors.preflight import parse_probe
+
+    return parse_probe(address="10.9.0.4", text=text, started=0.0, ended=0.0)
+
+
+def test_a_swap_preflight_carries_the_departing_node_and_the_policies():
+    config = {"distribution": "k3s", "controlPlaneEndpoint": "10.9.0.100:6443",
+              "members": {f"cp{i}": {"name": f"n{i}", "ip": f"10.9.0.{i}"} for i in (1, 2, 3)},
+              "pvcRecovery": {"onecloud-minio": {"policy": "recreate", "dataClass": "replicated", "order": 1}}}
+    model = parse_stack_config(config, stack="t")
+    member = model.members[0]
+    swap = slot_commands(model=model, member=member, departed="old-cp1")[0].create
+    assert "--old-node old-cp1 --policy-json" in swap and "onecloud-minio" in swap
+    assert "--old-node" not in slot_commands(model=model, member=member)[0].create  # adoption: no departing node

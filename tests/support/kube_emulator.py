@@ -510,9 +510,12 @@ def set_node_ready(core: client.CoreV1Api, name: str, ready: bool) -> None:
 
 
 def seed_004(core: client.CoreV1Api, apps: client.AppsV1Api, *, max_pods: int = 110, ips: dict[str, str] | None = None,
-             dead_ready: bool = False, with_new_node: bool = True) -> None:
+             dead_ready: bool = False, with_new_node: bool = True, export_size: str = "1Ti",
+             metrics_size: str = "20G") -> None:
     """Seed 004's cluster. ``ips`` maps node names to addresses (the twin passes its own; the
-    defaults are the seed's and are never contacted: the emulator only stores them)."""
+    defaults are the seed's and are never contacted: the emulator only stores them). ``export_size``
+    and ``metrics_size``: the claims' requested sizes (the seed's 1Ti and 20G; the twin declares sizes
+    its hosts' shared disk holds, as the preflight's pvc-capacity check measures it)."""
     ips = {**SEED_IPS, **(ips or {})}
     dead, n2, n3, new = "lzx-ha-env", "lzx-ha-env-2", "lzx-ha-env-3", "lzx-test-add-node"
     core.create_node(_node(dead, ips[dead], ready=dead_ready, max_pods=max_pods))
@@ -530,11 +533,11 @@ def seed_004(core: client.CoreV1Api, apps: client.AppsV1Api, *, max_pods: int = 
                 volume_claim_templates=[client.V1PersistentVolumeClaim(
                     metadata=_meta("export"), spec=client.V1PersistentVolumeClaimSpec(
                         access_modes=["ReadWriteOnce"], storage_class_name="local-path",
-                        resources=client.V1VolumeResourceRequirements(requests={"storage": "1Ti"})))])))
+                        resources=client.V1VolumeResourceRequirements(requests={"storage": export_size})))])))
         for i, node in enumerate(placement):
-            _bound_claim(core, ns, f"export-{sts}-{i}", node, "1Ti")
+            _bound_claim(core, ns, f"export-{sts}-{i}", node, export_size)
             _sts_pod(core, ns, sts, i, node, "export")
-    _bound_claim(core, "onecloud", "default-victoria-metrics", dead, "20G")
+    _bound_claim(core, "onecloud", "default-victoria-metrics", dead, metrics_size)
     apps.create_namespaced_deployment("onecloud", _deployment("default-victoria-metrics", "onecloud",
                                                               claim="default-victoria-metrics"))
     core.create_namespaced_pod("onecloud", client.V1Pod(

@@ -10,10 +10,12 @@ from shlex import quote
 
 from cpswap.core.model import Member, StackModel
 from cpswap.core.renderers.executor import CPSWAP
+from cpswap.core.renderers.kube import policy_json
 
 
-def render_preflight(*, model: StackModel, member: Member, worst_case_s: int) -> str:
-    """``cpswap preflight`` for ``member``: exits 1 with every failed check, before any leave runs."""
+def render_preflight(*, model: StackModel, member: Member, worst_case_s: int, old_node: str | None = None) -> str:
+    """``cpswap preflight`` for ``member``: exits 1 with every failed check, before any leave runs.
+    ``old_node``: the Node the slot's host replaces (a swap): its claims must fit on the new host."""
     parts = [f"{CPSWAP} preflight --distribution {quote(model.distribution)} --slot {quote(member.slot)}",
              f"--node {quote(member.host.name)} --ip {quote(member.host.ip)} --vip {quote(model.endpoint.host)}",
              f"--ssh-user {quote(model.ssh.user)} --ssh-port {model.ssh.port}"]
@@ -26,5 +28,7 @@ def render_preflight(*, model: StackModel, member: Member, worst_case_s: int) ->
                      f"--kubean-namespace {quote(model.kubean.namespace)}")
     if model.openshift is not None:
         parts.append(f"--machine-namespace {quote(model.openshift.machine_namespace)}")
+    if old_node:
+        parts.append(f"--old-node {quote(old_node)} --policy-json {quote(policy_json(model.pvc_policies))}")
     parts.append(f"{model.etcd.snapshot_flag().strip()} --worst-case {worst_case_s}".strip())
     return " ".join(parts)

@@ -116,7 +116,7 @@ class Twin:
             twin._bootstrap_etcd(members)
             if seed_workloads:
                 seed_004(emulator.core, emulator.apps, ips={n: net.hosts[n].ip for n in net.hosts},
-                         dead_ready=True, with_new_node=False)
+                         dead_ready=True, with_new_node=False, export_size="1Gi", metrics_size="200M")
             else:
                 from tests.support.kube_emulator import register_node
                 for name in members:
