@@ -304,8 +304,8 @@ def major_minor(version: str) -> str | None:
     return f"{match.group(1)}.{match.group(2)}" if match else None
 
 
-_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
-_SUFFIX = {None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
+_SUFFIX = {None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
            "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
            "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
            "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60}
@@ -313,8 +313,9 @@ _SUFFIX = {None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": 
 
 def parse_quantity(text: str) -> int | None:
     """A Kubernetes quantity as whole bytes, exactly, rounded up as ``Quantity.Value()`` does
-    (kubernetes/apimachinery pkg/api/resource/quantity.go: ``<number><suffix>``, binary Ki..Ei,
-    decimal m, k..E, or an exponent e/E). None for what the API would reject (or a negative size)."""
+    (kubernetes/apimachinery eed236ceee2c19c2753a3d93ac0631dc20750454 pkg/api/resource/quantity.go
+    ``splitREString``, suffix.go: ``<number><suffix>``, binary Ki..Ei, decimal n, u, m, k..E, or an
+    exponent e/E; ``Value()`` rounds up). None for what the API would reject (or a negative size)."""
     match = _QUANTITY.fullmatch(text.strip()) if text else None
     if match is None:
         return None

@@ -252,7 +252,7 @@ def test_the_preflight_is_every_slots_first_resource_and_the_leave_follows():
     ("20G", 20 * 10 ** 9), ("1T", 10 ** 12), ("5M", 5 * 10 ** 6), ("3k", 3000), ("1E", 10 ** 18),
     ("1073741824", 2 ** 30), ("0", 0), ("1.5Gi", 3 * 2 ** 29), ("0.5k", 500), ("1e3", 1000), ("2E3", 2000),
     ("1500m", 2),  # fractional bytes round up, as Quantity.Value()
-    ("+1Ki", 1024), (".5Ki", 512),
+    ("+1Ki", 1024), (".5Ki", 512), ("1n", 1), ("2000000u", 2),
     ("", None), ("1TB", None), ("1 Gi", None), ("Gi", None), ("-1Gi", None), ("1gi", None), ("1K", None),
     ("1.2.3", None), ("?", None),
 ])
