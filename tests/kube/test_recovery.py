@@ -83,17 +83,28 @@ class Interrupt(Exception):
 @pytest.mark.parametrize("stop_at", ["cordoned", "stuck on", "export-monitor-minio-1: recreated",
                                      "recover onecloud/default-victoria-metrics: PVC"])
 def test_recovery_interrupted_then_rerun_converges(cluster, tmp_path, stop_at):
-    emu, _ = cluster
+    emu, controllers = cluster
     before = placement(emu)
     ex.delete_node(emu.api, name=DEAD, drain_first=True, drain_timeout_s=30, progress=print, lock=UNLOCKED)
+    raced: list[str] = []
+    if stop_at == "stuck on":
+        # kubernetes#74374 made certain, not left to the controllers' timing: they are held until the first
+        # claim is terminating with its pod gone, then one pass runs (it lets the claim go and, from the same
+        # listing, recreates the pod without it: the pod waits on 'persistentvolumeclaim ... not found')
+        controllers.hold()
 
     def progress(line: str) -> None:
         print(line)
+        if stop_at == "stuck on" and not raced and "PVC terminating" in line:
+            raced.append(line)
+            controllers.reconcile()
+            controllers.paused.clear()
         if stop_at in line:
             raise Interrupt(line)
 
     with pytest.raises(Interrupt):
         recover(emu, tmp_path, progress=progress)
+    assert raced or stop_at != "stuck on"
     nodes = {n.metadata.name: n for n in emu.core.list_node().items}
     assert not any(ex.CORDON_MARK in (n.metadata.annotations or {}) for n in nodes.values()), "left cordoned"
     recover(emu, tmp_path)

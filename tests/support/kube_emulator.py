@@ -178,6 +178,7 @@ class ReconcileLoop:
         self.paused = threading.Event()
         self.errors: list[str] = []
         self.ticks = 0
+        self._in_pass = threading.Lock()  # held for the length of one pass (hold() waits for it)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"twin-{self.name or 'controllers'}")
 
     def start(self) -> ReconcileLoop:
@@ -196,7 +197,8 @@ class ReconcileLoop:
         while not self._stop.is_set() and time.monotonic() < end:
             if not self.paused.is_set():
                 try:
-                    self.reconcile()
+                    with self._in_pass:
+                        self.reconcile()
                 except ApiException as exc:  # conflicts with the code under test are normal; retry next tick
                     if exc.status not in (404, 409):
                         self.errors.append(f"{prefix}{exc.status} {exc.reason}")
@@ -204,6 +206,14 @@ class ReconcileLoop:
                     self.errors.append(f"{prefix}{type(exc).__name__}: {exc}")
                 self.ticks += 1
             self._stop.wait(self._tick)
+
+    def hold(self, *, timeout_s: float = 60) -> None:
+        """Pause, and return only once no pass is running: from then on nothing changes until
+        ``.paused`` is cleared (a test may run ``reconcile()`` itself, one deterministic pass)."""
+        self.paused.set()
+        if not self._in_pass.acquire(timeout=timeout_s):
+            raise RuntimeError(f"{self.name or 'controllers'}: a pass did not end within {timeout_s:.0f} s")
+        self._in_pass.release()
 
     def settle(self, passes: int = 2, *, timeout_s: float = 30) -> None:
         """Wait until ``passes`` more full passes have run (bounded)."""
