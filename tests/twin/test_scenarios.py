@@ -43,15 +43,26 @@ class Sampler:
 
     def _tolerance(self, conn) -> tuple[int, int]:
         """A voter whose probe fails is probed once more with a 5 s bound before it counts as down (a
-        loaded machine's slow answer is not a failed member); the down ones are kept in ``down``."""
-        voters = [m for m in ex.member_list(conn) if not m.is_learner]
+        loaded machine's slow answer is not a failed member); the down ones are kept in ``down``. When
+        a voter is found down, the member list is read again: if the membership changed meanwhile (a
+        removed member's etcd stops as soon as it learns of its removal, possibly between this sample's
+        list and its probe), the sample is taken again against the new list (at most 3 times), so a
+        member counts as down only while it is still a voter."""
         patient = self.twin.etcd_connection(timeout=5)
 
         def up(m) -> bool:
             return bool(m.client_urls) and (ex.endpoint_health(conn, m.client_urls[0]).healthy
                                             or ex.endpoint_health(patient, m.client_urls[0]).healthy)
 
-        down = [m.name for m in voters if not up(m)]
+        voters = [m for m in ex.member_list(conn) if not m.is_learner]
+        for _ in range(3):
+            down = [m.name for m in voters if not up(m)]
+            if not down:
+                break
+            again = [m for m in ex.member_list(conn) if not m.is_learner]
+            if sorted(m.name for m in again) == sorted(m.name for m in voters):
+                break
+            voters = again
         if down:
             self.down.append((time.monotonic(), len(voters), tuple(down)))
         return len(voters), len(voters) - len(down) - (len(voters) // 2 + 1)
